@@ -1,0 +1,61 @@
+"""The ``kdnas`` command: a thin layer that parses arguments and wires library parts together.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers) -> None``; the parser it adds sets ``func(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# Sub-command modules, in the order `kdnas --help` lists them.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "kdnas.cli.reproduce",
+)
+
+
+class UsageError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kdnas import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="kdnas",
+        description="Neural architecture search with low-fidelity evaluations and "
+        "knowledge distillation.",
+    )
+    parser.add_argument("--version", action="version", version=f"kdnas {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except (UsageError, FileNotFoundError, ValueError) as error:
+        print(f"kdnas {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kdnas {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Training losses: plain cross-entropy and the nine distillation methods of the paper.
+
+``build_loss(method, ...)`` is the one entry point; method names are the tabular benchmark's
+keys (see ``kdnas.core.METHODS``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from kdnas.core import METHODS, Taps
+from kdnas.distill.base import TrainingLoss
+
+__all__ = ["LOSS_CLASSES", "TrainingLoss", "build_loss"]
+
+#: method key -> "module:ClassName"; imported on first use so a method's extra code is only
+#: loaded when it is asked for.
+LOSS_CLASSES: dict[str, str] = {
+    "nokd": "kdnas.distill.logit:CrossEntropyLoss",
+    "kd": "kdnas.distill.logit:HintonKDLoss",
+    "hint": "kdnas.distill.hint:HintLoss",
+    "attention": "kdnas.distill.attention:AttentionTransferLoss",
+    "similarity": "kdnas.distill.similarity:SimilarityPreservingLoss",
+    "correlation": "kdnas.distill.correlation:CorrelationCongruenceLoss",
+    "vid": "kdnas.distill.vid:VIDLoss",
+    "pkt": "kdnas.distill.pkt:PKTLoss",
+    "nst": "kdnas.distill.nst:NSTLoss",
+    "crd": "kdnas.distill.crd:CRDLoss",
+}
+
+
+def build_loss(
+    method: str,
+    *,
+    student_probe: Taps,
+    teacher_probe: Taps | None,
+    num_classes: int,
+    n_train: int,
+    space: str | None = None,
+    hyperparameters: Mapping[str, float] | None = None,
+    labels: object | None = None,
+) -> TrainingLoss:
+    """Build the loss of ``method`` for one student.
+
+    Args:
+        method: a key of ``kdnas.core.METHODS``.
+        student_probe: the student's taps on a small probe batch (only shapes are read).
+        teacher_probe: the teacher's taps on the same batch, None for "nokd".
+        num_classes: number of classes K.
+        n_train: number of samples in the training subset (CRD's memory-bank size).
+        space: search-space name, used to pick the paper's per-space default weights.
+        hyperparameters: overrides of the method's defaults (e.g. {"beta": 100.0}).
+        labels: the training subset's labels as a 1-D tensor (CRD draws negatives by class).
+
+    Raises:
+        ValueError: unknown method (the message lists the valid ones) or hyperparameter.
+    """
+    if method not in LOSS_CLASSES:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    module_name, class_name = LOSS_CLASSES[method].split(":")
+    loss_class = getattr(importlib.import_module(module_name), class_name)
+    return loss_class.from_probe(
+        student_probe=student_probe,
+        teacher_probe=teacher_probe,
+        num_classes=num_classes,
+        n_train=n_train,
+        space=space,
+        hyperparameters=dict(hyperparameters or {}),
+        labels=labels,
+    )

@@ -1,0 +1,63 @@
+"""The interface every training loss implements, plain cross-entropy included.
+
+A loss sees the student's ``Taps`` and, for distillation methods, a *teacher summary*: the
+per-sample tensors it needs from the teacher, computed by ``teacher_summary`` from the
+teacher's taps. The split lets the trainer compute teacher summaries once per subset and
+reuse them for every student of a search (the shared teacher cache): a loss whose summary is
+compact (attention maps, logits, embeddings) never needs the teacher network at train time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from kdnas.core import Taps
+
+__all__ = ["TrainingLoss"]
+
+
+class TrainingLoss(nn.Module):
+    """Base class of the training losses.
+
+    Subclasses set ``name`` (the benchmark's method key), ``needs_teacher`` and implement
+    ``forward``; distillation methods also implement ``teacher_summary``. Trainable parts
+    (connectors, regressors, embedding heads) are sub-modules, so ``parameters()`` yields
+    them and the trainer optimises them with the student. Non-trainable state (memory banks)
+    lives in buffers.
+    """
+
+    name: str = ""
+    needs_teacher: bool = True
+    #: True when the summary of a sample depends on the other samples of its batch (SP's
+    #: batch similarity matrix); the cache then stores it per batch, not per sample.
+    summary_is_per_batch: bool = False
+
+    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+        """Per-sample teacher tensors this loss needs, first dimension B. No gradient.
+
+        The result must depend only on the teacher's taps for this batch, so that it can be
+        cached and reused across students that see the same batches.
+        """
+        raise NotImplementedError
+
+    def forward(
+        self,
+        student: Taps,
+        teacher: Mapping[str, torch.Tensor] | None,
+        labels: torch.Tensor,
+        indices: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Named loss terms of one batch; the key "total" holds the weighted sum to minimise.
+
+        Args:
+            student: the student's taps for the batch (B samples).
+            teacher: the teacher summary for the same batch, or None if ``needs_teacher`` is
+                False.
+            labels: B class indices.
+            indices: B positions of the samples within the training subset (0-based), which
+                CRD's memory banks need.
+        """
+        raise NotImplementedError
