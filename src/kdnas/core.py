@@ -111,7 +111,8 @@ class Architecture:
             data = json.loads(text)
             return cls(space=data["space"], genotype=data["genotype"])
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"not an architecture in JSON form: {text[:80]!r} ({error})") from None
+            message = f"not an architecture in JSON form: {text[:80]!r} ({error})"
+            raise ValueError(message) from None
 
     def key(self) -> str:
         """A stable identifier: the first 16 hex digits of SHA-256 of the canonical JSON."""
