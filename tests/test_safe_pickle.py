@@ -43,7 +43,7 @@ def test_truncated_and_garbage_files_give_one_line_errors(tmp_path: Path) -> Non
     assert "\n" not in str(error.value)
     garbage = tmp_path / "garbage.pickle"
     garbage.write_bytes(b"this is not a pickle at all")
-    with pytest.raises(UnsafePickleError, match="garbage.pickle"):
+    with pytest.raises(UnsafePickleError, match=r"garbage\.pickle"):
         load_plain_pickle(garbage)
 
 

@@ -44,7 +44,16 @@ def load_plain_pickle(path: str | Path) -> Any:
         return _PlainDataUnpickler(io.BytesIO(data)).load()
     except UnsafePickleError as error:
         raise UnsafePickleError(f"{path}: {error}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
-            KeyError, AttributeError, MemoryError, OverflowError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        MemoryError,
+        OverflowError,
+    ) as error:
         kind = "truncated" if isinstance(error, EOFError) else "corrupt"
         raise UnsafePickleError(f"{path}: {kind} or not a pickle ({error})") from None
