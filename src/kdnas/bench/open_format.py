@@ -96,6 +96,8 @@ def read_open_format(folder: str | os.PathLike[str]) -> TabularBenchmark:
     metadata = _read_metadata(folder / METADATA_FILE)
     builder = _TableBuilder(str(folder / ENTRIES_FILE))
     count = _read_entries(folder / ENTRIES_FILE, builder)
+    if count == 0:
+        raise builder.fail("", "holds no entries")
     expected = metadata.get("num_entries")
     if expected is not None and expected != count:
         raise builder.fail(
