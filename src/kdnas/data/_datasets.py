@@ -1,0 +1,352 @@
+"""Image datasets as uint8 tensors: CIFAR-10/100, image folders, and the embedded digits.
+
+Every loader returns a ``Dataset``: the official training and test images as ``N x C x H x W``
+uint8 tensors with int64 labels. No torchvision: CIFAR's python batches are read with a
+restricted unpickler (``kdnas.safe_pickle.load_array_pickle``), image folders with PIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdnas.safe_pickle import UnsafePickleError, load_array_pickle
+
+__all__ = [
+    "EMBEDDED_DATASETS",
+    "Dataset",
+    "DatasetError",
+    "ImageSet",
+    "load_cifar",
+    "load_dataset",
+    "load_digits",
+    "load_image_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Datasets that ship inside an installed package and so load offline on a fresh machine.
+EMBEDDED_DATASETS: tuple[str, ...] = ("digits",)
+
+#: Fixed seed and fraction of the digits' own test split (scikit-learn ships no split).
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+class DatasetError(ValueError):
+    """A dataset is missing, incomplete or corrupt; the message names what was expected where."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images with labels.
+
+    Args:
+        images: ``N x C x H x W`` uint8 tensor (pixel values 0-255).
+        labels: ``N`` int64 class indices in ``[0, num_classes)``.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(
+                f"images must be an N x C x H x W uint8 tensor, got {self.images.dtype} "
+                f"of shape {tuple(self.images.shape)}"
+            )
+        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
+            raise ValueError(
+                f"labels must be {self.images.shape[0]} int64 values, got {self.labels.dtype} "
+                f"of shape {tuple(self.labels.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A classification dataset with its official train/test split.
+
+    Args:
+        name: short identifier recorded with results ("cifar100", "digits", a folder name).
+        train: the official training images (validation and subsets are drawn from these).
+        test: the official test images.
+        num_classes: number of classes K.
+        flip_invariant: whether horizontal flips preserve the class (False for digits), so
+            that the training protocol's flip augmentation can be switched off where it hurts.
+    """
+
+    name: str
+    train: ImageSet
+    test: ImageSet
+    num_classes: int
+    flip_invariant: bool = True
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.train.images.shape[1:] != self.test.images.shape[1:]:
+            raise ValueError(
+                f"train and test images differ in shape: {tuple(self.train.images.shape[1:])} "
+                f"vs {tuple(self.test.images.shape[1:])}"
+            )
+        for part, images in (("train", self.train), ("test", self.test)):
+            if len(images) and int(images.labels.max()) >= self.num_classes:
+                raise ValueError(f"{part} labels exceed num_classes={self.num_classes}")
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.train.images.shape[1])
+
+    @property
+    def resolution(self) -> int:
+        """Side of the (square) images in pixels."""
+        return int(self.train.images.shape[2])
+
+
+def _image_set(images: np.ndarray, labels: np.ndarray | list[int]) -> ImageSet:
+    return ImageSet(
+        images=torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+        labels=torch.as_tensor(np.asarray(labels, dtype=np.int64)),
+    )
+
+
+# ---------------------------------------------------------------- CIFAR
+
+
+_CIFAR_LAYOUT = {
+    100: ("cifar-100-python", ("train",), ("test",), "fine_labels", "meta", "fine_label_names"),
+    10: (
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        "labels",
+        "batches.meta",
+        "label_names",
+    ),
+}
+
+
+def _cifar_batch(data: bytes, source: str, label_key: str) -> tuple[np.ndarray, list[int]]:
+    try:
+        batch = load_array_pickle(data, source)
+    except UnsafePickleError as error:
+        raise DatasetError(f"corrupt CIFAR batch: {error}") from None
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        raise DatasetError(f"{source}: not a CIFAR batch (expected keys 'data' and '{label_key}')")
+    images = np.asarray(batch["data"])
+    labels = list(batch[label_key])
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
+        raise DatasetError(
+            f"{source}: expected 'data' as N x 3072 uint8, got {images.dtype} {images.shape}"
+        )
+    if len(labels) != images.shape[0]:
+        raise DatasetError(f"{source}: {images.shape[0]} images but {len(labels)} labels")
+    return images.reshape(-1, 3, 32, 32), labels
+
+
+def _detect_variant(names: set[str]) -> int:
+    for variant, (_, train, test, *_rest) in _CIFAR_LAYOUT.items():
+        if set(train) | set(test) <= names:
+            return variant
+    raise DatasetError("")
+
+
+def load_cifar(path: str | Path) -> Dataset:
+    """Load CIFAR-100 or CIFAR-10 from the official python folder or its .tar.gz archive.
+
+    Accepts the ``cifar-100-python`` / ``cifar-10-batches-py`` folder itself, a folder that
+    contains it (the layout torchvision's download leaves), or the official archive
+    ``cifar-100-python.tar.gz`` / ``cifar-10-python.tar.gz``. The variant is detected from the
+    batch files present.
+
+    Raises:
+        DatasetError: the path holds neither layout, or a batch is corrupt.
+    """
+    path = Path(path)
+    expected = (
+        "a cifar-100-python folder (files 'train', 'test') or a cifar-10-batches-py folder "
+        "(data_batch_1..5, test_batch), or the official .tar.gz archive"
+    )
+    if path.is_file():
+        return _load_cifar_archive(path, expected)
+    if not path.is_dir():
+        raise DatasetError(f"dataset not found: {path} does not exist; expected {expected}")
+    for variant, (folder, *_rest) in _CIFAR_LAYOUT.items():
+        if (path / folder).is_dir():
+            return load_cifar(path / folder)
+        del variant
+    files = {p.name: p for p in path.iterdir() if p.is_file()}
+    try:
+        variant = _detect_variant(set(files))
+    except DatasetError:
+        raise DatasetError(f"{path}: incomplete CIFAR folder; expected {expected}") from None
+    return _assemble_cifar(variant, lambda name: files[name].read_bytes(), str(path))
+
+
+def _load_cifar_archive(path: Path, expected: str) -> Dataset:
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+            try:
+                variant = _detect_variant(set(members))
+            except DatasetError:
+                raise DatasetError(f"{path}: not a CIFAR archive; expected {expected}") from None
+
+            def read(name: str) -> bytes:
+                handle = archive.extractfile(members[name])
+                if handle is None:
+                    raise DatasetError(f"{path}: cannot read member {name}")
+                return handle.read()
+
+            return _assemble_cifar(variant, read, str(path))
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise DatasetError(f"{path}: corrupt archive ({error}); expected {expected}") from None
+
+
+def _assemble_cifar(variant: int, read: object, where: str) -> Dataset:
+    _, train_names, test_names, label_key, _, _ = _CIFAR_LAYOUT[variant]
+    sets = []
+    for names in (train_names, test_names):
+        parts = [_cifar_batch(read(n), f"{where}/{n}", label_key) for n in names]  # type: ignore[operator]
+        images = np.concatenate([p[0] for p in parts])
+        labels = [label for p in parts for label in p[1]]
+        sets.append(_image_set(images, labels))
+    logger.info("loaded CIFAR-%d from %s: %d train, %d test", variant, where, *map(len, sets))
+    return Dataset(name=f"cifar{variant}", train=sets[0], test=sets[1], num_classes=variant)
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def _read_class_folders(
+    root: Path, classes: list[str], resolution: int, channels: int
+) -> ImageSet:
+    from PIL import Image, UnidentifiedImageError
+
+    mode = "RGB" if channels == 3 else "L"
+    arrays: list[np.ndarray] = []
+    labels: list[int] = []
+    for label, name in enumerate(classes):
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() not in _IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as image:
+                    # Resize the shorter side, then centre-crop to a square.
+                    image = image.convert(mode)
+                    width, height = image.size
+                    scale = resolution / min(width, height)
+                    new = (
+                        max(resolution, round(width * scale)),
+                        max(resolution, round(height * scale)),
+                    )
+                    image = image.resize(new, Image.Resampling.BILINEAR)
+                    left = (new[0] - resolution) // 2
+                    top = (new[1] - resolution) // 2
+                    image = image.crop((left, top, left + resolution, top + resolution))
+                    array = np.asarray(image, dtype=np.uint8)
+            except (UnidentifiedImageError, OSError) as error:
+                raise DatasetError(f"{file}: unreadable image ({error})") from None
+            arrays.append(array.reshape(resolution, resolution, channels).transpose(2, 0, 1))
+            labels.append(label)
+    if not arrays:
+        raise DatasetError(f"{root}: no images found in its class sub-folders")
+    return _image_set(np.stack(arrays), labels)
+
+
+def load_image_folder(
+    root: str | Path,
+    resolution: int = 32,
+    channels: int = 3,
+    test_names: tuple[str, ...] = ("test", "val", "valid", "validation"),
+) -> Dataset:
+    """Load an ImageNet-style folder: ``root/train/<class>/*.jpg`` and ``root/test/<class>/...``.
+
+    Class indices follow the sorted class-folder names of ``train``. Each image is resized so
+    that its shorter side is ``resolution`` pixels and centre-cropped to a square. The test
+    part may be named ``test``, ``val``, ``valid`` or ``validation``.
+
+    Raises:
+        DatasetError: the folder, its ``train`` part or its test part is missing or empty.
+    """
+    root = Path(root)
+    if resolution < 1 or channels not in (1, 3):
+        raise ValueError(f"need resolution >= 1 and channels 1 or 3, got {resolution}, {channels}")
+    expected = "sub-folders train/<class>/ and test/<class>/ (or val/) holding images"
+    if not (root / "train").is_dir():
+        raise DatasetError(f"dataset not found: {root / 'train'} is missing; expected {expected}")
+    test_root = next((root / n for n in test_names if (root / n).is_dir()), None)
+    if test_root is None:
+        raise DatasetError(f"{root}: no test part ({'/'.join(test_names)}); expected {expected}")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DatasetError(f"{root / 'train'}: found {len(classes)} class folders, need >= 2")
+    train = _read_class_folders(root / "train", classes, resolution, channels)
+    test = _read_class_folders(test_root, classes, resolution, channels)
+    return Dataset(name=root.name, train=train, test=test, num_classes=len(classes))
+
+
+# ---------------------------------------------------------------- embedded
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's bundled handwritten digits: 1,797 grayscale 8x8 images of 10 classes.
+
+    The pixel values 0-16 are rescaled to 0-255. scikit-learn ships no split, so a fixed
+    class-stratified 20 % test split is drawn with seed 0 (the same on every machine).
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        chosen = rng.permutation(members)[: round(len(members) * DIGITS_TEST_FRACTION)]
+        is_test[chosen] = True
+    return Dataset(
+        name="digits",
+        train=_image_set(images[~is_test], labels[~is_test]),
+        test=_image_set(images[is_test], labels[is_test]),
+        num_classes=10,
+        flip_invariant=False,
+    )
+
+
+def load_dataset(spec: str | Path, resolution: int | None = None) -> Dataset:
+    """Load a dataset by name or path.
+
+    Args:
+        spec: "digits" (embedded), or a path to a CIFAR folder/archive or an image folder.
+        resolution: image side for image folders (default 32); ignored by the others.
+
+    Raises:
+        DatasetError: unknown name, missing path, or a folder of no known layout.
+    """
+    text = str(spec)
+    if text == "digits":
+        return load_digits()
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise DatasetError(
+            f"dataset not found: {path} does not exist; expected one of "
+            f"{', '.join(EMBEDDED_DATASETS)}, a CIFAR folder or archive, or an image folder"
+        )
+    if path.is_dir() and (path / "train").is_dir():
+        return load_image_folder(path, resolution=resolution or 32)
+    return load_cifar(path)
