@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from kdnas.bench.objective import TabularObjective
 from kdnas.bench.tabular import (
     BENCHMARK_ENV_VAR,
     METRICS,
@@ -31,5 +32,6 @@ __all__ = [
     "BenchmarkKeyError",
     "BenchmarkRecord",
     "TabularBenchmark",
+    "TabularObjective",
     "resolve_benchmark_path",
 ]
