@@ -1,0 +1,187 @@
+"""``kdnas reproduce TARGET``: recompute one of the paper's tables or figures from its benchmark.
+
+Each target is a function ``(args) -> exit code`` in ``TARGETS``; they share the options
+defined once in ``register`` (--benchmark, --json, --out, --trials, --seed), and a target
+ignores the options it has no use for. To add a target, write ``_target_<name>(args)`` with a
+one-line docstring (it becomes the help text) and add it to ``TARGETS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
+from kdnas.bench.correlation import compare_with_paper, table1
+from kdnas.paper import paper_figures
+
+__all__ = ["TABLE1_TOLERANCE", "TARGETS", "register"]
+
+#: How close (absolute difference) a recomputed Pearson cell must be to the paper's.
+TABLE1_TOLERANCE = 0.03
+
+# The paper's column labels for each method key, in its column order (SP is printed "SS").
+_PAPER_LABELS: dict[str, str] = {
+    "nokd": "no KD",
+    "kd": "orig. KD",
+    "attention": "AT",
+    "nst": "NST",
+    "similarity": "SS",
+    "vid": "VID",
+    "pkt": "PKT",
+    "crd": "CRD",
+    "hint": "Hint",
+    "correlation": "CC",
+}
+_SPACE_TITLES: dict[str, str] = {
+    "mobilenet": "MobileNetV2 search space",
+    "shufflenet": "ShuffleNetV2 search space",
+}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _load_benchmark(args: argparse.Namespace) -> TabularBenchmark:
+    return TabularBenchmark.load(resolve_benchmark_path(args.benchmark))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as strict JSON (NaN becomes null)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return value
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _format(value: float) -> str:
+    return "nan" if math.isnan(value) else f"{value:+.3f}"
+
+
+def _target_table1(args: argparse.Namespace) -> int:
+    """Table 1: correlation of low-fidelity valid_acc with high-fidelity test_acc."""
+    bench = _load_benchmark(args)
+    ours = table1(bench)
+    paper = paper_figures()["table1_pearson_lf_vs_hf"]
+    paired = {
+        (cell.space, cell.part, cell.method): cell for cell in compare_with_paper(ours, paper)
+    }
+    console = Console()
+    for space, by_part in ours.items():
+        size = bench.num_architectures(space)
+        table = Table(
+            title=f"{_SPACE_TITLES.get(space, space)} ({space}, {size} architectures): "
+            "low-fidelity valid_acc vs high-fidelity test_acc",
+            title_justify="left",
+        )
+        for header in ("part", "method", "pearson", "paper", "diff", "kendall", "spearman"):
+            table.add_column(header, justify="left" if header in ("part", "method") else "right")
+        for part, by_method in by_part.items():
+            # The paper's column order first, so rows read like its table.
+            order = [m for m in _PAPER_LABELS if m in by_method]
+            order += [m for m in by_method if m not in _PAPER_LABELS]
+            for method in order:
+                values = by_method[method]
+                cell = paired.get((space, part, method))
+                paper_text = diff_text = "-"
+                if cell is not None:
+                    paper_text = f"{cell.paper:+.2f}"
+                    diff_text = _format(cell.difference)
+                    if not cell.within(TABLE1_TOLERANCE):
+                        diff_text = f"[bold red]{diff_text}[/]"
+                label = _PAPER_LABELS.get(method)
+                table.add_row(
+                    f"1/{part}",
+                    f"{method} ({label})" if label else method,
+                    _format(values["pearson"]),
+                    paper_text,
+                    diff_text,
+                    _format(values["kendall"]),
+                    _format(values["spearman"]),
+                )
+            table.add_section()
+        console.print(table)
+    if paired:
+        off = [cell for cell in paired.values() if not cell.within(TABLE1_TOLERANCE)]
+        console.print(
+            f"Pearson within {TABLE1_TOLERANCE} of the paper: "
+            f"{len(paired) - len(off)} of {len(paired)} cells."
+        )
+        for cell in off:
+            console.print(
+                f"  off: {cell.space} 1/{cell.part} {cell.method}: ours {cell.ours:+.3f}, "
+                f"paper {cell.paper:+.2f} (diff {cell.difference:+.3f})"
+            )
+    if args.json is not None:
+        _write_json(args.json, ours)
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+#: Target name -> function(args) -> exit code. The help text is the function's docstring.
+TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "table1": _target_table1,
+}
+
+
+def _run(args: argparse.Namespace) -> int:
+    return TARGETS[args.target](args)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``reproduce`` sub-command to the ``kdnas`` parser."""
+    listing = "\n".join(
+        f"  {name:<10} {(function.__doc__ or '').strip().splitlines()[0]}"
+        for name, function in TARGETS.items()
+    )
+    parser = subparsers.add_parser(
+        "reproduce",
+        help="recompute the paper's tables from its tabular benchmark",
+        description="Recompute one of the paper's tables from its tabular benchmark and "
+        "print it next to the published figures.\n\ntargets:\n" + listing,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("target", choices=list(TARGETS), metavar="TARGET", help="what to compute")
+    parser.add_argument(
+        "--benchmark",
+        metavar="PATH",
+        help=f"benchmark.pickle of the paper, or an open-format folder (default: "
+        f"${BENCHMARK_ENV_VAR})",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the numbers to this JSON file"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for figures and other files a target writes",
+    )
+    parser.add_argument(
+        "--trials",
+        type=_positive_int,
+        metavar="N",
+        help="repetitions of a simulated search (default: the paper's count for the target)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of simulated searches")
+    parser.set_defaults(func=_run)
