@@ -68,7 +68,7 @@ def test_pickle_calling_os_system_is_refused_and_nothing_runs(
     marker = tmp_path / "pwned"
     data = _nested()
     data["cifar100"]["mobilenet"]["kd"][27][0] = _RunsACommand(marker)
-    path = _write(tmp_path / "hostile.pickle", data)
+    path = tmp_path / "hostile.pickle"
     path.write_bytes(pickle.dumps(data, protocol=protocol))
     message = _format_error(path)
     assert "system" in message

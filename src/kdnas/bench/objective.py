@@ -80,6 +80,7 @@ class TabularObjective:
         self._dataset = dataset
         self._candidates = candidates
         self._index = index
+        self._keys = tuple(arch.key() for arch in candidates)
         self._fidelities = tuple(
             Fidelity(part=part, method=method)
             for method in benchmark.methods(space, dataset)
@@ -87,6 +88,8 @@ class TabularObjective:
         )
 
         self._held = frozenset((f.method, f.part) for f in self._fidelities)
+        # Column views per (method, part), so a simulated search pays the lookups once.
+        self._columns: dict[tuple[str, int], dict[str, np.ndarray]] = {}
 
     @property
     def candidates(self) -> tuple[Architecture, ...]:
@@ -143,18 +146,15 @@ class TabularObjective:
         index = self._index.get(arch)
         if index is None:
             return self._failed(arch, fidelity, f"not among the candidates of {cell}")
-        values = {
-            name: float(
-                self._benchmark.column(
-                    self._space, fidelity.method, fidelity.part, name, self._dataset
-                )[index]
-            )
-            for name in METRICS
-        }
+        columns = self._columns.get((fidelity.method, fidelity.part))
+        if columns is None:
+            columns = {name: self.column(fidelity, name) for name in METRICS}
+            self._columns[(fidelity.method, fidelity.part)] = columns
+        values = {name: float(column[index]) for name, column in columns.items()}
         if math.isnan(values["test_acc"]):
             return self._failed(arch, fidelity, f"{cell} has no entry for architecture {index}")
         return EvalResult(
-            arch_key=arch.key(),
+            arch_key=self._keys[index],
             fidelity=fidelity,
             valid_acc=values["valid_acc"],
             test_acc=values["test_acc"],
