@@ -1,0 +1,298 @@
+"""The Ray executor: each evaluation a Ray task, several running at once.
+
+The driver (this process) owns the optimizer and the store: it asks for a new suggestion
+whenever a slot is free, while other evaluations are still running (the optimizer accounts for
+those pending ones, e.g. by fantasising their posterior mean), and commits each result the
+moment its task returns. Workers only evaluate. Ray is imported when the executor runs, so
+``import kdnas`` works without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kdnas.core import Architecture, EvalResult, Fidelity, Objective, Optimizer, Suggestion
+from kdnas.execute._common import (
+    ExecutionLimits,
+    ExecutionSummary,
+    check_result,
+    evaluate_safely,
+    failed_result,
+    loss_hyperparameters_of,
+    notify_result,
+    notify_start,
+    replay_run,
+)
+from kdnas.store import SQLiteStore, StoredEvaluation
+
+__all__ = ["RayExecutor", "import_ray"]
+
+logger = logging.getLogger(__name__)
+
+_INSTALL_HINT = (
+    "the Ray executor needs the 'ray' package: pip install 'kdnas[ray]' (or pip install ray)"
+)
+
+
+def import_ray() -> Any:
+    """Import Ray, or fail with an install hint."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError(f"{_INSTALL_HINT} ({error})") from None
+    return ray
+
+
+def _evaluate_task(
+    objective: Objective, arch: Architecture, fidelity: Fidelity, trial_id: int
+) -> tuple[EvalResult, float, float, str]:
+    """Body of one Ray task: evaluate and say where and when it ran."""
+    suggestion = Suggestion(trial_id=trial_id, arch=arch, fidelity=fidelity)
+    result, started, ended = evaluate_safely(objective, suggestion)
+    return result, started, ended, f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RayExecutor:
+    """Run evaluations as Ray tasks on a local machine or a cluster.
+
+    Args:
+        address: a Ray cluster to join ("auto", "ray://host:10001", "host:6379"), or None to
+            start a local Ray (or use the one already started in this process).
+        num_cpus_per_eval: CPUs each evaluation task requests.
+        num_gpus_per_eval: GPUs each evaluation task requests (fractions share a GPU).
+        max_concurrent: evaluations running at once; default as many as the cluster's CPUs
+            (or GPUs, when each task asks for one) allow.
+        local_num_cpus: CPUs of a local Ray started by this executor (default all).
+        shutdown: shut Ray down after ``run`` if this executor started it.
+        poll_s: how often (seconds) the wall-clock limit is checked while waiting.
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        num_cpus_per_eval: float = 1.0,
+        num_gpus_per_eval: float = 0.0,
+        max_concurrent: int | None = None,
+        local_num_cpus: int | None = None,
+        shutdown: bool = True,
+        poll_s: float = 1.0,
+    ) -> None:
+        if num_cpus_per_eval < 0 or num_gpus_per_eval < 0:
+            raise ValueError("num_cpus_per_eval and num_gpus_per_eval must be >= 0")
+        if num_cpus_per_eval == 0 and num_gpus_per_eval == 0:
+            raise ValueError("an evaluation must request some CPUs or GPUs")
+        if max_concurrent is not None and max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
+        if poll_s <= 0:
+            raise ValueError(f"poll_s must be positive, got {poll_s!r}")
+        self.address = address
+        self.num_cpus_per_eval = float(num_cpus_per_eval)
+        self.num_gpus_per_eval = float(num_gpus_per_eval)
+        self.max_concurrent = max_concurrent
+        self.local_num_cpus = local_num_cpus
+        self.shutdown = shutdown
+        self.poll_s = float(poll_s)
+
+    def _start(self, ray: Any) -> bool:
+        """Connect to (or start) Ray; True when this call started it."""
+        if ray.is_initialized():
+            return False
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+        if self.address is not None:
+            kwargs["address"] = self.address
+        elif self.local_num_cpus is not None:
+            kwargs["num_cpus"] = self.local_num_cpus
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as error:
+            raise ConnectionError(
+                f"cannot join the Ray cluster at {self.address!r}: {error}"
+            ) from None
+        return True
+
+    def _concurrency(self, ray: Any) -> int:
+        if self.max_concurrent is not None:
+            return self.max_concurrent
+        resources = ray.cluster_resources()
+        slots = []
+        if self.num_cpus_per_eval > 0:
+            slots.append(int(resources.get("CPU", 1) // self.num_cpus_per_eval))
+        if self.num_gpus_per_eval > 0:
+            slots.append(int(resources.get("GPU", 0) // self.num_gpus_per_eval))
+        concurrency = min(slots) if slots else 1
+        if concurrency < 1:
+            raise ValueError(
+                f"the Ray cluster ({resources}) cannot fit one evaluation requesting "
+                f"{self.num_cpus_per_eval} CPUs and {self.num_gpus_per_eval} GPUs"
+            )
+        return concurrency
+
+    def run(
+        self,
+        optimizer: Optimizer,
+        objective: Objective,
+        store: SQLiteStore,
+        *,
+        run_id: str,
+        config: Mapping[str, Any] | None = None,
+        limits: ExecutionLimits | None = None,
+        callbacks: Sequence[object] = (),
+    ) -> ExecutionSummary:
+        """Run (or resume) the search ``run_id`` with evaluations as Ray tasks.
+
+        Same contract as ``SerialExecutor.run``; on a wall-clock stop, running tasks are
+        cancelled and their suggestions stay unfinished (rerun on resume).
+
+        Raises:
+            ImportError: Ray is not installed (with an install hint).
+            ConnectionError: the cluster at ``address`` cannot be joined.
+        """
+        ray = import_ray()
+        limits = limits or ExecutionLimits()
+        clock = time.perf_counter()
+        store.open_run(run_id, config or {})
+        state = replay_run(optimizer, store, run_id)
+        for evaluation in state.told:
+            notify_result(callbacks, evaluation, True)
+        finished: list[StoredEvaluation] = list(state.told)
+        started_ray = self._start(ray)
+        try:
+            n_new, stop_reason = self._loop(
+                ray,
+                optimizer,
+                objective,
+                store,
+                run_id,
+                state.unfinished,
+                finished,
+                limits,
+                callbacks,
+                clock,
+            )
+        finally:
+            if started_ray and self.shutdown:
+                ray.shutdown()
+        return ExecutionSummary(
+            run_id=run_id,
+            evaluations=finished,
+            n_replayed=len(state.told),
+            n_new=n_new,
+            wall_s=time.perf_counter() - clock,
+            stop_reason=stop_reason,
+            extras={"executor": "ray", "address": self.address or "local"},
+        )
+
+    def _loop(
+        self,
+        ray: Any,
+        optimizer: Optimizer,
+        objective: Objective,
+        store: SQLiteStore,
+        run_id: str,
+        unfinished: list[Suggestion],
+        finished: list[StoredEvaluation],
+        limits: ExecutionLimits,
+        callbacks: Sequence[object],
+        clock: float,
+    ) -> tuple[int, str]:
+        options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
+        if self.num_gpus_per_eval > 0:
+            options["num_gpus"] = self.num_gpus_per_eval
+        task = ray.remote(_evaluate_task).options(**options)
+        objective_ref = ray.put(objective)
+        concurrency = self._concurrency(ray)
+        logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)
+        queue = list(unfinished)
+        running: dict[Any, tuple[Suggestion, float]] = {}
+        # ask() returning None while evaluations run may only mean "wait for results" (a phase
+        # change needs them); ask again after the next tell.
+        optimizer_waiting = False
+        n_new = 0
+        stop_reason = "exhausted"
+
+        def out_of_time() -> bool:
+            return (
+                limits.max_wall_s is not None and time.perf_counter() - clock >= limits.max_wall_s
+            )
+
+        while True:
+            while len(running) < concurrency:
+                if limits.max_evaluations is not None and (
+                    len(finished) + len(running) >= limits.max_evaluations
+                ):
+                    break
+                if out_of_time():
+                    break
+                if queue:
+                    suggestion = queue.pop(0)
+                elif optimizer_waiting:
+                    break
+                else:
+                    asked = optimizer.ask()
+                    if asked is None:
+                        optimizer_waiting = True
+                        break
+                    suggestion = asked
+                    store.record_ask(run_id, suggestion)
+                notify_start(callbacks, suggestion)
+                reference = task.remote(
+                    objective_ref, suggestion.arch, suggestion.fidelity, suggestion.trial_id
+                )
+                running[reference] = (suggestion, time.perf_counter())
+            if not running:
+                if limits.max_evaluations is not None and len(finished) >= limits.max_evaluations:
+                    stop_reason = "max_evaluations"
+                elif out_of_time():
+                    stop_reason = "max_wall_s"
+                break
+            timeout = None if limits.max_wall_s is None else self.poll_s
+            done, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
+            if not done:
+                if out_of_time():
+                    for reference in running:
+                        ray.cancel(reference, force=True)
+                    logger.info(
+                        "run %s: wall-clock limit; %d running evaluations cancelled",
+                        run_id,
+                        len(running),
+                    )
+                    stop_reason = "max_wall_s"
+                    break
+                continue
+            reference = done[0]
+            suggestion, submitted = running.pop(reference)
+            worker = ""
+            try:
+                payload = ray.get(reference)
+                result = check_result(suggestion, payload[0], time.perf_counter() - submitted)
+                started, ended, worker = float(payload[1]), float(payload[2]), str(payload[3])
+            except Exception as error:
+                logger.error("Ray task of trial %d failed: %s", suggestion.trial_id, error)
+                elapsed = time.perf_counter() - submitted
+                result = failed_result(suggestion, elapsed, f"{type(error).__name__}: {error}")
+                ended = time.time()
+                started = ended - (elapsed if math.isfinite(elapsed) else 0.0)
+            evaluation = store.put(
+                run_id,
+                suggestion,
+                result,
+                loss_hyperparameters=loss_hyperparameters_of(objective, suggestion),
+                started_at=started,
+                finished_at=ended,
+                worker=worker or None,
+            )
+            optimizer.tell(suggestion, result)
+            optimizer_waiting = False
+            finished.append(evaluation)
+            n_new += 1
+            notify_result(callbacks, evaluation, False)
+        return n_new, stop_reason
