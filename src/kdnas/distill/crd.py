@@ -186,7 +186,8 @@ class CRDLoss(MethodPlusCrossEntropy):
                     return scores / normaliser
                 self.normalisers[side] = normaliser
             self._normalisers_fixed = bool((self.normalisers >= 0).all())
-        return scores / self.normalisers[side]
+        # A copy: fixing the other side's normaliser writes into the same buffer.
+        return scores / self.normalisers[side].clone()
 
     def method_term(
         self,
@@ -208,6 +209,8 @@ class CRDLoss(MethodPlusCrossEntropy):
 
     @torch.no_grad()
     def _update_banks(self, indices: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -> None:
-        for bank, new in ((self.student_bank, s), (self.teacher_bank, t)):
+        # Out of place: this step's graph still holds the old banks for its backward pass.
+        for name, new in (("student_bank", s), ("teacher_bank", t)):
+            bank = getattr(self, name)
             moved = bank[indices] * self.momentum + new.to(bank.dtype) * (1.0 - self.momentum)
-            bank[indices] = F.normalize(moved, dim=1)
+            setattr(self, name, bank.index_copy(0, indices, F.normalize(moved, dim=1)))
