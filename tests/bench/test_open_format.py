@@ -116,6 +116,8 @@ def test_invalid_json_names_file_and_line(saved: Path) -> None:
         ({"version": 99}, 'unsupported "version" 99'),
         ({"methods": ["nokd"]}, "method(s) kd that the metadata does not list"),
         ({"num_entries": 3}, "num_entries=3 (truncated or edited file?)"),
+        ({"parts": ["1", "3", "27"]}, "metadata parts: part key must be an integer >= 1"),
+        ({"spaces": "mobilenet"}, "metadata spaces: must be a list of distinct names"),
         ({"provenance": "me"}, '"provenance" must be a JSON object'),
     ],
 )

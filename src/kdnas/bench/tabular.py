@@ -692,6 +692,10 @@ def build_with_metadata(builder: _TableBuilder, metadata: Mapping[str, Any]) -> 
             raise builder.fail(
                 f"metadata {key}", f"must be a list of distinct names, got {value!r}"
             )
+        for item in value:
+            problem = _part_problem(item) if key == "parts" else _name_problem(key[:-1], item)
+            if problem is not None:
+                raise builder.fail(f"metadata {key}", problem)
         orders[key] = value
     counts = metadata.get("num_architectures")
     if counts is not None and not (
