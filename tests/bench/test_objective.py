@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,25 @@ def test_bad_candidate_lists_are_refused(tiny_bench: TabularBenchmark) -> None:
     mixed = [_arch(0), _arch(1), Architecture("shufflenetv2", (1,)), _arch(3)]
     with pytest.raises(ValueError, match="share one search space"):
         TabularObjective(tiny_bench, "mobilenet", mixed)
+
+
+def test_paper_listed_architectures_against_the_raw_pickle(paper_data_dir: Path) -> None:
+    from kdnas.bench import PAPER_SPACE_KEYS
+    from kdnas.safe_pickle import load_plain_pickle
+    from kdnas.spaces.listed import load_listed_architectures
+
+    bench = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
+    raw = load_plain_pickle(paper_data_dir / "benchmark.pickle")["cifar100"]
+    for space_name in ("mobilenetv2", "shufflenetv2"):
+        archs = load_listed_architectures(space_name, paper_data_dir)
+        key = PAPER_SPACE_KEYS[space_name]
+        objective = TabularObjective(bench, key, archs)
+        for index in (0, 7, len(archs) - 1):
+            result = objective.evaluate(archs[index], Fidelity(part=9, method="nst"))
+            stored = raw[key]["nst"][9][index]
+            assert (result.valid_acc, result.test_acc, result.cost_s) == (
+                stored["valid_acc"],
+                stored["test_acc"],
+                stored["wall_time"],
+            )
+            assert objective.index_of(archs[index]) == index
