@@ -86,3 +86,15 @@ def test_table1_on_the_paper_benchmark(
     assert all(list(by_part) == ["27", "9", "3"] for by_part in data.values())
     assert data["shufflenet"]["9"]["kd"]["pearson"] == pytest.approx(0.81, abs=0.01)
     assert "Pearson within 0.03 of the paper: 58 of 60 cells." in capsys.readouterr().out
+
+
+def test_malformed_benchmark_gives_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _tiny_folder(tmp_path)
+    entries = folder / "entries.csv"
+    entries.write_text(entries.read_text().replace(",9.0\n", ",-9.0\n", 1))
+    assert main(["reproduce", "table1", "--benchmark", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "entries.csv: line 2" in error and "wall_time must be a finite number" in error
