@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Sub-command modules, in the order `kdnas --help` lists them.
-_COMMAND_MODULES: tuple[str, ...] = ("kdnas.cli.reproduce",)
+_COMMAND_MODULES: tuple[str, ...] = ("kdnas.cli.reproduce", "kdnas.cli.train")
 
 
 class UsageError(Exception):

@@ -148,14 +148,17 @@ class DeviceImages:
         return out.permute(0, 3, 1, 2)
 
     def plan_batches(
-        self, plan: EpochPlan, subset_indices: torch.Tensor
+        self, plan: EpochPlan, subset_indices: torch.Tensor | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield (images, labels, positions in the subset) for every batch of ``plan``.
 
         Args:
             plan: the epoch's plan over positions 0..len(subset)-1.
-            subset_indices: the subset's positions within these images (on any device).
+            subset_indices: the subset's positions within these images (on any device); None
+                when these images are the subset itself.
         """
+        if subset_indices is None:
+            subset_indices = torch.arange(len(self), device=self.device)
         subset_indices = subset_indices.to(self.device)
         order = plan.order.to(self.device)
         shift_y = plan.shift_y.to(self.device)

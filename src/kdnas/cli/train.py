@@ -1,0 +1,178 @@
+"""``kdnas train``: train one architecture at one fidelity and print and save its result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from kdnas.core import METHODS, Architecture, Fidelity
+
+__all__ = ["register"]
+
+_DEFAULT_TEACHERS = Path("kdnas-teachers")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train one architecture at one fidelity",
+        description="Train one architecture of a search space on a dataset part with a loss "
+        "(plain cross-entropy or distillation from the space's original network), then print "
+        "and save the result as JSON.",
+    )
+    parser.add_argument("--space", default="mobilenetv2", help="search space (mobilenetv2)")
+    parser.add_argument(
+        "--arch",
+        required=True,
+        help="'original', an index into the paper's listed architectures, or JSON "
+        '(\'{"space": ..., "genotype": ...}\' or the paper\'s list form)',
+    )
+    parser.add_argument(
+        "--archs",
+        default=None,
+        help="random_arcs_<space>.pickle or its folder, for --arch INDEX "
+        "(default: $KDNAS_DATA, else ../shared/data/mf_nas_kd beside the checkout)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        help="'digits' (embedded), a CIFAR folder or .tar.gz, or an image folder (default digits)",
+    )
+    parser.add_argument("--resolution", type=int, default=None, help="image side in pixels")
+    parser.add_argument("--valid-fraction", type=float, default=0.1, help="default 0.1")
+    parser.add_argument("--part", type=int, default=1, help="train on 1/PART of the data")
+    parser.add_argument("--loss", default="nokd", help=f"one of {', '.join(METHODS)}")
+    parser.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="loss hyperparameter override, e.g. --hp tau=4 --hp lambda=0.9",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="default: the protocol's 100")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--width-multiplier", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument(
+        "--teacher-dir",
+        default=str(_DEFAULT_TEACHERS),
+        help=f"where teachers are saved and reused (default ./{_DEFAULT_TEACHERS})",
+    )
+    parser.add_argument("--output", default=None, help="result JSON path (default: results/)")
+    parser.set_defaults(func=run)
+
+
+def _parse_arch(text: str, space: Any, archs: str | None) -> Architecture:
+    from kdnas.cli import UsageError
+
+    if text == "original":
+        return space.original()
+    if text.lstrip("-").isdigit():
+        from kdnas.spaces import load_listed_architectures
+
+        location = archs or os.environ.get("KDNAS_DATA")
+        listed = load_listed_architectures(space.name, location, count=None)
+        index = int(text)
+        if not 0 <= index < len(listed):
+            raise UsageError(f"--arch index {index} out of range 0..{len(listed) - 1}")
+        return listed[index]
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise UsageError(
+            f"--arch must be 'original', an index or JSON, got {text[:60]!r}"
+        ) from None
+    if isinstance(value, dict):
+        arch = Architecture.from_json(text)
+    elif hasattr(space, "from_paper"):
+        arch = space.from_paper(value)
+    else:
+        arch = Architecture(space.name, value)
+    space.validate(arch)
+    return arch
+
+
+def _parse_hyperparameters(items: list[str]) -> dict[str, float]:
+    from kdnas.cli import UsageError
+
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise UsageError(f"--hp expects NAME=NUMBER, got {item!r}")
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    from kdnas.cli import UsageError
+
+    if args.loss not in METHODS:
+        raise UsageError(f"unknown loss {args.loss!r}; valid losses: {', '.join(METHODS)}")
+    import torch
+
+    from kdnas.data import load_dataset, prepare
+    from kdnas.spaces import get_space
+    from kdnas.train import TrainConfig, TrainingObjective
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    space = get_space(args.space)
+    arch = _parse_arch(args.arch, space, args.archs)
+    fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
+    data = prepare(
+        load_dataset(args.dataset, resolution=args.resolution),
+        valid_fraction=args.valid_fraction,
+        resolution=args.resolution,
+    )
+    overrides = {
+        name: value
+        for name, value in (
+            ("batch_size", args.batch_size),
+            ("lr", args.lr),
+            ("width_multiplier", args.width_multiplier),
+        )
+        if value is not None
+    }
+    if args.epochs is not None:
+        # The teacher follows the same protocol, so it trains for the same epochs.
+        overrides["epochs"] = args.epochs
+    config = TrainConfig.for_data(data, **overrides)
+    hyperparameters = _parse_hyperparameters(args.hp)
+    objective = TrainingObjective(
+        space,
+        data,
+        config,
+        teacher_dir=args.teacher_dir,
+        seed=args.seed,
+        device=args.device,
+        hyperparameters={args.loss: hyperparameters} if hyperparameters else None,
+    )
+    result = objective.train(arch, fidelity)
+    record = {
+        "arch": json.loads(arch.to_json()),
+        "arch_key": arch.key(),
+        "dataset": data.name,
+        "part": args.part,
+        "config": config.to_dict(),
+        **result.to_dict(),
+    }
+    text = json.dumps(record, indent=2, sort_keys=True)
+    output = Path(
+        args.output
+        or f"results/train-{arch.key()}-1of{args.part}-{args.loss}-seed{args.seed}.json"
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n")
+    print(text)
+    print(f"saved {output}", file=sys.stderr)
+    return 0 if result.status == "ok" else 1

@@ -1,0 +1,52 @@
+"""Training networks for real: the paper's protocol, teachers, and the shared teacher cache.
+
+Typical use::
+
+    from kdnas import Fidelity
+    from kdnas.data import load_dataset, prepare
+    from kdnas.spaces import get_space
+    from kdnas.train import TrainConfig, TrainingObjective
+
+    data = prepare(load_dataset("digits"))
+    objective = TrainingObjective(get_space("mobilenetv2"), data,
+                                  TrainConfig.for_data(data, epochs=10, width_multiplier=0.25),
+                                  teacher_dir="teachers", seed=0)
+    result = objective.evaluate(arch, Fidelity(part=3, method="kd"))
+"""
+
+from __future__ import annotations
+
+from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
+from kdnas.train._config import SCHEDULES, TrainConfig, TrainResult
+from kdnas.train._objective import TrainingObjective
+from kdnas.train._teacher import TeacherStore, teacher_key
+from kdnas.train._trainer import (
+    LiveTeacher,
+    TeacherSource,
+    TrainOutcome,
+    accuracy,
+    autocast,
+    describe_device,
+    pick_device,
+    train_network,
+)
+
+__all__ = [
+    "SCHEDULES",
+    "CachedTeacher",
+    "LiveTeacher",
+    "TeacherCache",
+    "TeacherSource",
+    "TeacherStore",
+    "TrainConfig",
+    "TrainOutcome",
+    "TrainResult",
+    "TrainingObjective",
+    "accuracy",
+    "autocast",
+    "cache_key",
+    "describe_device",
+    "pick_device",
+    "teacher_key",
+    "train_network",
+]

@@ -1,0 +1,101 @@
+"""Saved teachers, keyed by (dataset, subset, protocol, seed) and verified by checksum.
+
+A teacher is the space's original architecture trained on the same subset with the same
+protocol as its students (as the paper did). ``TeacherStore`` saves its weights as
+``<key>.pt`` with a ``<key>.json`` record holding the file's SHA-256 and how it was trained.
+A teacher whose file is missing, fails its checksum or does not load into the network is
+reported and retrained, never used; weights are read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["TeacherStore", "teacher_key"]
+
+logger = logging.getLogger(__name__)
+
+
+def teacher_key(**parts: Any) -> str:
+    """``teacher-`` and 20 hex digits of SHA-256 over the sorted ``parts``."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return "teacher-" + hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
+
+
+class TeacherStore:
+    """A folder of trained teachers.
+
+    Args:
+        directory: where teachers are saved (created if absent).
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def paths(self, key: str) -> tuple[Path, Path]:
+        """The weights file and the JSON record of ``key``."""
+        return self.directory / f"{key}.pt", self.directory / f"{key}.json"
+
+    def load(self, key: str, network: nn.Module) -> dict[str, Any] | None:
+        """Load the saved weights of ``key`` into ``network``; return its record.
+
+        Returns None (after logging why) when nothing is saved under ``key`` or the saved
+        teacher is corrupt: checksum mismatch, unreadable file, or weights that do not fit.
+        """
+        weights_path, record_path = self.paths(key)
+        if not weights_path.is_file() or not record_path.is_file():
+            return None
+        try:
+            record = json.loads(record_path.read_text())
+            data = weights_path.read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != record.get("sha256"):
+                raise ValueError(
+                    f"checksum mismatch ({digest[:12]} != {str(record.get('sha256'))[:12]})"
+                )
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            network.load_state_dict(state, strict=True)
+        except (
+            OSError,
+            ValueError,
+            RuntimeError,
+            KeyError,
+            EOFError,
+            json.JSONDecodeError,
+        ) as error:
+            logger.warning(
+                "saved teacher %s is corrupt and will be retrained: %s", weights_path, error
+            )
+            return None
+        return record
+
+    def save(self, key: str, network: nn.Module, record: dict[str, Any]) -> Path:
+        """Save ``network``'s weights under ``key`` with ``record`` (plus their checksum)."""
+        weights_path, record_path = self.paths(key)
+        buffer = io.BytesIO()
+        state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
+        torch.save(state, buffer)
+        data = buffer.getvalue()
+        _atomic_write(weights_path, data)
+        full = {**record, "key": key, "sha256": hashlib.sha256(data).hexdigest()}
+        _atomic_write(record_path, json.dumps(full, indent=2, sort_keys=True).encode())
+        logger.info("saved teacher %s", weights_path)
+        return weights_path

@@ -1,0 +1,239 @@
+"""The training loop: tensors on the device, whole-batch augmentation, AMP and channels-last.
+
+One call of ``train_network`` trains a network with a ``TrainingLoss`` under a ``TrainConfig``
+and returns what happened (``TrainOutcome``). The batches of every epoch come from
+``kdnas.data.epoch_plan(seed, epoch)``, so two networks trained with the same seed on the same
+subset see identical batches; the teacher's part of the loss comes from a ``TeacherSource``
+(live: the teacher runs on each batch; cached: looked up, see ``kdnas.train.TeacherCache``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from kdnas.data import DeviceImages, epoch_plan
+from kdnas.distill.base import TrainingLoss
+from kdnas.train._config import TrainConfig
+
+__all__ = [
+    "LiveTeacher",
+    "TeacherSource",
+    "TrainOutcome",
+    "accuracy",
+    "autocast",
+    "describe_device",
+    "pick_device",
+    "train_network",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``name`` as a device, or CUDA when available, else the CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """A readable device label recorded with results ("cpu (16 threads)", "cuda:0 NVIDIA ...")."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+    return f"{device.type} ({torch.get_num_threads()} threads)"
+
+
+def autocast(device: torch.device, config: TrainConfig) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on CUDA when ``config.amp``; a no-op elsewhere.
+
+    bfloat16 has float32's range, so no loss scaling is needed (and none can hide a NaN).
+    """
+    if device.type == "cuda" and config.amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class TeacherSource(Protocol):
+    """Where the teacher summaries of each training batch come from."""
+
+    def summary(self, epoch: int, batch: int, images: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """The summary of batch ``batch`` of ``epoch``, whose augmented images are ``images``."""
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int) -> None:
+        """Called after the last batch of ``epoch`` has been trained."""
+        raise NotImplementedError
+
+
+class LiveTeacher:
+    """Runs the teacher (eval mode, no gradient) on every batch.
+
+    Args:
+        teacher: the trained teacher network, already on the device.
+        loss: the loss whose ``teacher_summary`` turns the teacher's taps into its summary.
+        config: the training config (for autocast and memory layout).
+    """
+
+    def __init__(self, teacher: nn.Module, loss: TrainingLoss, config: TrainConfig) -> None:
+        self.teacher = teacher.eval()
+        self.loss = loss
+        self.config = config
+        self.device = next(teacher.parameters()).device
+
+    @torch.no_grad()
+    def summary(self, epoch: int, batch: int, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast(self.device, self.config):
+            taps = self.teacher.forward_taps(images)
+            return {k: v.detach() for k, v in self.loss.teacher_summary(taps).items()}
+
+    def end_epoch(self, epoch: int) -> None:
+        return None
+
+
+@dataclass
+class TrainOutcome:
+    """What ``train_network`` did (mutable while training; wrapped in ``TrainResult`` later).
+
+    Attributes:
+        status: "ok" or "diverged".
+        epochs: epochs completed (a diverged epoch does not count).
+        final_loss: mean total loss of the last completed epoch (or of the diverged one).
+        terms: mean of each named term over that epoch.
+        train_time_s: seconds spent in the epochs.
+    """
+
+    status: str = "ok"
+    epochs: int = 0
+    final_loss: float = math.nan
+    terms: dict[str, float] = field(default_factory=dict)
+    train_time_s: float = 0.0
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_network(
+    model: nn.Module,
+    loss: TrainingLoss,
+    train: DeviceImages,
+    config: TrainConfig,
+    seed: int,
+    *,
+    epochs: int | None = None,
+    teacher: TeacherSource | None = None,
+) -> TrainOutcome:
+    """Train ``model`` (in place) with ``loss`` on all images of ``train``.
+
+    Args:
+        model: a network with ``forward_taps(x) -> Taps``, already on ``train.device``.
+        loss: the training loss, already on the device; its parameters are trained too.
+        train: the training subset on the device (positions 0..n-1 are the subset).
+        config: the protocol. The learning-rate schedule runs over ``config.epochs``
+            unless ``epochs`` is given, in which case it is annealed over ``epochs``.
+        seed: seeds the batch order and augmentation of every epoch (and nothing else:
+            initialise the model before calling).
+        epochs: number of epochs to train (default ``config.epochs``).
+        teacher: the source of teacher summaries; required when ``loss.needs_teacher``.
+
+    Returns:
+        A ``TrainOutcome``; a NaN or infinite loss stops training with status "diverged".
+    """
+    device = train.device
+    epochs = config.epochs if epochs is None else epochs
+    schedule = config if epochs == config.epochs else _with_epochs(config, epochs)
+    if loss.needs_teacher and teacher is None:
+        raise ValueError(f"loss {loss.name!r} needs a teacher source, got None")
+    parameters = [p for p in (*model.parameters(), *loss.parameters()) if p.requires_grad]
+    optimizer = torch.optim.SGD(
+        parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    outcome = TrainOutcome()
+    # Check each step on the CPU (free); on CUDA once per epoch, to avoid a sync per step.
+    check_each_step = device.type != "cuda"
+    _synchronize(device)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.learning_rate(epoch)
+        plan = epoch_plan(
+            len(train), config.batch_size, seed, epoch, config.crop_padding, config.horizontal_flip
+        )
+        model.train()
+        loss.train()
+        names: list[str] | None = None
+        sums: torch.Tensor | None = None
+        finite = True
+        for batch, (images, labels, positions) in enumerate(train.plan_batches(plan)):
+            summary = teacher.summary(epoch, batch, images) if teacher is not None else None
+            with autocast(device, config):
+                taps = model.forward_taps(images)
+                terms = loss(taps, summary, labels, positions)
+            total = terms["total"]
+            if check_each_step and not bool(torch.isfinite(total)):
+                finite = False
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                optimizer.step()
+            values = torch.stack([t.detach().float() for t in terms.values()])
+            if names is None:
+                names = list(terms)
+            sums = values if sums is None else sums + values
+            if not finite:
+                break
+        means = (sums / (batch + 1)).tolist() if sums is not None else []
+        epoch_terms = dict(zip(names or [], means, strict=True))
+        total_mean = epoch_terms.get("total", math.nan)
+        outcome.terms = epoch_terms
+        outcome.final_loss = total_mean
+        if not finite or not math.isfinite(total_mean):
+            outcome.status = "diverged"
+            logger.info("training diverged in epoch %d (loss %s)", epoch, total_mean)
+            break
+        if teacher is not None:
+            teacher.end_epoch(epoch)
+        outcome.epochs = epoch + 1
+        logger.debug("epoch %d: %s", epoch, epoch_terms)
+    _synchronize(device)
+    outcome.train_time_s = time.perf_counter() - start
+    return outcome
+
+
+def _with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+    from dataclasses import replace
+
+    return replace(config, epochs=epochs)
+
+
+@torch.no_grad()
+def accuracy(
+    model: nn.Module, images: DeviceImages, config: TrainConfig, batch_size: int | None = None
+) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on ``images``, a fraction in [0, 1]."""
+    if len(images) == 0:
+        return math.nan
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for batch, labels in _eval_batches(images, batch_size or config.eval_batch_size):
+        with autocast(images.device, config):
+            logits = model(batch)
+        correct += (logits.argmax(dim=1) == labels).sum()
+    return int(correct) / len(images)
+
+
+def _eval_batches(
+    images: DeviceImages, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    yield from images.eval_batches(batch_size)
