@@ -1,0 +1,64 @@
+"""``kdnas train`` end to end on the embedded digits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kdnas.cli import main
+
+
+def test_train_command_prints_and_saves_the_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    output = tmp_path / "result.json"
+    code = main(
+        [
+            "train",
+            "--space",
+            "mobilenetv2",
+            "--arch",
+            "original",
+            "--dataset",
+            "digits",
+            "--part",
+            "27",
+            "--loss",
+            "kd",
+            "--epochs",
+            "1",
+            "--width-multiplier",
+            "0.1",
+            "--threads",
+            "1",
+            "--teacher-dir",
+            str(tmp_path / "teachers"),
+            "--output",
+            str(output),
+        ]
+    )
+    torch.set_num_threads(threads)  # the command sets the process's threads
+    assert code == 0
+    saved = json.loads(output.read_text())
+    printed = json.loads(capsys.readouterr().out)
+    assert saved == printed
+    assert saved["status"] == "ok" and saved["method"] == "kd" and saved["epochs"] == 1
+    assert saved["loss_settings"] == {
+        "tau": 32.0,
+        "lambda": 1.0,
+        "weight.ce": 0.0,
+        "weight.kd": 1.0,
+    }
+    assert saved["part"] == 27 and len(saved["subset_hash"]) == 16
+    assert list((tmp_path / "teachers").glob("teacher-*.pt"))
+
+
+def test_train_command_lists_valid_losses(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--arch", "original", "--loss", "distil"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown loss 'distil'" in error and "nokd, kd, hint" in error
