@@ -93,20 +93,30 @@ class ExecutionSummary:
         return [evaluation.result for evaluation in self.evaluations]
 
 
-def loss_hyperparameters_of(objective: Objective, suggestion: Suggestion) -> dict[str, Any]:
-    """The loss hyperparameters an objective uses at a fidelity, if it says (else empty).
+def loss_hyperparameters_of(
+    objective: Objective, suggestion: Suggestion, result: EvalResult | None = None
+) -> dict[str, Any]:
+    """The loss hyperparameters of an evaluation, for the store.
 
-    An objective may expose ``loss_hyperparameters(fidelity) -> Mapping`` (the training
-    objective does); benchmark objectives have none.
+    An objective may expose ``loss_hyperparameters(fidelity) -> Mapping``; otherwise the
+    result's metrics named ``loss.<name>`` (as the training objective reports them) are used.
+    Benchmark objectives have none.
     """
     method = getattr(objective, "loss_hyperparameters", None)
-    if not callable(method):
+    if callable(method):
+        try:
+            return dict(method(suggestion.fidelity))
+        except (KeyError, ValueError, TypeError) as error:
+            logger.warning(
+                "no loss hyperparameters for %s: %s", suggestion.fidelity.label(), error
+            )
+    if result is None:
         return {}
-    try:
-        return dict(method(suggestion.fidelity))
-    except (KeyError, ValueError, TypeError) as error:
-        logger.warning("no loss hyperparameters for %s: %s", suggestion.fidelity.label(), error)
-        return {}
+    return {
+        name[len("loss.") :]: value
+        for name, value in result.metrics.items()
+        if name.startswith("loss.")
+    }
 
 
 def failed_result(suggestion: Suggestion, cost_s: float, message: str) -> EvalResult:

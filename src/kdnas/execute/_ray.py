@@ -285,7 +285,7 @@ class RayExecutor:
                 run_id,
                 suggestion,
                 result,
-                loss_hyperparameters=loss_hyperparameters_of(objective, suggestion),
+                loss_hyperparameters=loss_hyperparameters_of(objective, suggestion, result),
                 started_at=started,
                 finished_at=ended,
                 worker=worker or None,

@@ -92,7 +92,7 @@ class SerialExecutor:
                 run_id,
                 suggestion,
                 result,
-                loss_hyperparameters=loss_hyperparameters_of(objective, suggestion),
+                loss_hyperparameters=loss_hyperparameters_of(objective, suggestion, result),
                 started_at=started,
                 finished_at=ended,
             )

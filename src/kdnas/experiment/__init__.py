@@ -1,0 +1,49 @@
+"""End-to-end experiments: real searches with training, the demo, and benchmark building.
+
+- ``run_search(settings, store_path)``: a real search (Algorithm 1 or 2, GP-UCB, random) with
+  every evaluation stored and resumable, and a report folder.
+- ``run_demo(DemoSettings(), out_dir)``: the README's demo on the embedded digits.
+- ``GridSearch``: a fixed list of evaluations as an optimizer (``kdnas bench build``).
+"""
+
+from __future__ import annotations
+
+from kdnas.experiment._demo import DemoOutcome, DemoProgress, DemoSettings, run_demo
+from kdnas.experiment._grid import GridSearch, ReuseStored
+from kdnas.experiment._report import plot_lf_vs_hf, plot_trajectory, trajectory, write_json
+from kdnas.experiment._search import SearchOutcome, best_evaluation, run_search, teacher_dir_for
+from kdnas.experiment._settings import (
+    ALGORITHMS,
+    SearchSettings,
+    build_candidates,
+    build_objective,
+    build_optimizer,
+    load_data,
+    run_config,
+    sample_architectures,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "DemoOutcome",
+    "DemoProgress",
+    "DemoSettings",
+    "GridSearch",
+    "ReuseStored",
+    "SearchOutcome",
+    "SearchSettings",
+    "best_evaluation",
+    "build_candidates",
+    "build_objective",
+    "build_optimizer",
+    "load_data",
+    "plot_lf_vs_hf",
+    "plot_trajectory",
+    "run_config",
+    "run_demo",
+    "run_search",
+    "sample_architectures",
+    "teacher_dir_for",
+    "trajectory",
+    "write_json",
+]

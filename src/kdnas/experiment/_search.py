@@ -1,0 +1,191 @@
+"""A real search end to end: data, candidates, training objective, optimizer, store, report."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kdnas.core import Architecture
+from kdnas.execute import ExecutionSummary, RayExecutor, SerialExecutor
+from kdnas.experiment._report import (
+    evaluation_rows,
+    lf_hf_pairs,
+    plot_lf_vs_hf,
+    plot_trajectory,
+    trajectory,
+    write_json,
+)
+from kdnas.experiment._settings import (
+    SearchSettings,
+    build_candidates,
+    build_objective,
+    build_optimizer,
+    load_data,
+    run_config,
+    sample_architectures,
+)
+from kdnas.store import SQLiteStore, StoredEvaluation
+
+__all__ = ["SearchOutcome", "best_evaluation", "run_search", "teacher_dir_for"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What ``run_search`` did and found.
+
+    Args:
+        settings: the search's settings.
+        run_id: the run within the store.
+        store_path: the store file.
+        summary: the executor's summary (every evaluation of the run, in tell order).
+        best: the high-fidelity evaluation with the best validation accuracy, if any.
+        report_dir: where the report was written, if asked.
+        wall_s: seconds of the whole call (data loading and teacher training included).
+    """
+
+    settings: SearchSettings
+    run_id: str
+    store_path: Path
+    summary: ExecutionSummary
+    best: StoredEvaluation | None
+    report_dir: Path | None
+    wall_s: float
+
+
+def teacher_dir_for(store_path: str | os.PathLike[str]) -> Path | None:
+    """Where teachers of a store's searches are saved: ``<store>.teachers`` beside it."""
+    if str(store_path) == ":memory:":
+        return None
+    path = Path(store_path)
+    return path.with_name(path.name + ".teachers")
+
+
+def best_evaluation(
+    evaluations: Sequence[StoredEvaluation], settings: SearchSettings
+) -> StoredEvaluation | None:
+    """The ok high-fidelity evaluation with the best validation accuracy (first on ties)."""
+    high = [e for e in evaluations if e.result.ok and e.result.fidelity == settings.high_fidelity]
+    return max(high, key=lambda e: e.result.valid_acc) if high else None
+
+
+def run_search(
+    settings: SearchSettings,
+    store_path: str | os.PathLike[str],
+    *,
+    run_id: str = "search",
+    executor: SerialExecutor | RayExecutor | None = None,
+    callbacks: Sequence[object] = (),
+    report_dir: str | os.PathLike[str] | None = None,
+    teacher_dir: str | os.PathLike[str] | None = None,
+) -> SearchOutcome:
+    """Run (or resume) a real multi-fidelity search and store every evaluation.
+
+    Args:
+        settings: what to search.
+        store_path: the SQLite store; an existing run ``run_id`` in it is resumed (refused if
+            it was made with other settings).
+        run_id: the run's name within the store.
+        executor: default ``SerialExecutor()``.
+        callbacks: executor callbacks (progress bars).
+        report_dir: if given, write ``report.json`` and the PNG plots there.
+        teacher_dir: where teachers are saved (default: ``<store>.teachers``).
+
+    Raises:
+        ValueError: unknown space, method or algorithm (the message lists the valid ones); a
+            missing or corrupt dataset (``kdnas.data.DatasetError``, naming the path); a
+            store run made with other settings (``kdnas.store.RunMismatchError``).
+    """
+    from kdnas.spaces import get_space
+
+    clock = time.perf_counter()
+    space = get_space(settings.space)
+    data = load_data(settings)
+    archs = sample_architectures(space, settings.n_candidates, settings.candidate_seed)
+    candidates = build_candidates(space, archs)
+    teachers = teacher_dir if teacher_dir is not None else teacher_dir_for(store_path)
+    objective = build_objective(settings, data, teachers)
+    optimizer = build_optimizer(settings, candidates)
+    executor = executor or SerialExecutor()
+    with SQLiteStore(store_path) as store:
+        summary = executor.run(
+            optimizer,
+            objective,
+            store,
+            run_id=run_id,
+            config=run_config(settings, data, archs),
+            callbacks=callbacks,
+        )
+    best = best_evaluation(summary.evaluations, settings)
+    report = None
+    if report_dir is not None:
+        report = write_search_report(Path(report_dir), settings, summary, best, archs)
+    return SearchOutcome(
+        settings=settings,
+        run_id=run_id,
+        store_path=Path(store_path),
+        summary=summary,
+        best=best,
+        report_dir=report,
+        wall_s=time.perf_counter() - clock,
+    )
+
+
+def write_search_report(
+    folder: Path,
+    settings: SearchSettings,
+    summary: ExecutionSummary,
+    best: StoredEvaluation | None,
+    archs: Sequence[Architecture],
+) -> Path:
+    """Write report.json, trajectory.png and, when some architecture has both, lf_vs_hf.png."""
+    from kdnas.bench.correlation import correlations
+    from kdnas.spaces import get_space
+
+    space = get_space(settings.space)
+    folder.mkdir(parents=True, exist_ok=True)
+    evaluations = list(summary.evaluations)
+    high, low = settings.high_fidelity, settings.low_fidelity
+    plot_trajectory(
+        evaluations,
+        high,
+        folder / "trajectory.png",
+        f"{settings.algorithm} on {settings.dataset} ({settings.space})",
+    )
+    _, lf, hf = lf_hf_pairs(evaluations, low, high)
+    stats = correlations(lf, hf) if len(lf) else {}
+    if len(lf):
+        plot_lf_vs_hf(
+            {low.label(): (lf, hf, stats.get("spearman", float("nan")))},
+            folder / "lf_vs_hf.png",
+            "low vs high fidelity",
+        )
+    payload: dict[str, Any] = {
+        "settings": settings.to_dict(),
+        "run_id": summary.run_id,
+        "n_candidates": len(archs),
+        "n_evaluations": len(evaluations),
+        "n_replayed": summary.n_replayed,
+        "stop_reason": summary.stop_reason,
+        "summed_evaluation_s": sum(e.result.cost_s for e in evaluations),
+        "best": None
+        if best is None
+        else {
+            "arch": space.describe(best.arch),
+            "arch_json": best.arch.to_json(),
+            "valid_acc": best.result.valid_acc,
+            "test_acc": best.result.test_acc,
+            "params": best.result.metrics.get("params"),
+        },
+        "lf_vs_hf": {"n": len(lf), "correlations": stats},
+        "trajectory": trajectory(evaluations, high),
+        "evaluations": evaluation_rows(evaluations, space),
+    }
+    write_json(folder / "report.json", payload)
+    return folder

@@ -1,0 +1,274 @@
+"""A real search's settings and how they become data, candidates, objective and optimizer."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kdnas.core import METHODS, Architecture, Fidelity, Optimizer
+
+if TYPE_CHECKING:
+    from kdnas.data import PreparedData
+    from kdnas.search import CandidateSet
+    from kdnas.spaces import SearchSpace
+    from kdnas.train import TrainConfig, TrainingObjective
+
+__all__ = [
+    "ALGORITHMS",
+    "SearchSettings",
+    "build_candidates",
+    "build_objective",
+    "build_optimizer",
+    "load_data",
+    "run_config",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Search algorithms by CLI name -> what they are.
+ALGORITHMS: Mapping[str, str] = {
+    "alg1": "Algorithm 1: n_lf random low-fidelity evaluations, a GP, its argmax at high fidelity",
+    "alg2": "Algorithm 2: n_lf GP-UCB steps at low fidelity, then GP-UCB at high fidelity",
+    "gp-ucb": "GP-UCB at high fidelity only",
+    "random": "random search at high fidelity",
+}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Everything that decides a real search (one frozen bundle, saved with the run).
+
+    Args:
+        space: search-space name ("mobilenetv2", "shufflenetv2", or a registered one).
+        dataset: "digits" (embedded) or a dataset path (CIFAR folder/archive, image folder).
+        algorithm: a key of ``ALGORITHMS``.
+        method: the low-fidelity loss method (a key of ``kdnas.core.METHODS``).
+        part: the low-fidelity training subset, 1/part of the training set.
+        n_lf: low-fidelity evaluations of Algorithms 1 and 2.
+        n_candidates: architectures sampled from the space to search over.
+        candidate_seed: seed of that sample.
+        seed: seed of the optimizer and of every training run (common random numbers).
+        lf_epochs: epochs of a low-fidelity run (None: ``epochs``).
+        hf_epochs: epochs of a high-fidelity run (None: ``epochs``).
+        epochs: the protocol's epochs, also the teacher's.
+        width_multiplier: scales every network's channels (1.0 = the paper's networks).
+        valid_fraction: share of the training set held out for validation.
+        budget_evaluations: evaluations in all (None: no limit).
+        budget_seconds: summed evaluation seconds (None: no limit). Reproducible: a resumed
+            search charges stored evaluations their recorded seconds.
+        beta: UCB weight of the posterior std (the paper: 0.5).
+        train: further ``TrainConfig`` overrides (batch_size, lr, ...).
+        hyperparameters: per-method loss overrides, e.g. {"kd": {"tau": 4.0}}.
+        device: "cpu", "cuda", ...; None picks CUDA when available (not part of the run's
+            fingerprint: it changes timings, not what is searched).
+    """
+
+    space: str = "mobilenetv2"
+    dataset: str = "digits"
+    algorithm: str = "alg2"
+    method: str = "nst"
+    part: int = 27
+    n_lf: int = 10
+    n_candidates: int = 100
+    candidate_seed: int = 0
+    seed: int = 0
+    lf_epochs: int | None = None
+    hf_epochs: int | None = None
+    epochs: int = 100
+    width_multiplier: float = 1.0
+    valid_fraction: float = 0.1
+    budget_evaluations: int | None = None
+    budget_seconds: float | None = None
+    beta: float = 0.5
+    train: Mapping[str, Any] = field(default_factory=dict)
+    hyperparameters: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(
+                f"unknown algorithm {self.algorithm!r}; valid algorithms: {', '.join(ALGORITHMS)}"
+            )
+        if self.method not in METHODS:
+            raise ValueError(
+                f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}"
+            )
+        if self.method == "nokd" and self.part == 1 and self.algorithm in ("alg1", "alg2"):
+            raise ValueError("the low fidelity (part 1, nokd) equals the high fidelity")
+        for name in ("part", "n_lf", "n_candidates", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_lf > self.n_candidates:
+            raise ValueError(
+                f"n_lf ({self.n_lf}) cannot exceed the number of candidates ({self.n_candidates})"
+            )
+        for name in ("lf_epochs", "hf_epochs", "budget_evaluations"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if self.budget_seconds is not None and not (
+            math.isfinite(self.budget_seconds) and self.budget_seconds > 0
+        ):
+            raise ValueError(f"budget_seconds must be > 0, got {self.budget_seconds!r}")
+        if not (0.0 < self.valid_fraction < 1.0):
+            raise ValueError(f"valid_fraction must lie in (0, 1), got {self.valid_fraction!r}")
+        if not (self.width_multiplier > 0 and math.isfinite(self.width_multiplier)):
+            raise ValueError(f"width_multiplier must be > 0, got {self.width_multiplier!r}")
+        if not self.beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {self.beta!r}")
+        unknown = sorted(set(self.hyperparameters) - set(METHODS))
+        if unknown:
+            raise ValueError(
+                f"hyperparameters name unknown method(s) {', '.join(unknown)}; "
+                f"valid methods: {', '.join(METHODS)}"
+            )
+        object.__setattr__(self, "train", dict(self.train))
+        object.__setattr__(
+            self, "hyperparameters", {k: dict(v) for k, v in self.hyperparameters.items()}
+        )
+
+    @property
+    def low_fidelity(self) -> Fidelity:
+        return Fidelity(part=self.part, method=self.method, epochs=self.lf_epochs)
+
+    @property
+    def high_fidelity(self) -> Fidelity:
+        return Fidelity(part=1, method="nokd", epochs=self.hf_epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_data(settings: SearchSettings) -> PreparedData:
+    """The dataset of ``settings``, split and normalised.
+
+    Raises:
+        kdnas.data.DatasetError: a missing or corrupt dataset (the message names the path).
+    """
+    from kdnas.data import load_dataset, prepare
+
+    return prepare(load_dataset(settings.dataset), valid_fraction=settings.valid_fraction)
+
+
+def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Architecture]:
+    """``count`` distinct architectures drawn from ``space`` with ``seed``, the original first.
+
+    The original network (the teacher) is always a candidate, so a search can compare
+    against it and can find it.
+    """
+    rng = np.random.default_rng(seed)
+    chosen: dict[str, Architecture] = {}
+    original = space.original()
+    chosen[original.key()] = original
+    tries = 0
+    while len(chosen) < count:
+        arch = space.sample(rng)
+        chosen.setdefault(arch.key(), arch)
+        tries += 1
+        if tries > 100 * count:
+            raise ValueError(
+                f"space {space.name} yielded only {len(chosen)} distinct architectures in "
+                f"{tries} draws; ask for fewer candidates"
+            )
+    return list(chosen.values())
+
+
+def build_candidates(space: SearchSpace, archs: Sequence[Architecture]) -> CandidateSet:
+    """The candidate set of ``archs`` with the space's features, standardised as in the paper."""
+    from kdnas.search import CandidateSet
+
+    return CandidateSet.from_raw(list(archs), space.feature_matrix(list(archs)))
+
+
+def train_config(settings: SearchSettings, data: PreparedData) -> TrainConfig:
+    from kdnas.train import TrainConfig
+
+    overrides = dict(settings.train)
+    overrides.setdefault("epochs", settings.epochs)
+    overrides.setdefault("width_multiplier", settings.width_multiplier)
+    return TrainConfig.for_data(data, **overrides)
+
+
+def build_objective(
+    settings: SearchSettings, data: PreparedData, teacher_dir: str | Path | None
+) -> TrainingObjective:
+    """The training objective of ``settings`` (teachers saved under ``teacher_dir``)."""
+    from kdnas.spaces import get_space
+    from kdnas.train import TrainingObjective
+
+    return TrainingObjective(
+        get_space(settings.space),
+        data,
+        train_config(settings, data),
+        teacher_dir=teacher_dir,
+        seed=settings.seed,
+        device=settings.device,
+        hyperparameters=settings.hyperparameters,
+    )
+
+
+def build_optimizer(settings: SearchSettings, candidates: CandidateSet) -> Optimizer:
+    """A fresh optimizer of ``settings.algorithm`` over ``candidates``."""
+    from kdnas.search import GPUCB, Budget, LowFidelityGP, MultiFidelityGPUCB, RandomSearch
+
+    budget = Budget(
+        max_evaluations=settings.budget_evaluations, max_cost_s=settings.budget_seconds
+    )
+    high = settings.high_fidelity
+    if settings.algorithm == "alg1":
+        return LowFidelityGP(
+            candidates,
+            settings.n_lf,
+            settings.low_fidelity,
+            seed=settings.seed,
+            final_fidelity=high,
+        )
+    if settings.algorithm == "alg2":
+        return MultiFidelityGPUCB(
+            candidates,
+            settings.n_lf,
+            settings.low_fidelity,
+            high,
+            seed=settings.seed,
+            beta=settings.beta,
+            budget=budget,
+        )
+    if settings.algorithm == "gp-ucb":
+        return GPUCB(candidates, high, seed=settings.seed, beta=settings.beta, budget=budget)
+    return RandomSearch(candidates, high, seed=settings.seed, budget=budget)
+
+
+def run_config(
+    settings: SearchSettings, data: PreparedData, archs: Sequence[Architecture]
+) -> dict[str, Any]:
+    """The configuration fingerprinted with a run: what decides its results.
+
+    Budgets are left out, so a finished search can be resumed with a larger budget and goes
+    on exactly as if it had been given that budget from the start; the device is left out
+    because it changes timings, not what is searched. The candidates are listed in full and
+    the dataset is identified by the content hash of its training pool.
+    """
+    values = settings.to_dict()
+    for name in ("budget_evaluations", "budget_seconds", "device"):
+        values.pop(name)
+    values["dataset"] = data.name
+    values["dataset_source"] = settings.dataset
+    values["dataset_hash"] = data.subset(1, 0).content_hash
+    values["train_config"] = train_config(settings, data).to_dict()
+    values["train_config"].pop("eval_batch_size", None)
+    values["candidates"] = [arch.to_json() for arch in archs]
+    values["high_fidelity"] = _fidelity_dict(settings.high_fidelity)
+    values["low_fidelity"] = _fidelity_dict(settings.low_fidelity)
+    return values
+
+
+def _fidelity_dict(fidelity: Fidelity) -> dict[str, Any]:
+    return {"part": fidelity.part, "method": fidelity.method, "epochs": fidelity.epochs}
