@@ -49,9 +49,14 @@ def nce_loss(scores: torch.Tensor, n_data: int) -> torch.Tensor:
     """NCE loss of B x (K+1) normalised scores, column 0 the positive; noise probability 1/N."""
     negatives = scores.shape[1] - 1
     noise = negatives / n_data
-    log_positive = torch.log(scores[:, 0] / (scores[:, 0] + noise + _EPS))
-    log_negative = torch.log(noise / (scores[:, 1:] + noise + _EPS))
-    return -(log_positive + log_negative.sum(dim=1)).mean()
+    # log(p_0 / (p_0 + c)) + sum_j log(noise / (p_j + c)) with c = noise + eps, rearranged
+    # into one log over all K + 1 columns (no B x K division or slice).
+    per_sample = (
+        torch.log(scores[:, 0])
+        + negatives * math.log(noise)
+        - torch.log(scores + (noise + _EPS)).sum(dim=1)
+    )
+    return -per_sample.mean()
 
 
 class CRDLoss(MethodPlusCrossEntropy):

@@ -104,8 +104,9 @@ class NSTLoss(MethodPlusCrossEntropy):
         summary: dict[str, torch.Tensor] = {}
         for i, feature_map in enumerate(middle_maps(teacher)):
             patterns = channel_patterns(feature_map)
-            summary[f"patterns_{i}"] = patterns
             summary[f"self_{i}"] = mean_squared_kernel(patterns, patterns)
+            # Kept in the map's own precision: bfloat16 under mixed precision halves the cache.
+            summary[f"patterns_{i}"] = patterns.to(feature_map.dtype)
         return summary
 
     def method_term(
