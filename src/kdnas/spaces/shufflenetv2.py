@@ -98,8 +98,9 @@ def shufflenetv2_plan(
 ) -> ShuffleNetV2Plan:
     """Resolve every layer width of a ShuffleNetV2 genotype.
 
-    Channel counts (stem, stages, last) are multiplied by ``width_multiplier`` and rounded to
-    the nearest even number (at least 2), since every block splits its channels in halves.
+    Channel counts (stem, stages, last) are multiplied by ``width_multiplier``; the stem and
+    stage counts are rounded to the nearest even number (at least 2), since every block splits
+    its channels in halves, and the last to the nearest integer (at least 1).
 
     Raises:
         ValueError: the genotype is malformed, or the width multiplier is not positive.
@@ -116,7 +117,13 @@ def shufflenetv2_plan(
         stem = _even(STEM_CHANNELS * width_multiplier)
         stages = tuple(_even(c * width_multiplier) for c in channels[:3])
         last = max(1, round(channels[3] * width_multiplier))
-    return ShuffleNetV2Plan(in_channels, stem, tuple(stages), tuple(blocks), last)  # type: ignore[arg-type]
+    return ShuffleNetV2Plan(
+        in_channels,
+        stem,
+        (stages[0], stages[1], stages[2]),
+        (blocks[0], blocks[1], blocks[2]),
+        last,
+    )
 
 
 def _down_block_params(cin: int, cout: int) -> int:
