@@ -324,3 +324,20 @@ def test_spaces_do_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("name", SPACE_NAMES)
+def test_neighbours_are_members_one_step_away(name: str) -> None:
+    space = get_space(name)
+    origin = space.original()
+    found = space.neighbours(origin)
+    base = space.features(origin)
+    # MobileNetV2: 8 n/k (16 moves) + 8 channels (16 moves); ShuffleNetV2: 7 features x 2.
+    assert 0 < len(found) <= (32 if name == "mobilenetv2" else 14)
+    assert len(set(found)) == len(found) and origin not in found
+    for arch in found:
+        assert space.contains(arch)
+        diff = space.features(arch) - base
+        assert np.count_nonzero(diff) == 1
+        assert np.abs(diff).max() in ({1.0, 8.0} if name == "mobilenetv2" else {1.0, 2.0})
+    assert space.neighbours(origin) == found

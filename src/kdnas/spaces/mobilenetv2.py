@@ -356,6 +356,23 @@ class MobileNetV2Space:
                 return arch
         raise RuntimeError(f"no valid MobileNetV2 architecture in {max_tries} draws")
 
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """Members one step away: one stage's n or k changed by 1, or one channel count
+        (stage or last_channel) changed by 8. Deterministic order; non-members are dropped."""
+        rows = [list(row) for row in self._rows(arch)]
+        steps = [(i, 2, d) for i in range(8) for d in (-1, 1)]
+        steps += [(i, 1, d * DIVISOR) for i in range(8) for d in (-1, 1)]
+        found = []
+        for row, column, delta in steps:
+            changed = [list(r) for r in rows]
+            changed[row][column] += delta
+            if changed[row][column] < 1:
+                continue
+            candidate = Architecture(SPACE_NAME, changed)
+            if self.contains(candidate):
+                found.append(candidate)
+        return found
+
     # -- networks ---------------------------------------------------------------------------
     def build_network(
         self,

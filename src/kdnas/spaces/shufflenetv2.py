@@ -306,6 +306,25 @@ class ShuffleNetV2Space:
                 return arch
         raise RuntimeError(f"no valid ShuffleNetV2 architecture in {max_tries} draws")
 
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """Members one step away: one stage's block count changed by 1, or one channel count
+        changed by 2. Deterministic order; non-members are dropped."""
+        channels, blocks = self._fields(arch)
+        found = []
+        for index in range(7):
+            for delta in (-1, 1):
+                new_channels, new_blocks = list(channels), list(blocks)
+                if index < 4:
+                    new_channels[index] += 2 * delta
+                else:
+                    new_blocks[index - 4] += delta
+                if min(new_channels) < 2 or min(new_blocks) < 1:
+                    continue
+                candidate = self.from_stages(new_channels, new_blocks)
+                if self.contains(candidate):
+                    found.append(candidate)
+        return found
+
     def build_network(
         self,
         arch: Architecture,
