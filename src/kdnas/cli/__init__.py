@@ -12,7 +12,13 @@ import logging
 import sys
 
 # Sub-command modules, in the order `kdnas --help` lists them.
-_COMMAND_MODULES: tuple[str, ...] = ("kdnas.cli.reproduce", "kdnas.cli.train")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "kdnas.cli.demo",
+    "kdnas.cli.search",
+    "kdnas.cli.reproduce",
+    "kdnas.cli.train",
+    "kdnas.cli.bench",
+)
 
 
 class UsageError(Exception):

@@ -103,15 +103,15 @@ class DemoSettings:
         """A smoke-test size: a few one-epoch runs of very narrow networks."""
         values: dict[str, Any] = {
             "part": 9,
-            "n_candidates": 6,
-            "n_lf": 3,
-            "n_hf": 2,
-            "n_correlation": 3,
+            "n_candidates": 5,
+            "n_lf": 2,
+            "n_hf": 1,
+            "n_correlation": 2,
             "lf_epochs": 1,
             "hf_epochs": 1,
             "teacher_epochs": 1,
             "width_multiplier": 0.125,
-            "batch_size": 128,
+            "batch_size": 256,
         }
         values.update(overrides)
         return cls(**values)

@@ -1,0 +1,171 @@
+"""``kdnas bench build|export``: train your own tabular benchmark and write it out."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError:
+        message = f"expected integers separated by commas, got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def register(subparsers: Any) -> None:
+    from kdnas.core import METHODS
+
+    parser = subparsers.add_parser(
+        "bench",
+        help="build your own tabular benchmark (train a grid into a store) and export it",
+        description="Build a tabular benchmark: 'build' trains every architecture x part x "
+        "method into an SQLite store (resumable: run it again after an interruption); "
+        "'export' writes a store in the open benchmark format that 'kdnas reproduce "
+        "--benchmark FOLDER' and kdnas.bench.TabularBenchmark.load read.",
+    )
+    commands = parser.add_subparsers(dest="bench_command", metavar="{build,export}")
+
+    build = commands.add_parser("build", help="train a grid of evaluations into a store")
+    build.add_argument("--space", default="mobilenetv2")
+    build.add_argument("--dataset", default="digits", help="'digits', a CIFAR or image folder")
+    build.add_argument("--parts", type=_int_list, default=(27, 9, 3), help="e.g. 27,9,3")
+    build.add_argument(
+        "--methods", default="nokd,kd", help=f"comma list of {', '.join(METHODS)} (nokd,kd)"
+    )
+    build.add_argument("--archs", type=int, default=10, help="architectures sampled (10)")
+    build.add_argument("--arch-seed", type=int, default=0)
+    build.add_argument(
+        "--no-high-fidelity", action="store_true", help="skip part 1 nokd for every arch"
+    )
+    build.add_argument("--epochs", type=int, default=100)
+    build.add_argument("--lf-epochs", type=int, default=None)
+    build.add_argument("--hf-epochs", type=int, default=None)
+    build.add_argument("--width-multiplier", type=float, default=1.0)
+    build.add_argument("--batch-size", type=int, default=None)
+    build.add_argument("--valid-fraction", type=float, default=0.1)
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--store", required=True, help="SQLite store to fill")
+    build.add_argument("--run-id", default="bench")
+    build.add_argument("--executor", default="serial", help="serial (default) or ray")
+    build.add_argument("--address", default=None)
+    build.add_argument("--cpus-per-eval", type=float, default=1.0)
+    build.add_argument("--gpus-per-eval", type=float, default=0.0)
+    build.add_argument("--device", default=None)
+    build.set_defaults(func=run_build)
+
+    export = commands.add_parser("export", help="write a store as an open-format benchmark")
+    export.add_argument("store", help="the SQLite store")
+    export.add_argument("folder", help="output folder")
+    export.add_argument("--run-id", action="append", default=None, help="runs (default all)")
+    export.add_argument("--dataset", default=None, help="dataset key (default: the run's)")
+    export.set_defaults(func=run_export)
+    parser.set_defaults(func=lambda args: _usage(parser))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from kdnas.cli import UsageError
+    from kdnas.execute import EXECUTORS, import_ray, make_executor
+    from kdnas.experiment import SearchSettings
+    from kdnas.experiment._bench import BenchGrid, run_bench_build
+    from kdnas.spaces import get_space
+
+    get_space(args.space)
+    if args.executor not in EXECUTORS:
+        raise UsageError(
+            f"unknown executor {args.executor!r}; valid executors: {', '.join(EXECUTORS)}"
+        )
+    options: dict[str, Any] = {}
+    if args.executor == "ray":
+        try:
+            import_ray()
+        except ImportError as error:
+            raise UsageError(str(error)) from None
+        options = {
+            "address": args.address,
+            "num_cpus_per_eval": args.cpus_per_eval,
+            "num_gpus_per_eval": args.gpus_per_eval,
+        }
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    train = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    settings = SearchSettings(
+        space=args.space,
+        dataset=args.dataset,
+        algorithm="random",
+        method=methods[0] if methods else "nokd",
+        part=args.parts[0],
+        n_lf=1,
+        n_candidates=args.archs,
+        candidate_seed=args.arch_seed,
+        seed=args.seed,
+        lf_epochs=args.lf_epochs,
+        hf_epochs=args.hf_epochs,
+        epochs=args.epochs,
+        width_multiplier=args.width_multiplier,
+        valid_fraction=args.valid_fraction,
+        train=train,
+        device=args.device,
+    )
+    grid = BenchGrid(settings, args.parts, methods, high_fidelity=not args.no_high_fidelity)
+    total = args.archs * (
+        len(set(args.parts)) * len(methods) + (0 if args.no_high_fidelity else 1)
+    )
+    console = Console()
+
+    class Bar:
+        def __init__(self, progress: Any) -> None:
+            self.progress = progress
+            self.task = progress.add_task("bench build", total=total)
+
+        def on_result(self, evaluation: Any, replayed: bool) -> None:
+            self.progress.advance(self.task)
+            result = evaluation.result
+            accuracy = "-" if not math.isfinite(result.valid_acc) else f"{result.valid_acc:.4f}"
+            console.log(
+                f"{evaluation.arch.key()} {result.fidelity.label():>14} valid {accuracy} "
+                f"{result.status}" + (" (from store)" if replayed else "")
+            )
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as progress:
+        summary = run_bench_build(
+            grid,
+            args.store,
+            run_id=args.run_id,
+            executor=make_executor(args.executor, **options),
+            callbacks=[Bar(progress)],
+        )
+    console.print(
+        f"{len(summary.evaluations)} evaluations in {args.store} (run {args.run_id!r}; "
+        f"{summary.n_replayed} read back, {summary.n_new} new). Export with: kdnas bench "
+        f"export {args.store} FOLDER"
+    )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from kdnas.store import SQLiteStore, export_benchmark
+
+    if not Path(args.store).is_file():
+        raise FileNotFoundError(f"store {args.store}: no such file")
+    with SQLiteStore(args.store) as store:
+        folder = export_benchmark(store, args.folder, run_ids=args.run_id, dataset=args.dataset)
+    print(f"wrote {folder} (open benchmark format; architectures in architectures.json)")
+    return 0

@@ -1,0 +1,223 @@
+"""``kdnas search``: a real multi-fidelity search on a dataset, stored and resumable."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    from kdnas.core import METHODS
+    from kdnas.experiment import ALGORITHMS
+
+    parser = subparsers.add_parser(
+        "search",
+        help="real multi-fidelity architecture search (stored, resumable, Ray optional)",
+        description="Search a space's architectures by training them: low-fidelity runs on "
+        "1/PART of the data with a distillation METHOD guide a Gaussian-process search "
+        "(Algorithm 1 or 2), or search at high fidelity only (GP-UCB, random). Every finished "
+        "evaluation is committed to the --store at once; run the same command again to resume "
+        "an interrupted search (finished evaluations are never rerun).",
+    )
+    parser.add_argument("--space", default="mobilenetv2", help="search space (mobilenetv2)")
+    parser.add_argument(
+        "--dataset",
+        default="digits",
+        help="'digits' (embedded), a CIFAR folder/.tar.gz, or an image folder (default digits)",
+    )
+    parser.add_argument(
+        "--algorithm", default="alg2", help=f"one of {', '.join(ALGORITHMS)} (default alg2)"
+    )
+    parser.add_argument(
+        "--method", default="nst", help=f"low-fidelity loss: {', '.join(METHODS)} (default nst)"
+    )
+    parser.add_argument("--part", type=int, default=27, help="low fidelity trains on 1/PART")
+    parser.add_argument("--n-lf", type=int, default=10, help="low-fidelity evaluations (10)")
+    parser.add_argument(
+        "--candidates", type=int, default=100, help="architectures sampled from the space (100)"
+    )
+    parser.add_argument("--candidate-seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="optimizer and training seed")
+    parser.add_argument("--epochs", type=int, default=100, help="protocol epochs (100)")
+    parser.add_argument("--lf-epochs", type=int, default=None, help="low-fidelity epochs")
+    parser.add_argument("--hf-epochs", type=int, default=None, help="high-fidelity epochs")
+    parser.add_argument("--width-multiplier", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--valid-fraction", type=float, default=0.1)
+    parser.add_argument("--beta", type=float, default=0.5, help="UCB std weight (0.5)")
+    parser.add_argument(
+        "--budget-seconds", type=float, default=None, help="summed evaluation seconds"
+    )
+    parser.add_argument("--budget-evaluations", type=int, default=None)
+    parser.add_argument(
+        "--store", default="kdnas-search.sqlite", help="SQLite store (default kdnas-search.sqlite)"
+    )
+    parser.add_argument("--run-id", default="search", help="run name within the store")
+    parser.add_argument("--report", default=None, help="report folder (default <store>.report)")
+    parser.add_argument("--executor", default="serial", help="serial (default) or ray")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    parser.add_argument("--cpus-per-eval", type=float, default=1.0, help="Ray CPUs per task")
+    parser.add_argument("--gpus-per-eval", type=float, default=0.0, help="Ray GPUs per task")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="Ray tasks at once")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The ``SearchSettings`` of the command line (validated: bad names list valid ones)."""
+    from kdnas.experiment import SearchSettings
+    from kdnas.spaces import get_space
+
+    get_space(args.space)  # unknown names fail here, listing the valid spaces
+    train: dict[str, Any] = {}
+    if args.batch_size is not None:
+        train["batch_size"] = args.batch_size
+    if args.lr is not None:
+        train["lr"] = args.lr
+    return SearchSettings(
+        space=args.space,
+        dataset=args.dataset,
+        algorithm=args.algorithm,
+        method=args.method,
+        part=args.part,
+        n_lf=args.n_lf,
+        n_candidates=args.candidates,
+        candidate_seed=args.candidate_seed,
+        seed=args.seed,
+        lf_epochs=args.lf_epochs,
+        hf_epochs=args.hf_epochs,
+        epochs=args.epochs,
+        width_multiplier=args.width_multiplier,
+        valid_fraction=args.valid_fraction,
+        budget_evaluations=args.budget_evaluations,
+        budget_seconds=args.budget_seconds,
+        beta=args.beta,
+        train=train,
+        device=args.device,
+    )
+
+
+class _Bar:
+    """Executor callbacks drawing one rich progress bar (evaluations or seconds of budget)."""
+
+    def __init__(self, progress: Any, console: Any, total: float | None, seconds: bool) -> None:
+        self.progress = progress
+        self.console = console
+        self.seconds = seconds
+        unit = "budget seconds" if seconds else "evaluations"
+        self.task = progress.add_task(f"search ({unit})", total=total)
+
+    def on_start(self, suggestion: Any) -> None:
+        pass
+
+    def on_result(self, evaluation: Any, replayed: bool) -> None:
+        result = evaluation.result
+        self.progress.advance(self.task, result.cost_s if self.seconds else 1)
+        accuracy = "-" if not math.isfinite(result.valid_acc) else f"{result.valid_acc:.4f}"
+        note = " (from store)" if replayed else ""
+        self.console.log(
+            f"trial {evaluation.trial_id:>3}  {result.fidelity.label():>14}  valid {accuracy}  "
+            f"{result.status:>8}  {result.cost_s:7.1f}s  {evaluation.arch.key()}{note}"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from kdnas.cli import UsageError
+    from kdnas.execute import EXECUTORS, RayExecutor, import_ray, make_executor
+    from kdnas.experiment import run_search
+
+    settings = settings_from_args(args)
+    if args.executor not in EXECUTORS:
+        raise UsageError(
+            f"unknown executor {args.executor!r}; valid executors: {', '.join(EXECUTORS)}"
+        )
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    options: dict[str, Any] = {}
+    if args.executor == "ray":
+        try:
+            import_ray()
+        except ImportError as error:
+            raise UsageError(str(error)) from None
+        options = {
+            "address": args.address,
+            "num_cpus_per_eval": args.cpus_per_eval,
+            "num_gpus_per_eval": args.gpus_per_eval,
+            "max_concurrent": args.max_concurrent,
+        }
+    elif args.address is not None:
+        raise UsageError("--address needs --executor ray")
+    executor = make_executor(args.executor, **options)
+    report = Path(args.report) if args.report else Path(args.store + ".report")
+    console = Console(stderr=args.json)
+    if settings.budget_seconds is not None:
+        total, seconds = settings.budget_seconds, True
+    elif settings.budget_evaluations is not None:
+        total, seconds = float(settings.budget_evaluations), False
+    elif settings.algorithm == "alg1":
+        total, seconds = float(settings.n_lf + 1), False
+    else:
+        total, seconds = None, False
+    console.print(
+        f"[bold]kdnas search[/bold]: {settings.algorithm} over {settings.n_candidates} "
+        f"{settings.space} architectures on {settings.dataset}; low fidelity "
+        f"{settings.low_fidelity.label()}, high fidelity {settings.high_fidelity.label()}; "
+        f"store {args.store} (run {args.run_id!r}); executor {args.executor}"
+        + (f" ({type(executor).__name__})" if isinstance(executor, RayExecutor) else "")
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        outcome = run_search(
+            settings,
+            args.store,
+            run_id=args.run_id,
+            executor=executor,
+            callbacks=[_Bar(progress, console, total, seconds)],
+            report_dir=report,
+        )
+    best = outcome.best
+    summary = {
+        "run_id": outcome.run_id,
+        "store": str(outcome.store_path),
+        "report": str(outcome.report_dir),
+        "evaluations": len(outcome.summary.evaluations),
+        "replayed": outcome.summary.n_replayed,
+        "new": outcome.summary.n_new,
+        "wall_s": round(outcome.wall_s, 3),
+        "best": None
+        if best is None
+        else {
+            "arch": best.arch.to_json(),
+            "valid_acc": best.result.valid_acc,
+            "test_acc": best.result.test_acc,
+        },
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif best is None:
+        console.print("No high-fidelity evaluation finished; see the report for the rest.")
+    else:
+        console.print(
+            f"Best at high fidelity: {best.arch.to_json()}\n  valid {best.result.valid_acc:.4f}"
+            f"  test {best.result.test_acc:.4f}  ({summary['evaluations']} evaluations, "
+            f"{summary['replayed']} read back from the store). Report: {outcome.report_dir}"
+        )
+    return 0
