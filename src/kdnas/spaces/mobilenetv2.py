@@ -57,8 +57,14 @@ MIN_BLOCKS, MAX_BLOCKS = 1, 4
 MIN_K, MAX_K = 1, 4
 #: Smallest channel count ``sample`` draws (the smallest in the listed architectures).
 MIN_SAMPLED_CHANNELS = 16
-#: ``sample`` scales each original channel count by 2**u with u uniform in this interval.
-CHANNEL_LOG2_RANGE = (-1.5, 1.5)
+#: ``sample`` scales each original stage channel count by 2**u, u uniform in this interval,
+#: and the original last_channel (1280) by 2**u, u uniform in ``LAST_CHANNEL_LOG2_RANGE``
+#: (fitted to the 10/50/90 % quantiles of the listed architectures' sorted channel counts).
+CHANNEL_LOG2_RANGE = (-0.5, 1.5)
+LAST_CHANNEL_LOG2_RANGE = (-3.0, 0.0)
+#: Probabilities of n = 1, 2, 3, 4 blocks (and of k) in ``sample``: the frequencies of the inert
+#: k over the 156 listed architectures, which the size filter cannot have skewed.
+BLOCK_PROBABILITIES = (0.37, 0.26, 0.18, 0.19)
 
 
 @dataclass(frozen=True)
@@ -338,20 +344,24 @@ class MobileNetV2Space:
     def sample(self, rng: np.random.Generator, max_tries: int = 10_000) -> Architecture:
         """Perturb the original's block and channel counts until the result is a member.
 
-        Blocks per stage are uniform in 1..4 and k uniform in 1..4. Each of the 8 original
-        channel counts (7 stages and last_channel) is scaled by 2**u, u uniform in
-        ``CHANNEL_LOG2_RANGE``, floored at 16 and rounded to a multiple of 8; the 8 values are
-        then sorted so they are non-decreasing. Draws outside (P/3, 3P) are rejected.
+        Blocks per stage and k are drawn from 1..4 with ``BLOCK_PROBABILITIES``. Each of the 7
+        original stage channel counts is scaled by 2**u, u uniform in ``CHANNEL_LOG2_RANGE``,
+        and last_channel by 2**u, u uniform in ``LAST_CHANNEL_LOG2_RANGE``; each is rounded to
+        a multiple of 8 (at least 16) and the 8 values are sorted so they are non-decreasing.
+        Draws outside (P/3, 3P) are rejected.
         """
         originals = np.array([row[1] for row in ORIGINAL_ROWS], dtype=np.float64)
+        counts = np.arange(MIN_BLOCKS, MAX_BLOCKS + 1)
         for _ in range(max_tries):
-            blocks = rng.integers(MIN_BLOCKS, MAX_BLOCKS + 1, size=7)
-            k = int(rng.integers(MIN_K, MAX_K + 1))
-            scales = 2.0 ** rng.uniform(*CHANNEL_LOG2_RANGE, size=8)
-            channels = sorted(
-                max(MIN_SAMPLED_CHANNELS, make_divisible(c, DIVISOR)) for c in originals * scales
+            blocks = rng.choice(counts, size=8, p=BLOCK_PROBABILITIES)
+            exponents = np.append(
+                rng.uniform(*CHANNEL_LOG2_RANGE, size=7), rng.uniform(*LAST_CHANNEL_LOG2_RANGE)
             )
-            arch = self.from_stages(channels[:7], blocks.tolist(), channels[7], k)
+            channels = sorted(
+                max(MIN_SAMPLED_CHANNELS, make_divisible(c, DIVISOR))
+                for c in originals * 2.0**exponents
+            )
+            arch = self.from_stages(channels[:7], blocks[:7].tolist(), channels[7], int(blocks[7]))
             if self.contains(arch):
                 return arch
         raise RuntimeError(f"no valid MobileNetV2 architecture in {max_tries} draws")
