@@ -341,3 +341,20 @@ def test_neighbours_are_members_one_step_away(name: str) -> None:
         assert np.count_nonzero(diff) == 1
         assert np.abs(diff).max() in ({1.0, 8.0} if name == "mobilenetv2" else {1.0, 2.0})
     assert space.neighbours(origin) == found
+
+
+@pytest.mark.parametrize("name", SPACE_NAMES)
+def test_sampler_resembles_the_listed_architectures(
+    name: str, listed: dict[str, list[Architecture]]
+) -> None:
+    space = get_space(name)
+    rng = np.random.default_rng(2024)
+    sampled = space.feature_matrix([space.sample(rng) for _ in range(300)])
+    reference = space.feature_matrix(listed[name])
+    channels = slice(0, 16, 2) if name == "mobilenetv2" else slice(0, 4)
+    ratio = np.median(sampled[:, channels], axis=0) / np.median(reference[:, channels], axis=0)
+    assert np.all((ratio > 0.6) & (ratio < 1.5)), ratio
+    p = space.reference_parameters
+    sizes = [space.parameter_count(a) / p for a in listed[name]]
+    sampled_sizes = [space.parameter_count(space.sample(rng)) / p for _ in range(200)]
+    assert 0.8 < np.median(sampled_sizes) / np.median(sizes) < 1.25
