@@ -20,6 +20,7 @@ from rich.table import Table
 
 from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
 from kdnas.bench.correlation import compare_with_paper, table1
+from kdnas.cli._search_targets import SEARCH_TARGETS
 from kdnas.paper import paper_figures
 
 __all__ = ["TABLE1_TOLERANCE", "TARGETS", "register"]
@@ -142,6 +143,8 @@ def _target_table1(args: argparse.Namespace) -> int:
 TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {
     "table1": _target_table1,
 }
+# The search experiments (Tables 2 and 4, figures, all) live in their own module.
+TARGETS.update(SEARCH_TARGETS)
 
 
 def _run(args: argparse.Namespace) -> int:

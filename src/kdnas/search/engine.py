@@ -162,7 +162,16 @@ class BatchedGP:
         chol_inv = torch.linalg.solve_triangular(self.chol, eye, upper=False)
         v = torch.bmm(cross, chol_inv.transpose(1, 2))
         var = torch.clamp(1.0 - (v * v).sum(2), min=0.0)
-        return mean, self.y_scale[:, None] * torch.sqrt(var)
+        return mean, self.y_scale[:, None] * _sqrt(var)
+
+
+def _sqrt(values: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded square root. Torch's vectorised CPU sqrt can round 1 - 2^-53 up to
+    exactly 1; far-away candidates then tie at std = 1 where scikit-learn (numpy) separates
+    them, and UCB's lowest-index tie-break picks differently."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.sqrt(values.numpy()))
+    return torch.sqrt(values)
 
 
 def _cross_sq(query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -173,12 +182,14 @@ def _cross_sq(query: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def _space_sq(space: torch.Tensor) -> torch.Tensor:
-    return _self_sq(space[None])[0]
+    # Differences, not the |a|^2 + |b|^2 - 2ab expansion: the diagonal must be exactly 0 and
+    # tiny kernel values exact, or float ties between candidates (which decide UCB picks when
+    # the std saturates at 1) break differently from a direct computation.
+    return ((space[:, None, :] - space[None, :, :]) ** 2).sum(-1)
 
 
 def _self_sq(x: torch.Tensor) -> torch.Tensor:
-    x2 = (x * x).sum(-1)
-    return torch.clamp(x2[:, :, None] + x2[:, None, :] - 2.0 * x @ x.transpose(1, 2), min=0.0)
+    return ((x[:, :, None, :] - x[:, None, :, :]) ** 2).sum(-1)
 
 
 def _search_theta(

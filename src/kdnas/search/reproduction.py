@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ __all__ = [
     "Table4Settings",
     "algorithm2_times",
     "anytime_curve",
+    "cell_rng",
     "gp_ucb_hf_times",
     "load_space_arrays",
     "random_search_times",
@@ -148,7 +150,7 @@ def load_space_arrays(
     )
 
 
-def _rng(seed: int, *names: object) -> np.random.Generator:
+def cell_rng(seed: int, *names: object) -> np.random.Generator:
     """An independent stream per experiment cell, stable across runs and machines."""
     key = zlib.crc32("/".join(str(n) for n in names).encode())
     return np.random.default_rng([seed, key])
@@ -225,7 +227,7 @@ def run_table2(
             for method in methods:
                 if (method, part) not in arrays.low:
                     continue
-                rng = _rng(seed, "table2", space, part, method)
+                rng = cell_rng(seed, "table2", space, part, method)
                 raw[method] = algorithm1_choices(arrays, method, part, runs, n_lf, rng)
                 if progress is not None:
                     progress(f"{space} 1/{part} {method}")
@@ -360,7 +362,7 @@ Table4Row = Callable[
 def _row_hf_only(
     arrays: SpaceArrays, settings: Table4Settings, progress: Progress | None
 ) -> dict[str, np.ndarray]:
-    rng = _rng(settings.seed, "table4", arrays.space, "hf_only")
+    rng = cell_rng(settings.seed, "table4", arrays.space, "hf_only")
     times = gp_ucb_hf_times(arrays, settings.runs, rng, settings.beta, settings.gp)
     if progress is not None:
         progress(f"{arrays.space} GP-UCB high fidelity only")
@@ -370,7 +372,7 @@ def _row_hf_only(
 def _row_random_search(
     arrays: SpaceArrays, settings: Table4Settings, progress: Progress | None
 ) -> dict[str, np.ndarray]:
-    rng = _rng(settings.seed, "table4", arrays.space, "random_search")
+    rng = cell_rng(settings.seed, "table4", arrays.space, "random_search")
     times = random_search_times(arrays, settings.runs, rng)
     if progress is not None:
         progress(f"{arrays.space} random search")
@@ -385,7 +387,7 @@ def _row_algorithm2(
         for method in settings.methods:
             if (method, part) not in arrays.low:
                 continue
-            rng = _rng(settings.seed, "table4", arrays.space, part, method)
+            rng = cell_rng(settings.seed, "table4", arrays.space, part, method)
             out.setdefault(str(part), {})[method] = np.asarray(
                 algorithm2_times(
                     arrays,
@@ -525,5 +527,7 @@ def anytime_curve(
         chosen = incumbent[r, np.maximum(position, 0)]
         out_valid[r, has] = arrays.hf_valid[chosen[has]]
         out_test[r, has] = arrays.hf_test[chosen[has]]
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():
+        # Grid points before any run's first result are all-NaN columns: NaN is the answer.
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(out_valid, 0), np.nanmean(out_test, 0)
