@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TableObjective, make_candidates
+import search_toys
+from search_toys import TableObjective, make_candidates
 
 from kdnas.core import HIGH_FIDELITY, Fidelity, Optimizer
 from kdnas.search import (
@@ -30,7 +31,8 @@ def _objective(candidates, values, low_values=None, fail=frozenset()):
     )
 
 
-def test_all_implement_the_protocol(toy) -> None:
+def test_all_implement_the_protocol() -> None:
+    toy = search_toys.toy()
     candidates, _ = toy
     for optimizer in (
         RandomSearch(candidates, seed=0),
@@ -50,7 +52,8 @@ def test_gp_ucb_never_repeats_and_exhausts_the_space() -> None:
     assert sorted(indices) == list(range(15))
 
 
-def test_pending_suggestions_are_distinct_and_believed(toy) -> None:
+def test_pending_suggestions_are_distinct_and_believed() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
     objective = _objective(candidates, values)
     optimizer = GPUCB(candidates, seed=0)
@@ -64,7 +67,8 @@ def test_pending_suggestions_are_distinct_and_believed(toy) -> None:
     assert optimizer.ask().arch not in keys
 
 
-def test_failed_results_are_skipped_and_never_resuggested(toy) -> None:
+def test_failed_results_are_skipped_and_never_resuggested() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
     fail = frozenset(range(0, 40, 3))
     objective = _objective(candidates, values, fail=fail)
@@ -75,7 +79,8 @@ def test_failed_results_are_skipped_and_never_resuggested(toy) -> None:
     assert not trace.steps[-1].result.ok or trace.steps[-1].result.valid_acc > 0
 
 
-def test_budget_in_seconds_and_target_value(toy) -> None:
+def test_budget_in_seconds_and_target_value() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
     objective = _objective(candidates, values)
     # Each HF evaluation costs 10 s: a 35 s budget allows 4 evaluations (the 4th crosses it).
@@ -89,7 +94,8 @@ def test_budget_in_seconds_and_target_value(toy) -> None:
     assert optimizer.finished and optimizer.ask() is None
 
 
-def test_same_seed_same_result(toy) -> None:
+def test_same_seed_same_result() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
 
     def run(seed: int) -> list[int]:
@@ -106,7 +112,8 @@ def test_same_seed_same_result(toy) -> None:
     assert a.recommendation() == b.recommendation() is not None
 
 
-def test_algorithm2_starts_high_fidelity_at_the_low_fidelity_best(toy) -> None:
+def test_algorithm2_starts_high_fidelity_at_the_low_fidelity_best() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
     low_values = np.random.default_rng(4).uniform(0.1, 0.3, len(candidates))
     objective = _objective(candidates, values, low_values)
@@ -120,7 +127,8 @@ def test_algorithm2_starts_high_fidelity_at_the_low_fidelity_best(toy) -> None:
     assert high[-1].result.valid_acc == values.max()
 
 
-def test_algorithm2_waits_for_low_fidelity_results(toy) -> None:
+def test_algorithm2_waits_for_low_fidelity_results() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
     objective = _objective(candidates, values)
     optimizer = MultiFidelityGPUCB(candidates, 3, LOW, seed=0)
@@ -132,7 +140,8 @@ def test_algorithm2_waits_for_low_fidelity_results(toy) -> None:
     assert optimizer.ask().fidelity == HIGH_FIDELITY
 
 
-def test_algorithm1_recommends_argmax_of_the_fit(toy) -> None:
+def test_algorithm1_recommends_argmax_of_the_fit() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
     # The low fidelity equals the high one here: the GP's argmax must land near the optimum.
     objective = _objective(candidates, values, values)
@@ -143,13 +152,15 @@ def test_algorithm1_recommends_argmax_of_the_fit(toy) -> None:
     assert values[chosen] >= np.sort(values)[-3]
 
 
-def test_random_search_is_a_permutation(toy) -> None:
+def test_random_search_is_a_permutation() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
     trace = run_optimizer(RandomSearch(candidates, seed=1), _objective(candidates, values))
     assert sorted(candidates.index_of(s.suggestion.arch) for s in trace.steps) == list(range(40))
 
 
-def test_tell_rejects_unknown_trials(toy) -> None:
+def test_tell_rejects_unknown_trials() -> None:
+    toy = search_toys.toy()
     candidates, values = toy
     optimizer = GPUCB(candidates, seed=0)
     suggestion = optimizer.ask()

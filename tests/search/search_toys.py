@@ -1,18 +1,17 @@
-"""Tiny synthetic candidate sets and objectives for the search tests."""
+"""Tiny synthetic candidate sets and objectives for the search tests (a helper module)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pytest
 
 from kdnas.core import Architecture, EvalResult, Fidelity
 from kdnas.search.candidates import CandidateSet
 
 
 class TableObjective:
-    """Looks up (valid_acc, cost_s) per (index, fidelity) from plain arrays; counts calls.
+    """Looks up (valid_acc, test_acc, cost_s) per (index, fidelity) from plain arrays.
 
     ``fail`` holds indices whose evaluation returns status "failed" (NaN accuracies, the cost
     still charged).
@@ -24,11 +23,13 @@ class TableObjective:
         valid: dict[Fidelity, np.ndarray],
         cost: dict[Fidelity, np.ndarray],
         fail: frozenset[int] = frozenset(),
+        test: dict[Fidelity, np.ndarray] | None = None,
     ) -> None:
         self.candidates = candidates
         self.valid = valid
         self.cost = cost
         self.fail = fail
+        self.test = test or valid
         self.calls: list[tuple[int, Fidelity]] = []
 
     def evaluate(self, arch: Architecture, fidelity: Fidelity) -> EvalResult:
@@ -37,8 +38,8 @@ class TableObjective:
         cost = float(self.cost[fidelity][i])
         if i in self.fail:
             return EvalResult(arch.key(), fidelity, math.nan, math.nan, cost, status="failed")
-        value = float(self.valid[fidelity][i])
-        return EvalResult(arch.key(), fidelity, value, value, cost)
+        value, test = float(self.valid[fidelity][i]), float(self.test[fidelity][i])
+        return EvalResult(arch.key(), fidelity, value, test, cost)
 
 
 def make_candidates(n: int, d: int = 2, seed: int = 0) -> CandidateSet:
@@ -47,7 +48,6 @@ def make_candidates(n: int, d: int = 2, seed: int = 0) -> CandidateSet:
     return CandidateSet.from_raw(archs, rng.normal(size=(n, d)))
 
 
-@pytest.fixture
 def toy() -> tuple[CandidateSet, np.ndarray]:
     """40 candidates in 2-d; a smooth objective with its maximum near the origin."""
     candidates = make_candidates(40)
