@@ -14,10 +14,10 @@ initial scale, then ``n_restarts`` log-uniform draws): a start where the gradien
 (the flat plateau of tiny scales, a single observation) or the kernel is not positive definite
 stays where it is; any other start walks uphill in steps of ``EngineConfig.grid_step`` until
 the likelihood falls, and bisection on the derivative's sign plus a secant step refine the
-peak. The best start wins, ties going to the earliest. Emulating the stalls matters: with mean-centred
-targets and few points, the paper's GP-UCB often kept a plateau scale, which turns UCB into a
-lowest-index pick, and Table 4 depends on it. The results match the per-run scipy GP
-statistically, not bit for bit (see ``benchmarks/search_speed.py`` and
+peak. The best start wins, ties going to the earliest. Emulating the stalls matters: with
+mean-centred targets and few points, the paper's GP-UCB often kept a plateau scale, which
+turns UCB into a lowest-index pick, and Table 4 depends on it. The results match the per-run
+scipy GP statistically, not bit for bit (see ``benchmarks/search_speed.py`` and
 ``tests/search/test_engine.py``).
 """
 
