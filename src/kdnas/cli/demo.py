@@ -96,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         f"(not CIFAR-100), {settings.n_candidates} candidate architectures; low fidelity = "
         f"1/{settings.part} of the data with {settings.method!r} distillation, "
         f"{settings.lf_epochs} epochs; high fidelity = all data, plain cross-entropy, "
-        f"{settings.hf_epochs} epochs; {torch.get_num_threads()} CPU threads."
+        f"{settings.hf_epochs} epochs; teacher = the original network, "
+        f"{settings.teacher_epochs} epochs on the same 1/{settings.part}; "
+        f"{torch.get_num_threads()} CPU threads."
     )
     clock = time.perf_counter()
     with Progress(
