@@ -201,9 +201,12 @@ def test_ray_executor_yields_the_same_results_as_in_process(tmp_path: Path) -> N
         serial = SerialExecutor().run(
             ShuffledOptimizer(candidates, 8, seed=5), ToyObjective(), store, run_id="r"
         )
-    # Workers import the toy objective from this folder.
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(SCRIPT.parent), *sys.path])}}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+    import fake_search
+    from ray import cloudpickle
+
+    # Ray workers cannot import this test folder: ship the toy objective by value.
+    cloudpickle.register_pickle_by_value(fake_search)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         optimizer = ShuffledOptimizer(candidates, 8, seed=5)
         with SQLiteStore(tmp_path / "ray.db") as store:
@@ -213,6 +216,7 @@ def test_ray_executor_yields_the_same_results_as_in_process(tmp_path: Path) -> N
             stored = store.results("r")
     finally:
         ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(fake_search)
 
     def as_set(evaluations: object) -> set[tuple[str, Fidelity, str, float]]:
         return {
