@@ -6,6 +6,7 @@
 - ``kdnas.search.harness``: the serial evaluation loop and run statistics.
 - ``kdnas.search.engine``: the batched simulation of many runs at once (torch).
 - ``kdnas.search.reproduction``: the paper's Tables 2 and 4 and its figures' data.
+- ``kdnas.search.multifidelity``: screening GP-UCB (beyond the paper), with its Table 4 row.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from __future__ import annotations
 from kdnas.search.candidates import CandidateSet, random_subsets, standardize_columns
 from kdnas.search.gp import NORMALIZATIONS, FittedGP, GPConfig, fit_gp
 from kdnas.search.harness import Trace, TraceStep, percentile_in_space, run_many, run_optimizer
+from kdnas.search.multifidelity import (
+    ScreeningConfig,
+    ScreeningGPUCB,
+    register_table4_rows,
+    simulate_screening,
+)
 from kdnas.search.optimizers import GPUCB, Budget, LowFidelityGP, MultiFidelityGPUCB, RandomSearch
 
 __all__ = [
@@ -25,12 +32,16 @@ __all__ = [
     "LowFidelityGP",
     "MultiFidelityGPUCB",
     "RandomSearch",
+    "ScreeningConfig",
+    "ScreeningGPUCB",
     "Trace",
     "TraceStep",
     "fit_gp",
     "percentile_in_space",
     "random_subsets",
+    "register_table4_rows",
     "run_many",
     "run_optimizer",
+    "simulate_screening",
     "standardize_columns",
 ]
