@@ -102,6 +102,9 @@ def run_build(args: argparse.Namespace) -> int:
             "num_cpus_per_eval": args.cpus_per_eval,
             "num_gpus_per_eval": args.gpus_per_eval,
         }
+    device = args.device
+    if args.executor == "ray" and args.gpus_per_eval > 0 and device is None:
+        device = "cuda"  # built on the driver, which may have no GPU; tasks run on GPU workers
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     train = {"batch_size": args.batch_size} if args.batch_size is not None else {}
     settings = SearchSettings(
@@ -120,7 +123,7 @@ def run_build(args: argparse.Namespace) -> int:
         width_multiplier=args.width_multiplier,
         valid_fraction=args.valid_fraction,
         train=train,
-        device=args.device,
+        device=device,
     )
     grid = BenchGrid(settings, args.parts, methods, high_fidelity=not args.no_high_fidelity)
     total = args.archs * (

@@ -53,7 +53,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--budget-seconds", type=float, default=None, help="summed evaluation seconds"
     )
-    parser.add_argument("--budget-evaluations", type=int, default=None)
+    parser.add_argument(
+        "--budget-evaluations", type=int, default=None, help="evaluations in all (alg1: n_lf + 1)"
+    )
     parser.add_argument(
         "--store", default="kdnas-search.sqlite", help="SQLite store (default kdnas-search.sqlite)"
     )
@@ -129,6 +131,7 @@ class _Bar:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
     import torch
@@ -158,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
             "num_gpus_per_eval": args.gpus_per_eval,
             "max_concurrent": args.max_concurrent,
         }
+        if args.gpus_per_eval > 0 and settings.device is None:
+            # The objective is built here, on the driver, which may have no GPU; its tasks
+            # run where Ray puts them, on GPU workers.
+            settings = dataclasses.replace(settings, device="cuda")
     elif args.address is not None:
         raise UsageError("--address needs --executor ray")
     executor = make_executor(args.executor, **options)
@@ -181,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total}"),
+        TextColumn("{task.completed:.0f}" + ("" if total is None else f"/{total:.0f}")),
         TimeElapsedColumn(),
         console=console,
     ) as progress:
