@@ -26,6 +26,8 @@ def test_train_command_prints_and_saves_the_result(
             "original",
             "--dataset",
             "digits",
+            "--resolution",
+            "8",
             "--part",
             "27",
             "--loss",

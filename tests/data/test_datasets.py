@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from kdnas.data import DatasetError, load_cifar, load_dataset, load_digits, load_image_folder
+from kdnas.data import (
+    DatasetError,
+    load_cifar,
+    load_dataset,
+    load_digits,
+    load_image_folder,
+    prepare,
+)
 
 
 def _fake_cifar100(folder: Path, n_train: int = 20, n_test: int = 10) -> np.ndarray:
@@ -117,3 +124,5 @@ def test_digits_load_offline_with_a_fixed_stratified_test_split() -> None:
     totals = counts + torch.bincount(first.train.labels, minlength=10)
     assert torch.all((counts - 0.2 * totals).abs() <= 0.5)
     assert int(first.train.images.max()) == 255 and not first.flip_invariant
+    prepared = prepare(first)
+    assert prepared.resolution == 16 and prepare(first, resolution=8).resolution == 8

@@ -17,7 +17,7 @@ from kdnas.train import TrainConfig, TrainResult, accuracy, train_network
 
 @pytest.fixture(scope="module")
 def digits():
-    return prepare(load_digits())
+    return prepare(load_digits(), resolution=8)
 
 
 def _device_images(data, count: int, padding: int = 0) -> DeviceImages:

@@ -16,7 +16,7 @@ from kdnas.train import LiveTeacher, TeacherCache, TrainConfig, TrainingObjectiv
 
 @pytest.fixture(scope="module")
 def digits():
-    return prepare(load_digits())
+    return prepare(load_digits(), resolution=8)
 
 
 def _config(**changes) -> TrainConfig:

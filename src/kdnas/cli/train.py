@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
         default="digits",
         help="'digits' (embedded), a CIFAR folder or .tar.gz, or an image folder (default digits)",
     )
-    parser.add_argument("--resolution", type=int, default=None, help="image side in pixels")
+    parser.add_argument(
+        "--resolution", type=int, default=None, help="image side in pixels (digits: 16)"
+    )
     parser.add_argument("--valid-fraction", type=float, default=0.1, help="default 0.1")
     parser.add_argument("--part", type=int, default=1, help="train on 1/PART of the data")
     parser.add_argument("--loss", default="nokd", help=f"one of {', '.join(METHODS)}")

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 #: Datasets that ship inside an installed package and so load offline on a fresh machine.
 EMBEDDED_DATASETS: tuple[str, ...] = ("digits",)
 
+#: Side the digits are upsampled to by default: measured in docs/training.md, 16x16 trains
+#: MobileNetV2 to far higher accuracy than 8x8 (whose maps shrink to 1x1 by the 4th stage)
+#: at about the same CPU time.
+DIGITS_RESOLUTION = 16
 #: Fixed seed and fraction of the digits' own test split (scikit-learn ships no split).
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -83,6 +87,7 @@ class Dataset:
         num_classes: number of classes K.
         flip_invariant: whether horizontal flips preserve the class (False for digits), so
             that the training protocol's flip augmentation can be switched off where it hurts.
+        default_resolution: the side ``prepare`` resizes to when given none (None = native).
     """
 
     name: str
@@ -90,6 +95,7 @@ class Dataset:
     test: ImageSet
     num_classes: int
     flip_invariant: bool = True
+    default_resolution: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
@@ -181,10 +187,9 @@ def load_cifar(path: str | Path) -> Dataset:
         return _load_cifar_archive(path, expected)
     if not path.is_dir():
         raise DatasetError(f"dataset not found: {path} does not exist; expected {expected}")
-    for variant, (folder, *_rest) in _CIFAR_LAYOUT.items():
+    for folder, *_rest in _CIFAR_LAYOUT.values():
         if (path / folder).is_dir():
             return load_cifar(path / folder)
-        del variant
     files = {p.name: p for p in path.iterdir() if p.is_file()}
     try:
         variant = _detect_variant(set(files))
@@ -307,6 +312,8 @@ def load_digits() -> Dataset:
 
     The pixel values 0-16 are rescaled to 0-255. scikit-learn ships no split, so a fixed
     class-stratified 20 % test split is drawn with seed 0 (the same on every machine).
+    The images stay 8x8 here; ``prepare`` upsamples them to ``DIGITS_RESOLUTION`` (16) unless
+    given another resolution.
     """
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -325,6 +332,7 @@ def load_digits() -> Dataset:
         test=_image_set(images[is_test], labels[is_test]),
         num_classes=10,
         flip_invariant=False,
+        default_resolution=DIGITS_RESOLUTION,
     )
 
 

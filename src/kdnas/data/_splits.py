@@ -163,13 +163,14 @@ def prepare(
             validation (default 10 %), a fraction in [0, 1).
         split_seed: seed of the validation split (fixed per dataset, not per evaluation, so
             that every evaluation is validated on the same images).
-        resolution: image side in pixels after bilinear resizing; None keeps the native size.
+        resolution: image side in pixels after bilinear resizing; None takes the dataset's
+            ``default_resolution`` (16 for the digits), else keeps the native size.
     """
     if resolution is not None and resolution < 1:
         raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
     labels = dataset.train.labels.numpy()
     is_valid = torch.from_numpy(stratified_split(labels, valid_fraction, split_seed))
-    side = resolution or dataset.resolution
+    side = resolution or dataset.default_resolution or dataset.resolution
     train_images = _resize(dataset.train.images[~is_valid], side)
     pixels = train_images.double().div_(255.0)
     mean = pixels.mean(dim=(0, 2, 3))
