@@ -27,6 +27,13 @@ class TrainingLoss(nn.Module):
     (connectors, regressors, embedding heads) are sub-modules, so ``parameters()`` yields
     them and the trainer optimises them with the student. Non-trainable state (memory banks)
     lives in buffers.
+
+    Each loss also exposes ``hyperparameters`` (dict of the resolved values, e.g. tau and
+    lambda) and ``weights`` (dict: the weight of each returned term in "total"); the trainer
+    records both with every result (``TrainResult.loss_settings``).
+
+    The trainer's teacher cache keys a loss's summaries by its ``name``: ``teacher_summary``
+    must not depend on the loss's hyperparameters or trainable parts.
     """
 
     name: str = ""
