@@ -9,7 +9,12 @@ from search_toys import TableObjective, make_candidates
 
 from kdnas.core import HIGH_FIDELITY, Fidelity
 from kdnas.search import GPConfig, LowFidelityGP, fit_gp, random_subsets, run_optimizer
-from kdnas.search.engine import batched_fit, simulate_algorithm1, simulate_gp_ucb_phase
+from kdnas.search.engine import (
+    EngineConfig,
+    batched_fit,
+    simulate_algorithm1,
+    simulate_gp_ucb_phase,
+)
 
 LOW = Fidelity(part=9, method="nst")
 
@@ -20,12 +25,13 @@ def test_batched_fit_matches_per_run_fit(mode: str) -> None:
     x = rng.normal(size=(6, 20, 3))
     y = 0.6 + 0.05 * np.sin(2 * x[..., 0]) + 0.02 * x[..., 1]
     config = GPConfig(normalize=mode)
-    model = batched_fit(torch.tensor(x), torch.tensor(y), config)
+    # More bisections than the default (4, tuned for speed) to compare closely.
+    model = batched_fit(torch.tensor(x), torch.tensor(y), config, EngineConfig(refine_steps=10))
     query = rng.normal(size=(30, 3))
     mean, std = model.predict(torch.tensor(query), return_std=True)
     for r in range(6):
         single = fit_gp(x[r], y[r], config)
-        assert np.exp(model.theta[r].item()) == pytest.approx(single.length_scale, rel=0.02)
+        assert np.exp(model.theta[r].item()) == pytest.approx(single.length_scale, rel=2e-3)
         m, s = single.predict(query, return_std=True)
         # The likelihood search stops within ~1% of the scale; ill-conditioned fits amplify it.
         np.testing.assert_allclose(mean[r].numpy(), m, atol=2e-3)
