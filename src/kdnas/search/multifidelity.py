@@ -285,7 +285,7 @@ def simulate_screening(
     has been evaluated at high fidelity.
 
     The loop is the plain ask/tell loop with array lookups for results, so the same optimizer
-    code runs here and on real training. About 100 runs per second on one core.
+    code runs here and on real training. About 50 runs per second on one core.
 
     Args:
         arrays: the space (``kdnas.search.reproduction.load_space_arrays``).
