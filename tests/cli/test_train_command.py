@@ -64,3 +64,44 @@ def test_train_command_lists_valid_losses(capsys: pytest.CaptureFixture[str]) ->
     assert main(["train", "--arch", "original", "--loss", "distil"]) == 2
     error = capsys.readouterr().err
     assert "unknown loss 'distil'" in error and "nokd, kd, hint" in error
+
+
+def test_train_command_takes_a_listed_architecture_by_index(
+    paper_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from kdnas.spaces import load_listed_architectures
+
+    threads = torch.get_num_threads()
+    output = tmp_path / "result.json"
+    code = main(
+        [
+            "train",
+            "--arch",
+            "5",
+            "--archs",
+            str(paper_data_dir),
+            "--resolution",
+            "8",
+            "--part",
+            "27",
+            "--epochs",
+            "1",
+            "--width-multiplier",
+            "0.1",
+            "--threads",
+            "1",
+            "--teacher-dir",
+            str(tmp_path / "teachers"),
+            "--output",
+            str(output),
+        ]
+    )
+    torch.set_num_threads(threads)
+    assert code == 0
+    saved = json.loads(output.read_text())
+    assert saved["arch_key"] == load_listed_architectures("mobilenetv2", paper_data_dir)[5].key()
+    assert saved["method"] == "nokd" and not list((tmp_path / "teachers").glob("*.pt"))
+    assert main(["train", "--arch", "100", "--archs", str(paper_data_dir)]) == 2
+    assert "out of range 0..99" in capsys.readouterr().err
