@@ -34,6 +34,8 @@ def test_validation_split_is_stratified_seeded_and_disjoint() -> None:
     assert _ids(again.valid.images) == _ids(data.valid.images)
     other = prepare(_unique_dataset(), valid_fraction=0.1, split_seed=1)
     assert _ids(other.valid.images) != _ids(data.valid.images)
+    with pytest.raises(ValueError, match="valid_fraction"):
+        prepare(_unique_dataset(), valid_fraction=0.0)
 
 
 @pytest.mark.parametrize("part", [1, 3, 9, 27])

@@ -160,12 +160,17 @@ def prepare(
     Args:
         dataset: the loaded dataset.
         valid_fraction: share of each class of the official training set held out for
-            validation (default 10 %), a fraction in [0, 1).
+            validation (default 10 %), a fraction in (0, 1).
         split_seed: seed of the validation split (fixed per dataset, not per evaluation, so
             that every evaluation is validated on the same images).
         resolution: image side in pixels after bilinear resizing; None takes the dataset's
             ``default_resolution`` (16 for the digits), else keeps the native size.
     """
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(
+            f"valid_fraction must lie in (0, 1): every result reports a validation accuracy; "
+            f"got {valid_fraction!r}"
+        )
     if resolution is not None and resolution < 1:
         raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
     labels = dataset.train.labels.numpy()
