@@ -140,3 +140,18 @@ def test_real_mobilenetv2_trains_on_digits(digits) -> None:
     assert result.status == "ok" and result.epochs == 1 and math.isfinite(result.final_loss)
     network = space.build_network(space.original(), 10, 1, 0.1)
     assert result.params == count_parameters(network)
+
+
+def test_warm_up_trains_the_teacher_and_fills_the_cache_once(
+    digits, tiny_space, tmp_path: Path
+) -> None:
+    cache = TeacherCache()
+    objective = TrainingObjective(
+        tiny_space, digits, _config(), tmp_path, seed=0, device="cpu", cache=cache
+    )
+    assert objective.warm_up(27, ("nokd", "kd")) > 0
+    assert len(list(tmp_path.glob("teacher-*.pt"))) == 1
+    assert cache.bytes_in_memory > 0 and len(cache._memory) == 2  # kd, both epochs
+    misses = cache.misses
+    result = objective.train(Architecture("tiny", (4,)), Fidelity(27, "kd"))
+    assert result.status == "ok" and cache.misses == misses and cache.hits == 2

@@ -177,6 +177,45 @@ class TrainingObjective:
         self._teachers[key] = network
         return network
 
+    def _teacher_source(
+        self, fidelity: Fidelity, loss: TrainingLoss, teacher: nn.Module
+    ) -> TeacherSource:
+        live = LiveTeacher(teacher, loss, self.config)
+        if not self.use_cache:
+            return live
+        key = cache_key(
+            teacher=self.teacher_key(fidelity.part),
+            summary=loss.name,
+            batch_size=self.config.batch_size,
+            padding=self.config.crop_padding,
+            flip=self.config.horizontal_flip,
+            amp=self.config.amp,
+            channels_last=self.config.channels_last,
+            device=self.device.type,
+        )
+        return CachedTeacher(self.cache, key, live)
+
+    def warm_up(self, part: int, methods: tuple[str, ...] = ("kd",)) -> float:
+        """Train (or load) the 1/part teacher and fill the cache for ``methods``; seconds spent.
+
+        Optional: the first student does both otherwise. Calling it once before a search fans
+        out to parallel workers (sharing ``teacher_dir`` and a cache directory) keeps them from
+        training the same teacher at once, and keeps the one-off cost out of every student's
+        measured cost.
+        """
+        start = time.perf_counter()
+        teacher = self.teacher(part)
+        for method in methods:
+            if method == "nokd":
+                continue
+            fidelity = Fidelity(part=part, method=method)
+            with _seeded(self.device, stream_seed(self.seed, 0, "init")):
+                loss = self._loss(fidelity, self.build(self.space.original()), teacher)
+            source = self._teacher_source(fidelity, loss, teacher)
+            if isinstance(source, CachedTeacher):
+                source.prefill(self.train_images(part), self.config, self.seed, self.config.epochs)
+        return time.perf_counter() - start
+
     # -- evaluation ------------------------------------------------------------------------
     def evaluate(self, arch: Architecture, fidelity: Fidelity) -> EvalResult:
         """Train ``arch`` at ``fidelity`` and return the search-facing result (never raises
@@ -200,20 +239,7 @@ class TrainingObjective:
                 network = self.build(arch)
                 loss = self._loss(fidelity, network, teacher)
             if teacher is not None:
-                live = LiveTeacher(teacher, loss, self.config)
-                source = live
-                if self.use_cache:
-                    key = cache_key(
-                        teacher=self.teacher_key(fidelity.part),
-                        summary=loss.name,
-                        batch_size=self.config.batch_size,
-                        padding=self.config.crop_padding,
-                        flip=self.config.horizontal_flip,
-                        amp=self.config.amp,
-                        channels_last=self.config.channels_last,
-                        device=self.device.type,
-                    )
-                    source = CachedTeacher(self.cache, key, live)
+                source = self._teacher_source(fidelity, loss, teacher)
             result = self._train(arch, network, loss, fidelity.part, fidelity.epochs, source)
         except (ValueError, RuntimeError, TypeError) as error:
             logger.warning(
