@@ -85,9 +85,9 @@ class DemoSettings:
     n_candidates: int = 30
     n_lf: int = 8
     n_hf: int = 3
-    n_correlation: int = 6
-    lf_epochs: int = 12
-    hf_epochs: int = 10
+    n_correlation: int = 5
+    lf_epochs: int = 10
+    hf_epochs: int = 8
     teacher_epochs: int = 30
     width_multiplier: float = 0.25
     batch_size: int = 64
@@ -308,7 +308,10 @@ def run_demo(
     )
     series = {}
     stats: dict[str, dict[str, float]] = {}
-    for label, fidelity in ((f"{low.method} (KD)", low), ("nokd (CE)", low_ce)):
+    for label, fidelity in (
+        (f"{low.label()} (distillation)", low),
+        (f"{low_ce.label()} (cross-entropy)", low_ce),
+    ):
         _, lf, hf = lf_hf_pairs(studied.evaluations, fidelity, high)
         stats[fidelity.method] = {**correlations(lf, hf), "n": float(len(lf))}
         series[label] = (lf, hf, stats[fidelity.method]["spearman"])
