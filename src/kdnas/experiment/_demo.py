@@ -81,14 +81,14 @@ class DemoSettings:
     """
 
     method: str = "kd"
-    part: int = 3
+    part: int = 4
     n_candidates: int = 30
     n_lf: int = 8
     n_hf: int = 3
     n_correlation: int = 5
     lf_epochs: int = 10
     hf_epochs: int = 8
-    teacher_epochs: int = 30
+    teacher_epochs: int = 25
     width_multiplier: float = 0.25
     batch_size: int = 64
     lr: float = 0.2
