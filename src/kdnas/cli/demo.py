@@ -130,7 +130,11 @@ def run(args: argparse.Namespace) -> int:
             f"{result.test_acc:.3f}",
         )
     console.print(table)
-    correlations = Table(title="Low-fidelity valid vs high-fidelity test accuracy (rank corr.)")
+    n_study = settings.n_correlation
+    correlations = Table(
+        title=f"Low-fidelity valid vs high-fidelity test accuracy, rank correlation over "
+        f"{n_study} architectures (indicative only at this size)"
+    )
     for column in ("low fidelity", "n", "Spearman", "Kendall"):
         correlations.add_column(column)
     for method, values in outcome.correlations.items():

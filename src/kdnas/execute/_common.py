@@ -73,6 +73,7 @@ class ExecutionSummary:
         wall_s: seconds this call took.
         stop_reason: "exhausted" (the optimizer has nothing more to ask), "max_evaluations"
             or "max_wall_s".
+        extras: executor-specific facts (the Ray executor: its address).
     """
 
     run_id: str

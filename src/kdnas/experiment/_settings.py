@@ -62,7 +62,8 @@ class SearchSettings:
         valid_fraction: share of the training set held out for validation.
         budget_evaluations: evaluations in all (None: no limit).
         budget_seconds: summed evaluation seconds (None: no limit). Reproducible: a resumed
-            search charges stored evaluations their recorded seconds.
+            search charges stored evaluations their recorded seconds. Both budgets apply to
+            alg2, gp-ucb and random; alg1 always makes n_lf + 1 evaluations.
         beta: UCB weight of the posterior std (the paper: 0.5).
         train: further ``TrainConfig`` overrides (batch_size, lr, ...).
         hyperparameters: per-method loss overrides, e.g. {"kd": {"tau": 4.0}}.
