@@ -58,6 +58,10 @@ def _evaluate_task(
     return result, started, ended, f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _prepare_task(function: Any, objective: Objective, *args: Any) -> Any:
+    return function(objective, *args)
+
+
 class RayExecutor:
     """Run evaluations as Ray tasks on a local machine or a cluster.
 
@@ -101,6 +105,24 @@ class RayExecutor:
         self.local_num_cpus = local_num_cpus
         self.shutdown = shutdown
         self.poll_s = float(poll_s)
+        self._owns_ray = False
+
+    def prepare(self, objective: Objective, function: Any, *args: Any) -> Any:
+        """Run ``function(objective, *args)`` once as a Ray task with an evaluation's resources.
+
+        For one-off work every evaluation needs, such as training the teacher into a folder
+        all workers read: done once here, rather than by every worker at its first task.
+        Ray stays up for the following ``run`` (and is shut down after it, if started here).
+        """
+        ray = import_ray()
+        if self._start(ray):
+            self._owns_ray = True
+        options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
+        if self.num_gpus_per_eval > 0:
+            options["num_gpus"] = self.num_gpus_per_eval
+        return ray.get(
+            ray.remote(_prepare_task).options(**options).remote(function, objective, *args)
+        )
 
     def _start(self, ray: Any) -> bool:
         """Connect to (or start) Ray; True when this call started it."""
@@ -164,7 +186,8 @@ class RayExecutor:
         for evaluation in state.told:
             notify_result(callbacks, evaluation, True)
         finished: list[StoredEvaluation] = list(state.told)
-        started_ray = self._start(ray)
+        started_ray = self._start(ray) or self._owns_ray
+        self._owns_ray = False
         try:
             n_new, stop_reason = self._loop(
                 ray,

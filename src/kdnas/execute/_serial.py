@@ -34,6 +34,10 @@ class SerialExecutor:
 
     name = "serial"
 
+    def prepare(self, objective: Objective, function: Any, *args: Any) -> Any:
+        """Run ``function(objective, *args)`` in this process (one-off work before ``run``)."""
+        return function(objective, *args)
+
     def run(
         self,
         optimizer: Optimizer,

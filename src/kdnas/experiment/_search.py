@@ -110,9 +110,15 @@ def run_search(
     archs = sample_architectures(space, settings.n_candidates, settings.candidate_seed)
     candidates = build_candidates(space, archs)
     teachers = teacher_dir if teacher_dir is not None else teacher_dir_for(store_path)
+    if teachers is not None:
+        teachers = Path(teachers).resolve()  # Ray workers may run in another directory
     objective = build_objective(settings, data, teachers)
     optimizer = build_optimizer(settings, candidates)
     executor = executor or SerialExecutor()
+    if settings.algorithm in ("alg1", "alg2") and settings.method != "nokd":
+        # Train (or load) the teacher once, where evaluations run, before the workers start:
+        # otherwise every parallel worker would train its own copy at its first task.
+        executor.prepare(objective, _prepare_teacher, settings.part)
     with SQLiteStore(store_path) as store:
         summary = executor.run(
             optimizer,
@@ -135,6 +141,10 @@ def run_search(
         report_dir=report,
         wall_s=time.perf_counter() - clock,
     )
+
+
+def _prepare_teacher(objective: Any, part: int) -> None:
+    objective.teacher(part)
 
 
 def write_search_report(
