@@ -209,10 +209,11 @@ def test_ray_executor_yields_the_same_results_as_in_process(tmp_path: Path) -> N
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         optimizer = ShuffledOptimizer(candidates, 8, seed=5)
+        executor = RayExecutor(max_concurrent=2)
+        # One-off work (the teacher, in real searches) runs in a worker, not in the driver.
+        assert executor.prepare(ToyObjective(), lambda objective: os.getpid()) != os.getpid()
         with SQLiteStore(tmp_path / "ray.db") as store:
-            parallel = RayExecutor(max_concurrent=2).run(
-                optimizer, ToyObjective(sleep_s=0.2), store, run_id="r"
-            )
+            parallel = executor.run(optimizer, ToyObjective(sleep_s=0.2), store, run_id="r")
             stored = store.results("r")
     finally:
         ray.shutdown()
