@@ -51,6 +51,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument("--beta", type=float, default=0.5, help="UCB std weight (0.5)")
     parser.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hyperparameter of the --method loss, e.g. --hp tau=4 --hp lambda=0.9",
+    )
+    parser.add_argument(
         "--budget-seconds", type=float, default=None, help="summed evaluation seconds"
     )
     parser.add_argument(
@@ -74,10 +81,18 @@ def register(subparsers: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The ``SearchSettings`` of the command line (validated: bad names list valid ones)."""
+    from kdnas.cli import UsageError
     from kdnas.experiment import SearchSettings
     from kdnas.spaces import get_space
 
     get_space(args.space)  # unknown names fail here, listing the valid spaces
+    overrides: dict[str, float] = {}
+    for item in args.hp:
+        name, _, value = item.partition("=")
+        try:
+            overrides[name.strip()] = float(value)
+        except ValueError:
+            raise UsageError(f"--hp expects NAME=NUMBER, got {item!r}") from None
     train: dict[str, Any] = {}
     if args.batch_size is not None:
         train["batch_size"] = args.batch_size
@@ -102,6 +117,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         budget_seconds=args.budget_seconds,
         beta=args.beta,
         train=train,
+        hyperparameters={args.method: overrides} if overrides else {},
         device=args.device,
     )
 
