@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from kdnas.cli import UsageError
     from kdnas.core import METHODS
     from kdnas.experiment import DemoSettings, run_demo
+    from kdnas.store import RunMismatchError
 
     if args.method is not None and args.method not in METHODS:
         raise UsageError(f"unknown method {args.method!r}; valid methods: {', '.join(METHODS)}")
@@ -109,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        outcome = run_demo(settings, Path(args.out), _RichProgress(progress, console))
+        try:
+            outcome = run_demo(settings, Path(args.out), _RichProgress(progress, console))
+        except RunMismatchError as error:
+            raise UsageError(f"{error} (for the demo: pass another --out)") from None
     wall = time.perf_counter() - clock
 
     table = Table(title="What the search found (test accuracy at high fidelity)")

@@ -156,9 +156,12 @@ def describe_config_difference(stored: Mapping[str, Any], current: Mapping[str, 
         if old != new:
             old_text = "(absent)" if old is missing else repr(old)
             new_text = "(absent)" if new is missing else repr(new)
-            if len(old_text) + len(new_text) > 120:
+            long = len(old_text) + len(new_text) > 120
+            if long:
                 old_text, new_text = "<list/value>", "<another value>"
-            differences.append(f"{key}: {old_text} (stored) vs {new_text} (now)")
+            differences.append((long, f"{key}: {old_text} (stored) vs {new_text} (now)"))
+    # Settings a user types (method, part, seed) first; long lists (candidates) last.
+    differences = [text for _, text in sorted(differences, key=lambda item: item[0])]
     if not differences:
         return "the fingerprints differ"
     shown = "; ".join(differences[:5])
