@@ -118,7 +118,16 @@ def load_array_pickle(data: bytes, source: str, encoding: str = "latin1") -> Any
         return _ArrayDataUnpickler(io.BytesIO(data), encoding=encoding).load()
     except UnsafePickleError as error:
         raise UnsafePickleError(f"{source}: {error}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
-            KeyError, AttributeError, MemoryError, OverflowError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        MemoryError,
+        OverflowError,
+    ) as error:
         kind = "truncated" if isinstance(error, EOFError) else "corrupt"
         raise UnsafePickleError(f"{source}: {kind} or not a pickle ({error})") from None
