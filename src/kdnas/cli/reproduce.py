@@ -19,7 +19,6 @@ from rich.console import Console
 from rich.table import Table
 
 from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
-from kdnas.bench.correlation import compare_with_paper, table1
 from kdnas.cli._search_targets import SEARCH_TARGETS
 from kdnas.paper import paper_figures
 
@@ -81,6 +80,9 @@ def _format(value: float) -> str:
 
 def _target_table1(args: argparse.Namespace) -> int:
     """Table 1: correlation of low-fidelity valid_acc with high-fidelity test_acc."""
+    # Imported here: scipy.stats takes about a second, which `kdnas --help` should not pay.
+    from kdnas.bench.correlation import compare_with_paper, table1
+
     bench = _load_benchmark(args)
     ours = table1(bench)
     paper = paper_figures()["table1_pearson_lf_vs_hf"]
