@@ -16,7 +16,53 @@ from kdnas.core import Architecture
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["SearchSpace", "conv_output_size", "make_divisible"]
+__all__ = [
+    "SearchSpace",
+    "SpaceMembershipMixin",
+    "check_size_rule",
+    "conv_output_size",
+    "make_divisible",
+]
+
+
+def check_size_rule(family: str, params: int, reference: int) -> None:
+    """Raise ValueError unless reference/3 < params < 3 * reference (the paper's size filter).
+
+    Args:
+        family: the network family, for the message ("MobileNetV2").
+        params: the architecture's parameter count.
+        reference: P, the original network's parameter count (100-class head).
+    """
+    low, high = reference / 3, 3 * reference
+    if not low < params < high:
+        raise ValueError(
+            f"{family} parameter count {params} lies outside (P/3, 3P) = ({low:.0f}, {high:.0f})"
+        )
+
+
+class SpaceMembershipMixin:
+    """``contains`` and ``feature_matrix`` written once in terms of ``validate`` and
+    ``features``, for spaces that implement those two."""
+
+    feature_names: tuple[str, ...]
+
+    def validate(self, arch: Architecture) -> None:
+        raise NotImplementedError
+
+    def features(self, arch: Architecture) -> np.ndarray:
+        raise NotImplementedError
+
+    def contains(self, arch: Architecture) -> bool:
+        try:
+            self.validate(arch)
+        except ValueError:
+            return False
+        return True
+
+    def feature_matrix(self, archs: Sequence[Architecture]) -> np.ndarray:
+        if not archs:
+            return np.empty((0, len(self.feature_names)), dtype=np.float64)
+        return np.stack([self.features(arch) for arch in archs])
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

@@ -21,7 +21,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kdnas.core import Architecture
-from kdnas.spaces.base import conv_output_size, make_divisible
+from kdnas.spaces.base import (
+    SpaceMembershipMixin,
+    check_size_rule,
+    conv_output_size,
+    make_divisible,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -205,7 +210,7 @@ def plan_multiply_adds(plan: MobileNetV2Plan, resolution: int, num_classes: int)
     return total
 
 
-class MobileNetV2Space:
+class MobileNetV2Space(SpaceMembershipMixin):
     """The paper's MobileNetV2 space: perturbed channel and block counts of MobileNetV2.
 
     Members keep the original expansions and strides, have non-decreasing channel counts
@@ -298,30 +303,12 @@ class MobileNetV2Space:
             raise ValueError(
                 f"MobileNetV2 k (row 7) must lie in {MIN_K}..{MAX_K}, got {rows[7][2]}"
             )
-        params = self.parameter_count(arch)
-        low, high = self._reference / 3, 3 * self._reference
-        if not low < params < high:
-            raise ValueError(
-                f"MobileNetV2 parameter count {params} lies outside (P/3, 3P) = "
-                f"({low:.0f}, {high:.0f})"
-            )
-
-    def contains(self, arch: Architecture) -> bool:
-        try:
-            self.validate(arch)
-        except ValueError:
-            return False
-        return True
+        check_size_rule("MobileNetV2", self.parameter_count(arch), self._reference)
 
     # -- numbers ----------------------------------------------------------------------------
     def features(self, arch: Architecture) -> np.ndarray:
         rows = self._rows(arch)
         return np.array([value for row in rows for value in row[1:3]], dtype=np.float64)
-
-    def feature_matrix(self, archs: Sequence[Architecture]) -> np.ndarray:
-        if not archs:
-            return np.empty((0, len(self.feature_names)), dtype=np.float64)
-        return np.stack([self.features(arch) for arch in archs])
 
     def parameter_count(self, arch: Architecture, num_classes: int = 100) -> int:
         self._rows(arch)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kdnas.core import Architecture
-from kdnas.spaces.base import conv_output_size
+from kdnas.spaces.base import SpaceMembershipMixin, check_size_rule, conv_output_size
 
 if TYPE_CHECKING:
     from torch import nn
@@ -174,7 +174,7 @@ def plan_multiply_adds(plan: ShuffleNetV2Plan, resolution: int, num_classes: int
     return total
 
 
-class ShuffleNetV2Space:
+class ShuffleNetV2Space(SpaceMembershipMixin):
     """The paper's ShuffleNetV2 space: perturbed channel and block counts of ShuffleNetV2.
 
     Members have even channel counts with 24 (the stem) <= c1 <= c2 <= c3 <= c4, 1..10 basic
@@ -247,29 +247,11 @@ class ShuffleNetV2Space:
                 f"ShuffleNetV2 num_blocks must lie in {MIN_BLOCKS}..{MAX_BLOCKS}, "
                 f"got {list(blocks)}"
             )
-        params = self.parameter_count(arch)
-        low, high = self._reference / 3, 3 * self._reference
-        if not low < params < high:
-            raise ValueError(
-                f"ShuffleNetV2 parameter count {params} lies outside (P/3, 3P) = "
-                f"({low:.0f}, {high:.0f})"
-            )
-
-    def contains(self, arch: Architecture) -> bool:
-        try:
-            self.validate(arch)
-        except ValueError:
-            return False
-        return True
+        check_size_rule("ShuffleNetV2", self.parameter_count(arch), self._reference)
 
     def features(self, arch: Architecture) -> np.ndarray:
         channels, blocks = self._fields(arch)
         return np.array([*channels, *blocks], dtype=np.float64)
-
-    def feature_matrix(self, archs: Sequence[Architecture]) -> np.ndarray:
-        if not archs:
-            return np.empty((0, len(self.feature_names)), dtype=np.float64)
-        return np.stack([self.features(arch) for arch in archs])
 
     def parameter_count(self, arch: Architecture, num_classes: int = 100) -> int:
         self._fields(arch)
