@@ -129,7 +129,7 @@ def run_build(args: argparse.Namespace) -> int:
     total = args.archs * (
         len(set(args.parts)) * len(methods) + (0 if args.no_high_fidelity else 1)
     )
-    console = Console()
+    console = Console(log_path=False)
 
     class Bar:
         def __init__(self, progress: Any) -> None:

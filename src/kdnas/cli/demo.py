@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method is not None:
         overrides["method"] = args.method
     settings = DemoSettings.tiny(**overrides) if args.tiny else DemoSettings(**overrides)
-    console = Console()
+    console = Console(log_path=False)
     size = "tiny smoke-test size" if args.tiny else "full demo"
     console.print(
         f"[bold]kdnas demo[/bold] ({size}): MobileNetV2 space at [bold]reduced width "

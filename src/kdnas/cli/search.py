@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--address needs --executor ray")
     executor = make_executor(args.executor, **options)
     report = Path(args.report) if args.report else Path(args.store + ".report")
-    console = Console(stderr=args.json)
+    console = Console(stderr=args.json, log_path=False)
     if settings.budget_seconds is not None:
         total, seconds = settings.budget_seconds, True
     elif settings.budget_evaluations is not None:
