@@ -15,16 +15,16 @@ from kdnas.cli.reproduce import TARGETS
 _METHODS = ("nokd", "kd", "nst")
 
 
-def _tiny_folder(tmp_path: Path) -> Path:
+def _tiny_folder(tmp_path: Path, dataset: str = "cifar100") -> Path:
     records = []
     for arch in range(6):
         high = 0.5 + 0.05 * arch
-        records.append(BenchmarkRecord("cifar100", "mobilenet", "nokd", 1, arch, high, high, 9.0))
+        records.append(BenchmarkRecord(dataset, "mobilenet", "nokd", 1, arch, high, high, 9.0))
         for k, method in enumerate(_METHODS):
             for part in (27, 3):
                 low = 0.2 + 0.03 * ((arch * (k + 2) + part) % 7)
                 records.append(
-                    BenchmarkRecord("cifar100", "mobilenet", method, part, arch, low, low, 1.0)
+                    BenchmarkRecord(dataset, "mobilenet", method, part, arch, low, low, 1.0)
                 )
     return TabularBenchmark.from_records(records).save(tmp_path / "tiny")
 
@@ -98,3 +98,18 @@ def test_malformed_benchmark_gives_a_one_line_error(
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "entries.csv: line 2" in error and "wall_time must be a finite number" in error
+
+
+def test_a_benchmark_of_another_dataset_is_read_with_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _tiny_folder(tmp_path, dataset="digits")
+    out = tmp_path / "digits.json"
+    argv = ["reproduce", "table1", "--benchmark", str(folder), "--json", str(out)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "no dataset 'cifar100'" in error and "digits" in error and "--dataset" in error
+    assert main([*argv, "--dataset", "digits"]) == 0
+    assert json.loads(out.read_text()) == table1(TabularBenchmark.load(folder), dataset="digits")
+    # No paper figures exist for the digits: no comparison is claimed.
+    assert "of the paper" not in capsys.readouterr().out

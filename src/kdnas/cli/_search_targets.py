@@ -62,7 +62,15 @@ def _spaces(args: argparse.Namespace) -> dict[str, Any]:
     path = resolve_benchmark_path(args.benchmark)
     bench = TabularBenchmark.load(path)
     listed = path.parent if path.is_file() else path
-    return {key: load_space_arrays(bench, key, listed) for key in bench.spaces("cifar100")}
+    if args.dataset not in bench.datasets():
+        raise ValueError(
+            f"the benchmark holds no dataset {args.dataset!r}; it holds: "
+            f"{', '.join(bench.datasets())} (choose one with --dataset)"
+        )
+    return {
+        key: load_space_arrays(bench, key, listed, dataset=args.dataset)
+        for key in bench.spaces(args.dataset)
+    }
 
 
 @contextmanager

@@ -57,7 +57,13 @@ def _positive_int(text: str) -> int:
 
 
 def _load_benchmark(args: argparse.Namespace) -> TabularBenchmark:
-    return TabularBenchmark.load(resolve_benchmark_path(args.benchmark))
+    bench = TabularBenchmark.load(resolve_benchmark_path(args.benchmark))
+    if args.dataset not in bench.datasets():
+        raise ValueError(
+            f"the benchmark holds no dataset {args.dataset!r}; it holds: "
+            f"{', '.join(bench.datasets())} (choose one with --dataset)"
+        )
+    return bench
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -84,14 +90,15 @@ def _target_table1(args: argparse.Namespace) -> int:
     from kdnas.bench.correlation import compare_with_paper, table1
 
     bench = _load_benchmark(args)
-    ours = table1(bench)
-    paper = paper_figures()["table1_pearson_lf_vs_hf"]
+    ours = table1(bench, dataset=args.dataset)
+    # The published figures are for CIFAR-100; another dataset is shown without them.
+    paper = paper_figures()["table1_pearson_lf_vs_hf"] if args.dataset == "cifar100" else {}
     paired = {
         (cell.space, cell.part, cell.method): cell for cell in compare_with_paper(ours, paper)
     }
     console = Console()
     for space, by_part in ours.items():
-        size = bench.num_architectures(space)
+        size = bench.num_architectures(space, args.dataset)
         table = Table(
             title=f"{_SPACE_TITLES.get(space, space)} ({space}, {size} architectures): "
             "low-fidelity valid_acc vs high-fidelity test_acc",
@@ -189,4 +196,10 @@ def register(subparsers: Any) -> None:
         help="repetitions of a simulated search (default: the paper's count for the target)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of simulated searches")
+    parser.add_argument(
+        "--dataset",
+        default="cifar100",
+        help="dataset key within the benchmark (default cifar100, the paper's; a benchmark "
+        "exported from your own store carries your dataset's name)",
+    )
     parser.set_defaults(func=_run)
