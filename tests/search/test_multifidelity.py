@@ -206,6 +206,10 @@ def test_tell_checks_the_fidelity_and_failed_results_leave_the_search() -> None:
     fidelity = HIGH_FIDELITY if wrong == "high" else SCREEN
     with pytest.raises(ValueError, match="asked at"):
         optimizer.tell(last, EvalResult(last.arch.key(), fidelity, 0.5, 0.5, 1.0))
+    # The refused tell did not consume the trial: the right one is still accepted, once.
+    optimizer.tell(last, toy.evaluate(last))
+    with pytest.raises(ValueError, match="already told"):
+        optimizer.tell(last, toy.evaluate(last))
 
 
 def test_budget_in_seconds_stops_the_search() -> None:

@@ -120,14 +120,16 @@ class _Pool:
         return suggestion
 
     def tell(self, suggestion: Suggestion, result: EvalResult) -> int:
-        entry = self.pending.pop(suggestion.trial_id, None)
+        entry = self.pending.get(suggestion.trial_id)
         if entry is None:
             raise ValueError(f"trial {suggestion.trial_id} was not asked or was already told")
         if result.fidelity != entry[1]:
+            # Checked before the trial leaves `pending`, so a wrong tell can be corrected.
             raise ValueError(
                 f"trial {suggestion.trial_id} was asked at {entry[1].label()}, "
                 f"told at {result.fidelity.label()}"
             )
+        del self.pending[suggestion.trial_id]
         self.told.append((entry[0], result))
         self.cost_s += result.cost_s
         return entry[0]
