@@ -40,19 +40,6 @@ class PKTLoss(MethodPlusCrossEntropy):
 
     name = "pkt"
 
-    @classmethod
-    def _build(
-        cls,
-        *,
-        student_probe: Taps,
-        teacher_probe: Taps,
-        num_classes: int,
-        n_train: int,
-        hyperparameters: dict[str, float],
-        labels: object | None,
-    ) -> PKTLoss:
-        return cls(hyperparameters)
-
     @torch.no_grad()
     def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {"unit_embedding": unit_rows(teacher.embedding)}

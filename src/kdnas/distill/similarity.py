@@ -40,19 +40,6 @@ class SimilarityPreservingLoss(MethodPlusCrossEntropy):
     name = "similarity"
     summary_is_per_batch = True
 
-    @classmethod
-    def _build(
-        cls,
-        *,
-        student_probe: Taps,
-        teacher_probe: Taps,
-        num_classes: int,
-        n_train: int,
-        hyperparameters: dict[str, float],
-        labels: object | None,
-    ) -> SimilarityPreservingLoss:
-        return cls(hyperparameters)
-
     @torch.no_grad()
     def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {"similarity": similarity_matrix(last_map(teacher))}
