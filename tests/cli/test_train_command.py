@@ -105,3 +105,13 @@ def test_train_command_takes_a_listed_architecture_by_index(
     assert saved["method"] == "nokd" and not list((tmp_path / "teachers").glob("*.pt"))
     assert main(["train", "--arch", "100", "--archs", str(paper_data_dir)]) == 2
     assert "out of range 0..99" in capsys.readouterr().err
+
+
+def test_bad_hyperparameter_is_refused_before_anything_trains(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["train", "--arch", "original", "--loss", "kd", "--hp", "foo=1"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown hyperparameter 'foo'" in error and "lambda, tau" in error
+    assert main(["train", "--arch", "original", "--hp", "tau"]) == 2
+    assert "NAME=NUMBER" in capsys.readouterr().err

@@ -25,6 +25,33 @@ class UsageError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
 
 
+def hyperparameter_overrides(items: list[str], method: str, space: str) -> dict[str, float]:
+    """Parse ``--hp NAME=NUMBER`` options and check them against ``method``'s hyperparameters
+    before anything trains.
+
+    Raises:
+        UsageError: a malformed item, an unknown method, or a name the method does not have
+            (the message lists the valid ones).
+    """
+    from kdnas.distill import loss_hyperparameters
+
+    overrides: dict[str, float] = {}
+    for item in items:
+        name, separator, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            separator = ""
+        if not separator or not name.strip():
+            raise UsageError(f"--hp expects NAME=NUMBER, got {item!r}")
+        overrides[name.strip()] = number
+    try:
+        loss_hyperparameters(method, space, overrides)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return overrides
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kdnas import __version__
 

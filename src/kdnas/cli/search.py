@@ -81,18 +81,12 @@ def register(subparsers: Any) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The ``SearchSettings`` of the command line (validated: bad names list valid ones)."""
-    from kdnas.cli import UsageError
+    from kdnas.cli import hyperparameter_overrides
     from kdnas.experiment import SearchSettings
     from kdnas.spaces import get_space
 
     get_space(args.space)  # unknown names fail here, listing the valid spaces
-    overrides: dict[str, float] = {}
-    for item in args.hp:
-        name, _, value = item.partition("=")
-        try:
-            overrides[name.strip()] = float(value)
-        except ValueError:
-            raise UsageError(f"--hp expects NAME=NUMBER, got {item!r}") from None
+    overrides = hyperparameter_overrides(args.hp, args.method, args.space)
     train: dict[str, Any] = {}
     if args.batch_size is not None:
         train["batch_size"] = args.batch_size

@@ -101,23 +101,8 @@ def _parse_arch(text: str, space: Any, archs: str | None) -> Architecture:
     return arch
 
 
-def _parse_hyperparameters(items: list[str]) -> dict[str, float]:
-    from kdnas.cli import UsageError
-
-    values: dict[str, float] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            values[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise UsageError(f"--hp expects NAME=NUMBER, got {item!r}")
-    return values
-
-
 def run(args: argparse.Namespace) -> int:
-    from kdnas.cli import UsageError
+    from kdnas.cli import UsageError, hyperparameter_overrides
 
     if args.loss not in METHODS:
         raise UsageError(f"unknown loss {args.loss!r}; valid losses: {', '.join(METHODS)}")
@@ -129,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     space = get_space(args.space)
+    # Checked before any data is read or anything trains.
+    hyperparameters = hyperparameter_overrides(args.hp, args.loss, space.name)
     arch = _parse_arch(args.arch, space, args.archs)
     fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
     data = prepare(
@@ -149,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
         # The teacher follows the same protocol, so it trains for the same epochs.
         overrides["epochs"] = args.epochs
     config = TrainConfig.for_data(data, **overrides)
-    hyperparameters = _parse_hyperparameters(args.hp)
     objective = TrainingObjective(
         space,
         data,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from kdnas.core import METHODS, Taps
 from kdnas.distill.base import TrainingLoss
 
-__all__ = ["LOSS_CLASSES", "TrainingLoss", "build_loss"]
+__all__ = ["LOSS_CLASSES", "TrainingLoss", "build_loss", "loss_hyperparameters"]
 
 #: method key -> "module:ClassName"; imported on first use so a method's extra code is only
 #: loaded when it is asked for.
@@ -28,6 +28,27 @@ LOSS_CLASSES: dict[str, str] = {
     "nst": "kdnas.distill.nst:NSTLoss",
     "crd": "kdnas.distill.crd:CRDLoss",
 }
+
+
+def _loss_class(method: str) -> type[TrainingLoss]:
+    if method not in LOSS_CLASSES:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
+    module_name, class_name = LOSS_CLASSES[method].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def loss_hyperparameters(
+    method: str, space: str | None = None, overrides: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """The hyperparameters ``method`` would train with in ``space``, overrides applied.
+
+    Checks user input (a CLI's ``--hp``) before any training starts.
+
+    Raises:
+        ValueError: unknown method, or an override the method does not have (both messages
+            list the valid names), or a non-finite value.
+    """
+    return _loss_class(method).resolve_hyperparameters(space, dict(overrides or {}))
 
 
 def build_loss(
@@ -56,11 +77,7 @@ def build_loss(
     Raises:
         ValueError: unknown method (the message lists the valid ones) or hyperparameter.
     """
-    if method not in LOSS_CLASSES:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
-    module_name, class_name = LOSS_CLASSES[method].split(":")
-    loss_class = getattr(importlib.import_module(module_name), class_name)
-    return loss_class.from_probe(
+    return _loss_class(method).from_probe(
         student_probe=student_probe,
         teacher_probe=teacher_probe,
         num_classes=num_classes,

@@ -127,7 +127,7 @@ class MethodPlusCrossEntropy(TrainingLoss):
         """
         if teacher_probe is None:
             raise ValueError(f"method {cls.name!r} distils from a teacher; got no teacher probe")
-        resolved = resolve_hyperparameters(cls.name, space, cls.extra_defaults, hyperparameters)
+        resolved = cls.resolve_hyperparameters(space, hyperparameters)
         return cls._build(
             student_probe=student_probe,
             teacher_probe=teacher_probe,
@@ -136,6 +136,12 @@ class MethodPlusCrossEntropy(TrainingLoss):
             hyperparameters=resolved,
             labels=labels,
         )
+
+    @classmethod
+    def resolve_hyperparameters(
+        cls, space: str | None, overrides: Mapping[str, float]
+    ) -> dict[str, float]:
+        return resolve_hyperparameters(cls.name, space, cls.extra_defaults, overrides)
 
     @classmethod
     def _build(

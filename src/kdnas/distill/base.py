@@ -42,6 +42,18 @@ class TrainingLoss(nn.Module):
     #: batch similarity matrix); the cache then stores it per batch, not per sample.
     summary_is_per_batch: bool = False
 
+    @classmethod
+    def resolve_hyperparameters(
+        cls, space: str | None, overrides: Mapping[str, float]
+    ) -> dict[str, float]:
+        """The method's hyperparameters for ``space`` (the paper's defaults) with ``overrides``.
+
+        Raises:
+            ValueError: an override names no hyperparameter of the method (the message lists
+                the valid ones) or is not a finite number.
+        """
+        raise NotImplementedError
+
     def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
         """Per-sample teacher tensors this loss needs, first dimension B. No gradient.
 

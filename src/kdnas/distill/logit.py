@@ -94,8 +94,14 @@ class CrossEntropyLoss(TrainingLoss):
         labels: object | None = None,
     ) -> CrossEntropyLoss:
         """Build it (the arguments are accepted for ``build_loss``'s sake; none is needed)."""
-        _checked(cls.name, {}, hyperparameters or {})
+        cls.resolve_hyperparameters(space, hyperparameters or {})
         return cls()
+
+    @classmethod
+    def resolve_hyperparameters(
+        cls, space: str | None, overrides: Mapping[str, float]
+    ) -> dict[str, float]:
+        return _checked(cls.name, {}, overrides)
 
     def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {}
@@ -156,8 +162,14 @@ class HintonKDLoss(TrainingLoss):
         Raises:
             ValueError: an override other than "tau" or "lambda", or an invalid value.
         """
-        resolved = _checked(cls.name, kd_defaults(space), hyperparameters or {})
+        resolved = cls.resolve_hyperparameters(space, hyperparameters or {})
         return cls(tau=resolved["tau"], lam=resolved["lambda"])
+
+    @classmethod
+    def resolve_hyperparameters(
+        cls, space: str | None, overrides: Mapping[str, float]
+    ) -> dict[str, float]:
+        return _checked(cls.name, kd_defaults(space), overrides)
 
     @torch.no_grad()
     def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
