@@ -1,4 +1,4 @@
-"""Screening GP-UCB against HF-only GP-UCB and the paper's Algorithm 2, measured in one run.
+"""The proxy-prior and screening GP-UCB against HF-only GP-UCB and Algorithm 2, in one run.
 
 For each space of the paper's benchmark this prints the mean seconds to reach the optimum
 (with standard errors) of:
@@ -7,15 +7,22 @@ For each space of the paper's benchmark this prints the mean seconds to reach th
   std-scaled targets (the project's engine, ``kdnas.search.reproduction``);
 - Algorithm 2 (n_lf = 10) at the paper's best cell for that space (MobileNetV2: 1/27 AT,
   ShuffleNetV2: 1/27 KD);
-- screening GP-UCB (``kdnas.search.multifidelity``) with its defaults, on seeds 1000 on
-  (its defaults were chosen on seeds 0-99);
+- proxy-prior GP-UCB (``ScreeningConfig.proxy_prior()``: a zero-cost prior from log
+  multiply-adds, no screening) and screening GP-UCB (``ScreeningConfig()``: 1/3 KD
+  screening), on seeds 1000 on;
+- the proxy alone: high-fidelity runs in descending multiply-adds, no model at all;
 
-the speedups against each, Welch t-tests against Algorithm 2, the non-oracle view (the
-incumbent's HF test accuracy and valid-accuracy regret after 5,000, 10,000 and 20,000 s),
-and it writes anytime curves (mean best HF valid accuracy vs seconds) as PNGs.
+the speedups against each, t-tests against Algorithm 2, the non-oracle view (the incumbent's
+HF test accuracy and valid-accuracy regret after 5,000, 10,000 and 20,000 s), and anytime
+curves (mean best HF valid accuracy vs seconds) as PNGs.
 
-    .venv/bin/python benchmarks/multifidelity_speedup.py [--runs 200] [--out docs/img]
-        [--benchmark PATH] [--json FILE]
+The proxy-prior start is deterministic (the highest proxy first), so on a whole space every
+seed gives the same time. A second table therefore runs every method on ``--subsets`` random
+sub-spaces (2/3 of the architectures each, the optimum being the best of the sub-space), one
+run per sub-space, and compares them paired.
+
+    .venv/bin/python benchmarks/multifidelity_speedup.py [--runs 200] [--subsets 200]
+        [--out docs/img] [--benchmark PATH] [--json FILE]
 
 --benchmark defaults to $KDNAS_BENCHMARK, else ../shared/data/mf_nas_kd/benchmark.pickle.
 """
@@ -122,11 +129,36 @@ def _curve(arrays: SpaceArrays, events: Events, grid: np.ndarray) -> np.ndarray:
         )
 
 
-def _measure(arrays: SpaceArrays, runs: int, seed: int) -> dict[str, dict[str, object]]:
+#: Methods in print order: key -> label.
+LABELS = {
+    "hf_only_center": "GP-UCB, HF only (paper's GP)",
+    "hf_only_standardize": "GP-UCB, HF only (std-scaled)",
+    "algorithm2": "Algorithm 2, paper's best cell",
+    "screening": "screening GP-UCB, 1/3 KD",
+    "proxy_only": "proxy alone (HF by multiply-adds)",
+    "proxy": "proxy-prior GP-UCB (ours)",
+}
+OURS = "proxy"
+#: The two optimizers of ``kdnas.search.multifidelity`` measured here.
+CONFIGS = {"screening": ScreeningConfig(), "proxy": ScreeningConfig.proxy_prior()}
+
+
+def _proxy_only(arrays: SpaceArrays) -> dict[str, object]:
+    """High-fidelity runs in descending multiply-adds until the optimum: the proxy alone."""
+    assert arrays.multiply_adds is not None
+    order = np.argsort(-arrays.multiply_adds, kind="stable")
+    stop = int(np.flatnonzero(order == arrays.optimum)[0])
+    events = _events_from_order(order[None, : stop + 1], arrays.hf_time)
+    return {"times": np.array([events[0][-1][0]]), "events": events}
+
+
+def _measure(
+    arrays: SpaceArrays, runs: int, seed: int, tag: object = "beyond"
+) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for norm in ("center", "standardize"):
         gp = dataclasses.replace(GPConfig.paper_gp_ucb(), normalize=norm)
-        rng = cell_rng(seed, "beyond", arrays.space, "hf_only", norm)
+        rng = cell_rng(seed, tag, arrays.space, "hf_only", norm)
         start = time.perf_counter()
         times, order = gp_ucb_hf_times(arrays, runs, rng, gp=gp, return_order=True)
         out[f"hf_only_{norm}"] = {
@@ -135,7 +167,7 @@ def _measure(arrays: SpaceArrays, runs: int, seed: int) -> dict[str, dict[str, o
             "seconds": time.perf_counter() - start,
         }
     part, method = PAPER_BEST_ALG2[arrays.space]
-    rng = cell_rng(seed, "beyond", arrays.space, "alg2", part, method)
+    rng = cell_rng(seed, tag, arrays.space, "alg2", part, method)
     start = time.perf_counter()
     times, low, high = algorithm2_times(arrays, method, part, runs, 10, rng, return_orders=True)
     low_cost = np.where(low >= 0, arrays.low_column(method, part, "wall_time")[low], 0).sum(1)
@@ -145,15 +177,32 @@ def _measure(arrays: SpaceArrays, runs: int, seed: int) -> dict[str, dict[str, o
         "seconds": time.perf_counter() - start,
         "cell": f"1/{part} {method}",
     }
+    seeds = range(1000 + seed * 1_000_003, 1000 + seed * 1_000_003 + runs)
+    for key, config in CONFIGS.items():
+        start = time.perf_counter()
+        sim = simulate_screening(arrays, config, seeds=seeds)
+        out[key] = {
+            "times": sim.time_to_optimum_s,
+            "events": [list(e) for e in sim.high_events],
+            "seconds": time.perf_counter() - start,
+            "screens": float(sim.screen_counts.mean()),
+        }
     start = time.perf_counter()
-    sim = simulate_screening(arrays, ScreeningConfig(), seeds=range(1000, 1000 + runs))
-    out["screening"] = {
-        "times": sim.time_to_optimum_s,
-        "events": [list(e) for e in sim.high_events],
-        "seconds": time.perf_counter() - start,
-        "screens": float(sim.screen_counts.mean()),
-    }
+    out["proxy_only"] = _proxy_only(arrays) | {"seconds": time.perf_counter() - start}
     return out
+
+
+def _subspaces(arrays: SpaceArrays, count: int, seed: int) -> dict[str, np.ndarray]:
+    """[count] seconds to the optimum of each method, one run per random 2/3 sub-space."""
+    rng = cell_rng(seed, "subspaces", arrays.space)
+    keep = (2 * arrays.size) // 3
+    out: dict[str, list[float]] = {key: [] for key in LABELS}
+    for k in range(count):
+        rows = np.sort(rng.choice(arrays.size, keep, replace=False))
+        measured = _measure(arrays.subset(rows), 1, seed * 100_003 + k, tag=("subspace", k))
+        for key in LABELS:
+            out[key].append(float(np.asarray(measured[key]["times"])[0]))
+    return {key: np.asarray(values) for key, values in out.items()}
 
 
 def _plot(arrays: SpaceArrays, measured: dict[str, dict[str, object]], path: Path) -> None:
@@ -167,11 +216,12 @@ def _plot(arrays: SpaceArrays, measured: dict[str, dict[str, object]], path: Pat
     labels = {
         "hf_only_center": "GP-UCB, HF only (paper's GP)",
         "algorithm2": f"Algorithm 2, {measured['algorithm2']['cell']}",
-        "screening": "screening GP-UCB (ours)",
+        "screening": "screening GP-UCB",
+        "proxy": "proxy-prior GP-UCB (ours)",
     }
     for key, label in labels.items():
         curve = _curve(arrays, measured[key]["events"], grid)  # type: ignore[arg-type]
-        ax.plot(grid, 100 * curve, label=label)
+        ax.plot(grid, 100 * curve, label=label, lw=2.0 if key == OURS else 1.2)
     ax.axhline(100 * arrays.hf_valid.max(), color="grey", lw=0.8, ls="--", label="optimum")
     ax.set_xlabel("seconds (benchmark wall_time, LF + HF)")
     ax.set_ylabel("best HF valid accuracy so far (%)")
@@ -181,6 +231,11 @@ def _plot(arrays: SpaceArrays, measured: dict[str, dict[str, object]], path: Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return float(values.mean()), float(se)
 
 
 def _git_sha() -> str:
@@ -196,53 +251,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--benchmark", default=DEFAULT_BENCHMARK)
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--subsets", type=int, default=200, help="random 2/3 sub-spaces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for beyond_<space>.png")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     bench = TabularBenchmark.load(args.benchmark)
     paper = paper_figures()["table4_mf_avg_wall_time_to_optimum_seconds"]
-    summary: dict[str, object] = {"runs": args.runs, "git": _git_sha(), "config": {}}
-    summary["config"] = {
-        k: (v.label() if hasattr(v, "label") else v)
-        for k, v in dataclasses.asdict(ScreeningConfig()).items()
-    }
-    summary["config"]["screen_fidelity"] = ScreeningConfig().screen_fidelity.label()
+    summary: dict[str, object] = {"runs": args.runs, "subsets": args.subsets, "git": _git_sha()}
+    for key, config in CONFIGS.items():
+        summary[f"config_{key}"] = {
+            k: (v.label() if hasattr(v, "label") else v)
+            for k, v in dataclasses.asdict(config).items()
+        }
     for space in ("mobilenet", "shufflenet"):
         arrays = load_space_arrays(bench, space)
         measured = _measure(arrays, args.runs, args.seed)
-        ours = np.asarray(measured["screening"]["times"], dtype=float)
+        ours = np.asarray(measured[OURS]["times"], dtype=float)
+        alg2 = np.asarray(measured["algorithm2"]["times"], dtype=float)
         part, method = PAPER_BEST_ALG2[space]
         paper_alg2 = float(paper[space][str(part)][method])
-        print(f"\n== {space}: seconds to the optimum, {args.runs} runs each ==")
-        print(f"{'':34s}{'mean':>9s}{'±se':>7s}{'ours faster by':>16s}{'sim s':>7s}")
+        print(f"\n== {space}: seconds to the optimum, whole space, {args.runs} runs each ==")
+        print(f"{'':40s}{'mean':>9s}{'±se':>7s}{'ours faster by':>16s}{'sim s':>7s}")
         rows = {}
-        for key in ("hf_only_center", "hf_only_standardize", "algorithm2", "screening"):
+        for key, label in LABELS.items():
             t = np.asarray(measured[key]["times"], dtype=float)
-            mean, se = t.mean(), t.std(ddof=1) / math.sqrt(len(t))
+            mean, se = _mean_se(t)
             ratio = mean / ours.mean()
-            name = key if key != "algorithm2" else f"algorithm2 {measured[key]['cell']}"
-            print(f"{name:34s}{mean:9,.0f}{se:7,.0f}{ratio:15.2f}x{measured[key]['seconds']:7.1f}")
+            if key == "algorithm2":
+                label = f"Algorithm 2, {measured[key]['cell']}"
+            print(
+                f"{label:40s}{mean:9,.0f}{se:7,.0f}{ratio:15.2f}x{measured[key]['seconds']:7.1f}"
+            )
             rows[key] = {"mean_s": mean, "se_s": se, "speedup_of_ours": ratio}
         for label, ref in (
             ("paper HF-only GP-UCB", float(paper[space]["hf_only"])),
             (f"paper Algorithm 2 1/{part} {method}", paper_alg2),
         ):
-            print(f"{label:34s}{ref:9,.0f}{'':7s}{ref / ours.mean():15.2f}x")
-        welch = stats.ttest_ind(ours, np.asarray(measured["algorithm2"]["times"]), equal_var=False)
-        one = stats.ttest_1samp(ours, paper_alg2)
+            print(f"{label:40s}{ref:9,.0f}{'':7s}{ref / ours.mean():15.2f}x")
+        # Ours may be one value repeated (a deterministic start); the test is then that of
+        # Algorithm 2's runs against that value.
+        if ours.std() > 0:
+            test = stats.ttest_ind(ours, alg2, equal_var=False)
+            kind = "Welch"
+        else:
+            test = stats.ttest_1samp(alg2, float(ours[0]))
+            kind = "one-sample (Algorithm 2's runs vs ours, which is the same in every run)"
         print(
-            f"ours vs measured Algorithm 2: Welch t = {welch.statistic:.2f}, "
-            f"p = {welch.pvalue:.2g}; vs the paper's {paper_alg2:,.0f} s: one-sample "
-            f"t = {one.statistic:.2f}, p = {one.pvalue:.2g}"
+            f"ours vs measured Algorithm 2: {kind} t = {test.statistic:.2f}, "
+            f"p = {test.pvalue:.2g}; ours vs the paper's Algorithm 2 mean {paper_alg2:,.0f} s: "
+            f"{paper_alg2 / ours.mean():.2f}x"
         )
-        print(f"screening evaluations per run (ours): {measured['screening']['screens']:.1f}")
         print(
             "non-oracle: incumbent after a budget (share of runs with an HF result; its HF "
             "test acc %; regret in HF valid acc points; share that hold the optimum)"
         )
         nonoracle = {}
-        for key in ("hf_only_center", "algorithm2", "screening"):
+        for key in ("hf_only_center", "algorithm2", "screening", "proxy"):
             table = _nonoracle(arrays, measured[key]["events"])  # type: ignore[arg-type]
             nonoracle[key] = table
             cells = "  ".join(
@@ -254,10 +319,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary[space] = {
             "rows": rows,
             "paper": {"hf_only": float(paper[space]["hf_only"]), "algorithm2_best": paper_alg2},
-            "welch_vs_alg2": {"t": float(welch.statistic), "p": float(welch.pvalue)},
-            "one_sample_vs_paper_alg2": {"t": float(one.statistic), "p": float(one.pvalue)},
+            "test_vs_alg2": {"kind": kind, "t": float(test.statistic), "p": float(test.pvalue)},
             "nonoracle": nonoracle,
         }
+        if args.subsets:
+            sub = _subspaces(arrays, args.subsets, args.seed)
+            print(
+                f"-- {space}: {args.subsets} random sub-spaces of 2/3 of the architectures, one "
+                "run each (paired) --"
+            )
+            print(f"{'':40s}{'mean':>9s}{'±se':>7s}{'ours faster by':>16s}{'paired t, p':>16s}")
+            sub_rows = {}
+            for key, label in LABELS.items():
+                mean, se = _mean_se(sub[key])
+                ratio = mean / sub[OURS].mean()
+                paired = stats.ttest_rel(sub[OURS], sub[key]) if key != OURS else None
+                cell = "" if paired is None else f"{paired.statistic:7.2f} {paired.pvalue:8.2g}"
+                print(f"{label:40s}{mean:9,.0f}{se:7,.0f}{ratio:15.2f}x{cell:>16s}")
+                sub_rows[key] = {
+                    "mean_s": mean,
+                    "se_s": se,
+                    "speedup_of_ours": ratio,
+                    "paired_p": None if paired is None else float(paired.pvalue),
+                }
+            summary[space]["subspaces"] = sub_rows  # type: ignore[index]
         if args.out:
             path = Path(args.out) / f"beyond_{space}.png"
             _plot(arrays, measured, path)

@@ -35,7 +35,7 @@ def tiny_search(store: Path, *extra: str) -> list[str]:
     [
         ("--space", "resnet", "unknown search space 'resnet'; valid: mobilenetv2, shufflenetv2"),
         ("--method", "distill", "unknown method 'distill'; valid methods: nokd, kd, hint"),
-        ("--algorithm", "bohb", "valid algorithms: alg1, alg2, gp-ucb, random"),
+        ("--algorithm", "bohb", "valid algorithms: alg1, alg2, gp-ucb, proxy-gp-ucb, random"),
         ("--executor", "dask", "valid executors: serial, ray"),
     ],
 )
@@ -110,3 +110,33 @@ def test_a_diverged_evaluation_is_stored_and_the_search_goes_on(
     with SQLiteStore(store) as opened:
         statuses = [e.result.status for e in opened.results("search")]
     assert statuses == ["diverged", "diverged"]
+
+
+def test_proxy_gp_ucb_starts_at_the_most_compute_and_runs_only_high_fidelity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kdnas.experiment import (
+        SearchSettings,
+        build_candidates,
+        build_optimizer,
+        sample_architectures,
+    )
+    from kdnas.spaces import get_space
+
+    space = get_space("mobilenetv2")
+    archs = sample_architectures(space, 4, 0)
+    settings = SearchSettings(algorithm="proxy-gp-ucb", n_candidates=4, n_lf=2)
+    first = build_optimizer(settings, build_candidates(space, archs), resolution=8).ask()
+    assert first is not None and first.fidelity.is_high
+    most = max(archs, key=lambda a: space.multiply_adds(a, 8))
+    assert first.arch == most
+
+    store = tmp_path / "proxy.db"
+    args = [*tiny_search(store), "--algorithm", "proxy-gp-ucb", "--budget-evaluations", "2"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["evaluations"] == 2
+    with SQLiteStore(store) as opened:
+        results = [e.result for e in opened.results("search")]
+    assert all(r.fidelity.is_high for r in results)
+    assert results[0].arch_key == most.key()

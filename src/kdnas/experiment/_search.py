@@ -113,7 +113,7 @@ def run_search(
     if teachers is not None:
         teachers = Path(teachers).resolve()  # Ray workers may run in another directory
     objective = build_objective(settings, data, teachers)
-    optimizer = build_optimizer(settings, candidates)
+    optimizer = build_optimizer(settings, candidates, data.resolution)
     executor = executor or SerialExecutor()
     if settings.algorithm in ("alg1", "alg2") and settings.method != "nokd":
         # Train (or load) the teacher once, where evaluations run, before the workers start:

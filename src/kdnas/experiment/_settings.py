@@ -37,6 +37,8 @@ ALGORITHMS: Mapping[str, str] = {
     "alg1": "Algorithm 1: n_lf random low-fidelity evaluations, a GP, its argmax at high fidelity",
     "alg2": "Algorithm 2: n_lf GP-UCB steps at low fidelity, then GP-UCB at high fidelity",
     "gp-ucb": "GP-UCB at high fidelity only",
+    "proxy-gp-ucb": "GP-UCB at high fidelity with a zero-cost prior (log multiply-adds), no "
+    "low-fidelity runs",
     "random": "random search at high fidelity",
 }
 
@@ -216,9 +218,24 @@ def build_objective(
     )
 
 
-def build_optimizer(settings: SearchSettings, candidates: CandidateSet) -> Optimizer:
-    """A fresh optimizer of ``settings.algorithm`` over ``candidates``."""
-    from kdnas.search import GPUCB, Budget, LowFidelityGP, MultiFidelityGPUCB, RandomSearch
+def build_optimizer(
+    settings: SearchSettings, candidates: CandidateSet, resolution: int = 32
+) -> Optimizer:
+    """A fresh optimizer of ``settings.algorithm`` over ``candidates``.
+
+    ``resolution`` (pixels) is the image size at which proxy-gp-ucb counts multiply-adds.
+    """
+    from kdnas.search import (
+        GPUCB,
+        Budget,
+        LowFidelityGP,
+        MultiFidelityGPUCB,
+        RandomSearch,
+        ScreeningConfig,
+        ScreeningGPUCB,
+        multiply_add_proxy,
+    )
+    from kdnas.spaces import get_space
 
     budget = Budget(
         max_evaluations=settings.budget_evaluations, max_cost_s=settings.budget_seconds
@@ -244,6 +261,15 @@ def build_optimizer(settings: SearchSettings, candidates: CandidateSet) -> Optim
         )
     if settings.algorithm == "gp-ucb":
         return GPUCB(candidates, high, seed=settings.seed, beta=settings.beta, budget=budget)
+    if settings.algorithm == "proxy-gp-ucb":
+        proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
+        return ScreeningGPUCB(
+            candidates,
+            ScreeningConfig.proxy_prior(high_fidelity=high, beta=settings.beta),
+            seed=settings.seed,
+            budget=budget,
+            proxy=proxy,
+        )
     return RandomSearch(candidates, high, seed=settings.seed, budget=budget)
 
 

@@ -6,7 +6,8 @@
 - ``kdnas.search.harness``: the serial evaluation loop and run statistics.
 - ``kdnas.search.engine``: the batched simulation of many runs at once (torch).
 - ``kdnas.search.reproduction``: the paper's Tables 2 and 4 and its figures' data.
-- ``kdnas.search.multifidelity``: screening GP-UCB (beyond the paper), with its Table 4 row.
+- ``kdnas.search.multifidelity``: proxy-prior and screening GP-UCB (beyond the paper), with
+  their Table 4 rows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from kdnas.search.harness import Trace, TraceStep, percentile_in_space, run_many
 from kdnas.search.multifidelity import (
     ScreeningConfig,
     ScreeningGPUCB,
+    multiply_add_proxy,
     register_table4_rows,
     simulate_screening,
 )
@@ -37,6 +39,7 @@ __all__ = [
     "Trace",
     "TraceStep",
     "fit_gp",
+    "multiply_add_proxy",
     "percentile_in_space",
     "random_subsets",
     "register_table4_rows",

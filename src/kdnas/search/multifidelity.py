@@ -1,27 +1,35 @@
-"""Screening GP-UCB: screen each high-fidelity candidate at a cheap fidelity first.
+"""Multi-fidelity GP-UCB with two cheap sources: a zero-cost proxy and a screening fidelity.
 
 The paper's Algorithm 2 uses its low-fidelity results only to choose where the high-fidelity
 search starts. ``ScreeningGPUCB`` keeps one model of the high-fidelity accuracy f over the
-whole run and feeds it every screening result:
+whole run and feeds it two kinds of cheap information:
 
     f(a)            the high-fidelity valid_acc of architecture a
-    s(a)            its valid_acc at the screening fidelity (default: 1/3 of the data, KD)
-    calibration     f(a) ~ c + b * s(a) + e,   e ~ N(0, r^2)
-                    b = ``prior_slope`` and r = ``prior_noise``; c is fitted on the
-                    architectures seen at both fidelities (the mean of f - b * s). With
-                    ``calibrate_after`` = k, b, c and r are fitted by least squares once k
+    z(a)            a zero-cost proxy, known for every candidate before anything is trained
+                    (default in the simulations and ``kdnas search``: log multiply-adds per
+                    image, ``multiply_add_proxy``), standardised over the candidates
+    prior mean      f(a) ~ c + b * z(a) + g(a), g a GP. The slope b has the Gaussian prior
+                    N(``proxy_slope``, ``proxy_slope_std``^2) and is updated by Bayesian
+                    linear regression on the observed targets (residual std
+                    ``proxy_residual_std``), so a proxy the data contradicts loses its
+                    weight. ``proxy_slope`` = 0 switches the proxy off.
+    s(a)            its valid_acc at the screening fidelity (e.g. 1/3 of the data, KD)
+    calibration     f(a) ~ c + b_s * s(a) + e,   e ~ N(0, r^2)
+                    b_s = ``prior_slope`` and r = ``prior_noise``; c is fitted on the
+                    architectures seen at both fidelities (the mean of f - b_s * s). With
+                    ``calibrate_after`` = k, b_s, c and r are fitted by least squares once k
                     architectures have both results.
-    model           a GP (``kdnas.search._noisy_gp``) on exact high-fidelity results and on
-                    the calibrated screening results of the architectures not yet evaluated
-                    at high fidelity, each with noise variance r^2.
+    model           a GP (``kdnas.search._noisy_gp``) of f - b * z on exact high-fidelity
+                    results and on the calibrated screening results of the architectures not
+                    yet evaluated at high fidelity, each with noise variance r^2.
     acquisition     UCB = mean + beta * std over the architectures not yet evaluated at high
-                    fidelity. If the winner has no screening result yet, screen it;
-                    otherwise evaluate it at high fidelity.
+                    fidelity. With a screening fidelity: if the winner has no screening
+                    result yet, screen it; otherwise evaluate it at high fidelity.
 
-So a candidate reaches the expensive fidelity only after its cheap result has kept it at the top
-of the acquisition, and a candidate the screening refutes costs a fraction of a high-fidelity
-run. The run starts by screening one random architecture (or ``start``). Every choice is the
-model's; nothing is tuned per search space (see docs/results.md, "Beyond the paper").
+Before any result, the UCB of the prior alone picks the candidate with the highest proxy (with
+the proxy switched off, a random one, or ``start``). Two presets: ``ScreeningConfig()``
+(screening at 1/3 KD, no proxy) and ``ScreeningConfig.proxy_prior()`` (the proxy, no
+screening: the faster one on the paper's benchmark, docs/results.md "Beyond the paper").
 
 Parallel use: ``ask`` may be called before earlier suggestions are told; architectures with a
 pending evaluation are not suggested again until it is told. Failed or diverged results cost
@@ -45,11 +53,13 @@ from kdnas.search.optimizers import Budget, _Pool
 
 if TYPE_CHECKING:
     from kdnas.search.reproduction import SpaceArrays, Table4Settings
+    from kdnas.spaces import SearchSpace
 
 __all__ = [
     "ScreeningConfig",
     "ScreeningGPUCB",
     "ScreeningRuns",
+    "multiply_add_proxy",
     "register_table4_rows",
     "simulate_screening",
 ]
@@ -62,25 +72,35 @@ class ScreeningConfig:
     """Settings of ``ScreeningGPUCB``.
 
     Args:
-        screen_fidelity: the cheap fidelity every high-fidelity candidate passes first.
+        screen_fidelity: the cheap fidelity every high-fidelity candidate passes first (None:
+            no screening).
         high_fidelity: the fidelity whose accuracy is maximised.
         beta: UCB weight of the posterior std (the paper's GP-UCB: 0.5).
-
-    The defaults were chosen on seeds 0-99 of both spaces of the paper's benchmark (a grid
-    over the screening fidelity 1/3 nokd or kd, beta, slope, noise; docs/results.md).
-        prior_slope: b, high-fidelity accuracy points per screening accuracy point.
+        prior_slope: b_s, high-fidelity accuracy points per screening accuracy point.
         prior_noise: r, the std of the calibration residual (fraction of accuracy, e.g. 0.01
             = 1 point): how far a screening result is trusted.
-        calibrate_after: fit b, c and r by least squares once this many architectures have
+        calibrate_after: fit b_s, c and r by least squares once this many architectures have
             both results (None: keep ``prior_slope`` and ``prior_noise``, fit only c).
+        proxy_slope: prior mean of b, the high-fidelity accuracy (fraction) gained per
+            standard deviation of the zero-cost proxy over the candidates (0: no proxy).
+        proxy_slope_std: prior std of b (fraction per std); 0 keeps b at ``proxy_slope``.
+        proxy_residual_std: std of f around c + b z (fraction of accuracy), which weighs the
+            data against the slope's prior.
+
+    The screening defaults were chosen on seeds 0-99 of both spaces of the paper's benchmark;
+    the proxy preset's numbers come from least-squares fits on the *other* space
+    (``proxy_prior``; docs/results.md).
     """
 
-    screen_fidelity: Fidelity = field(default_factory=lambda: Fidelity(part=3, method="kd"))
+    screen_fidelity: Fidelity | None = field(default_factory=lambda: Fidelity(part=3, method="kd"))
     high_fidelity: Fidelity = HIGH_FIDELITY
     beta: float = 1.0
     prior_slope: float = 1.0
     prior_noise: float = 0.005
     calibrate_after: int | None = None
+    proxy_slope: float = 0.0
+    proxy_slope_std: float = 0.0
+    proxy_residual_std: float = 0.012
 
     def __post_init__(self) -> None:
         if self.screen_fidelity == self.high_fidelity:
@@ -95,18 +115,72 @@ class ScreeningConfig:
             raise ValueError(
                 f"ScreeningConfig.calibrate_after must be >= 3 or None, got {self.calibrate_after}"
             )
+        if not math.isfinite(self.proxy_slope):
+            raise ValueError(f"ScreeningConfig.proxy_slope must be finite, got {self.proxy_slope}")
+        if not (math.isfinite(self.proxy_slope_std) and self.proxy_slope_std >= 0.0):
+            raise ValueError(
+                f"ScreeningConfig.proxy_slope_std must be >= 0, got {self.proxy_slope_std}"
+            )
+        if not (math.isfinite(self.proxy_residual_std) and self.proxy_residual_std > 0.0):
+            raise ValueError(
+                f"ScreeningConfig.proxy_residual_std must be > 0, got {self.proxy_residual_std}"
+            )
+
+    @property
+    def uses_proxy(self) -> bool:
+        """Whether the zero-cost proxy enters the model."""
+        return self.proxy_slope != 0.0 or self.proxy_slope_std > 0.0
+
+    @classmethod
+    def proxy_prior(cls, **overrides: object) -> ScreeningConfig:
+        """The zero-cost-proxy preset: no screening, the paper's beta = 0.5, and a slope
+        prior N(0.016, 0.016^2) with residual std 0.012.
+
+        0.016 and 0.012 are the least-squares slope of HF valid accuracy on standardised log
+        multiply-adds and its residual std, fitted on the paper's benchmark: MobileNetV2 gives
+        0.0157 / 0.0115, ShuffleNetV2 0.0168 / 0.0128. Each space's reported figures use the
+        numbers of the other space rounded (docs/results.md), so nothing is tuned on the
+        reported quantity.
+        """
+        values: dict[str, object] = {
+            "screen_fidelity": None,
+            "beta": 0.5,
+            "proxy_slope": 0.016,
+            "proxy_slope_std": 0.016,
+            "proxy_residual_std": 0.012,
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def multiply_add_proxy(
+    space: SearchSpace, archs: Sequence[Architecture], resolution: int
+) -> np.ndarray:
+    """[N] zero-cost proxy of each architecture: log multiply-adds of one forward pass at
+    ``resolution`` x ``resolution`` pixels (closed form, no network is built).
+
+    Within a parameter-capped space, networks that spend more compute per image tend to be
+    more accurate (Spearman 0.77 and 0.81 with the paper's HF accuracy).
+    """
+    values = np.array([space.multiply_adds(arch, resolution) for arch in archs], dtype=float)
+    if not (np.isfinite(values).all() and (values > 0).all()):
+        raise ValueError(f"{space.name}: multiply-adds must be positive and finite")
+    return np.log(values)
 
 
 class ScreeningGPUCB:
-    """Ask/tell multi-fidelity GP-UCB that screens candidates at a cheap fidelity first.
+    """Ask/tell multi-fidelity GP-UCB with a zero-cost proxy prior and optional screening.
 
     Args:
         candidates: the architectures and their standardised features.
         config: see ``ScreeningConfig``.
         seed: seeds the random first architecture.
-        start: the first architecture to screen (default: a random one).
+        start: the first architecture to evaluate (default: the highest proxy, else random).
         budget: evaluations or seconds over both fidelities.
         target_value: stop once a high-fidelity result reaches this valid_acc.
+        proxy: [N] zero-cost proxy per candidate, larger = expected better (e.g.
+            ``multiply_add_proxy``); required when ``config.uses_proxy``. Standardised over
+            the candidates here; a constant proxy carries no information and is ignored.
     """
 
     def __init__(
@@ -117,12 +191,37 @@ class ScreeningGPUCB:
         start: Architecture | None = None,
         budget: Budget | None = None,
         target_value: float | None = None,
+        proxy: np.ndarray | Sequence[float] | None = None,
     ) -> None:
         self._pool = _Pool(candidates, seed, budget)
         self.config = config or ScreeningConfig()
         self.target_value = target_value
         self._start = None if start is None else candidates.index_of(start)
         self._failed: set[int] = set()
+        self._proxy = self._standardised_proxy(proxy, len(candidates))
+
+    def _standardised_proxy(
+        self, proxy: np.ndarray | Sequence[float] | None, size: int
+    ) -> np.ndarray | None:
+        if proxy is None:
+            if self.config.uses_proxy:
+                raise ValueError(
+                    "ScreeningGPUCB: the config uses a zero-cost proxy (proxy_slope "
+                    f"{self.config.proxy_slope}) but no proxy was given"
+                )
+            return None
+        values = np.asarray(proxy, dtype=float)
+        if values.shape != (size,):
+            raise ValueError(
+                f"ScreeningGPUCB: proxy needs one value per candidate ({size}), got shape "
+                f"{values.shape}"
+            )
+        if not np.isfinite(values).all():
+            raise ValueError("ScreeningGPUCB: proxy values must be finite")
+        std = values.std()
+        standardised = (values - values.mean()) / std if std > 0 else np.zeros(size)
+        standardised.setflags(write=False)
+        return standardised
 
     @property
     def seed(self) -> int:
@@ -159,6 +258,12 @@ class ScreeningGPUCB:
         index, fidelity = choice
         return self._pool.suggest(index, fidelity)
 
+    def _screen_observations(self) -> tuple[np.ndarray, np.ndarray]:
+        screen = self.config.screen_fidelity
+        if screen is None:
+            return np.zeros(0, dtype=int), np.zeros(0)
+        return self._pool.observations(screen)
+
     def _choose(self) -> tuple[int, Fidelity] | None:
         cfg = self.config
         size = len(self.candidates)
@@ -168,27 +273,60 @@ class ScreeningGPUCB:
         if len(free) == 0:
             return None  # everything left is pending
         high_idx, high_val = self._pool.observations(cfg.high_fidelity)
-        screen_idx, screen_val = self._pool.observations(cfg.screen_fidelity)
+        screen_idx, screen_val = self._screen_observations()
+        first = cfg.screen_fidelity or cfg.high_fidelity
+        score = np.full(size, -np.inf)
         if len(high_idx) == 0 and len(screen_idx) == 0:
             if self._start is not None and self._start in set(free.tolist()):
-                return self._start, cfg.screen_fidelity
-            return int(self._pool.rng.choice(free)), cfg.screen_fidelity
+                return self._start, first
+            if self._proxy is None:
+                return int(self._pool.rng.choice(free)), first
+            # The UCB of the prior alone: mean b0 z, variance 1 + sb^2 z^2 (the GP's unit
+            # amplitude plus the slope's uncertainty).
+            z = self._proxy[free]
+            prior_std = np.sqrt(1.0 + (cfg.proxy_slope_std * z) ** 2)
+            score[free] = cfg.proxy_slope * z + cfg.beta * prior_std
+            return int(np.argmax(score)), first
         features = self.candidates.features
         idx, targets, noise = self._training_data(high_idx, high_val, screen_idx, screen_val)
-        model = fit_noisy_gp(features[idx], targets, noise)
+        slope = self._proxy_slope(idx, targets)
+        trend = np.zeros(size) if self._proxy is None else slope * self._proxy
+        model = fit_noisy_gp(features[idx], targets - trend[idx], noise)
         mean, std = model.predict(features)
-        score = np.full(size, -np.inf)
-        score[free] = mean[free] + cfg.beta * std[free]
+        score[free] = trend[free] + mean[free] + cfg.beta * std[free]
         best = int(np.argmax(score))
         screened = set(screen_idx.tolist())
-        return best, (cfg.high_fidelity if best in screened else cfg.screen_fidelity)
+        if cfg.screen_fidelity is None or best in screened:
+            return best, cfg.high_fidelity
+        return best, cfg.screen_fidelity
+
+    def _proxy_slope(self, idx: np.ndarray, targets: np.ndarray) -> float:
+        """Posterior mean of the proxy slope b given the targets (Bayesian linear regression
+        on the centred proxy and targets, with the GP part treated as residual noise)."""
+        cfg = self.config
+        if self._proxy is None or cfg.proxy_slope_std == 0.0 or len(idx) < 2:
+            return cfg.proxy_slope
+        z = self._proxy[idx] - self._proxy[idx].mean()
+        y = targets - targets.mean()
+        prior_precision = 1.0 / cfg.proxy_slope_std**2
+        data_precision = float(z @ z) / cfg.proxy_residual_std**2
+        weighted = cfg.proxy_slope * prior_precision + float(z @ y) / cfg.proxy_residual_std**2
+        return weighted / (prior_precision + data_precision)
+
+    def proxy_slope(self) -> float:
+        """The proxy slope b (fraction of accuracy per proxy std) the next ``ask`` will use."""
+        high_idx, high_val = self._pool.observations(self.config.high_fidelity)
+        screen_idx, screen_val = self._screen_observations()
+        if len(high_idx) == 0 and len(screen_idx) == 0:
+            return self.config.proxy_slope
+        idx, targets, _ = self._training_data(high_idx, high_val, screen_idx, screen_val)
+        return self._proxy_slope(idx, targets)
 
     def calibration(self) -> tuple[float, float, float]:
-        """(intercept c, slope b, residual std r) mapping screening to high-fidelity accuracy,
-        as the next ``ask`` will use them."""
-        cfg = self.config
-        high_idx, high_val = self._pool.observations(cfg.high_fidelity)
-        screen_idx, screen_val = self._pool.observations(cfg.screen_fidelity)
+        """(intercept c, slope b_s, residual std r) mapping screening to high-fidelity
+        accuracy, as the next ``ask`` will use them."""
+        high_idx, high_val = self._pool.observations(self.config.high_fidelity)
+        screen_idx, screen_val = self._screen_observations()
         return self._calibrate(high_idx, high_val, screen_idx, screen_val)
 
     def _calibrate(
@@ -285,7 +423,8 @@ def simulate_screening(
     has been evaluated at high fidelity.
 
     The loop is the plain ask/tell loop with array lookups for results, so the same optimizer
-    code runs here and on real training. About 50 runs per second on one core.
+    code runs here and on real training. About 50 runs per second on one core. With
+    ``config.uses_proxy`` the proxy is the log of ``arrays.multiply_adds``.
 
     Args:
         arrays: the space (``kdnas.search.reproduction.load_space_arrays``).
@@ -297,9 +436,18 @@ def simulate_screening(
     if not config.high_fidelity.is_high:
         raise ValueError("simulate_screening: the benchmark's high fidelity is part 1, nokd")
     screen = config.screen_fidelity
-    screen_valid = arrays.low_column(screen.method, screen.part, "valid_acc")
-    screen_test = arrays.low_column(screen.method, screen.part, "test_acc")
-    screen_time = arrays.low_column(screen.method, screen.part, "wall_time")
+    screen_valid = screen_test = screen_time = np.full(arrays.size, math.nan)
+    if screen is not None:
+        screen_valid = arrays.low_column(screen.method, screen.part, "valid_acc")
+        screen_test = arrays.low_column(screen.method, screen.part, "test_acc")
+        screen_time = arrays.low_column(screen.method, screen.part, "wall_time")
+    proxy = None
+    if config.uses_proxy:
+        if arrays.multiply_adds is None:
+            raise ValueError(
+                f"simulate_screening: {arrays.space} has no multiply-adds for the proxy"
+            )
+        proxy = np.log(arrays.multiply_adds)
     archs = tuple(Architecture(arrays.space, (i,)) for i in range(arrays.size))
     candidates = CandidateSet(archs, arrays.features)
     optimum = arrays.optimum
@@ -308,7 +456,11 @@ def simulate_screening(
     screens = np.zeros(len(seeds), dtype=int)
     for run, seed in enumerate(seeds):
         optimizer = ScreeningGPUCB(
-            candidates, config, seed=int(seed), budget=Budget(max_cost_s=max_cost_s)
+            candidates,
+            config,
+            seed=int(seed),
+            budget=Budget(max_cost_s=max_cost_s),
+            proxy=proxy,
         )
         elapsed = 0.0
         run_events: list[tuple[float, int]] = []
@@ -360,8 +512,23 @@ def _row_screening(
     return {"screening GP-UCB": out}
 
 
+def _row_proxy(
+    arrays: SpaceArrays,
+    settings: Table4Settings,
+    progress: Callable[[str], None] | None,
+) -> Mapping[str, np.ndarray]:
+    if arrays.multiply_adds is None:
+        return {}
+    seeds = [1000 + settings.seed * 1_000_003 + r for r in range(settings.runs)]
+    runs = simulate_screening(arrays, ScreeningConfig.proxy_prior(), seeds)
+    if progress is not None:
+        progress(f"{arrays.space} proxy-prior GP-UCB")
+    return {"proxy-prior GP-UCB (log multiply-adds)": runs.time_to_optimum_s}
+
+
 def register_table4_rows() -> None:
-    """Add the screening GP-UCB row to ``kdnas reproduce table4`` (idempotent)."""
+    """Add the screening and proxy-prior GP-UCB rows to ``kdnas reproduce table4``
+    (idempotent)."""
     from kdnas.search.reproduction import TABLE4_ROWS, register_table4_row
 
     if "screening" not in TABLE4_ROWS:
@@ -369,4 +536,10 @@ def register_table4_rows() -> None:
             "screening",
             _row_screening,
             steps=lambda arrays, settings: sum((m, p) in arrays.low for p, m in TABLE4_SCREENS),
+        )
+    if "proxy" not in TABLE4_ROWS:
+        register_table4_row(
+            "proxy",
+            _row_proxy,
+            steps=lambda arrays, settings: int(arrays.multiply_adds is not None),
         )

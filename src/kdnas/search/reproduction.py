@@ -74,6 +74,8 @@ class SpaceArrays:
         hf_time: [N] high-fidelity training seconds.
         low: (method, part) -> {"valid_acc": [N], "test_acc": [N], "wall_time": [N]}.
         parameters: [N] parameter counts (for Figure 1), if known.
+        multiply_adds: [N] multiply-adds of one forward pass at the dataset's resolution (the
+            zero-cost proxy of ``kdnas.search.multifidelity``), if known.
     """
 
     space: str
@@ -83,11 +85,13 @@ class SpaceArrays:
     hf_time: np.ndarray
     low: Mapping[tuple[str, int], Mapping[str, np.ndarray]]
     parameters: np.ndarray | None = None
+    multiply_adds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.hf_valid)
-        for name in ("features", "hf_test", "hf_time"):
-            if len(getattr(self, name)) != n:
+        for name in ("features", "hf_test", "hf_time", "parameters", "multiply_adds"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
                 raise ValueError(f"SpaceArrays.{name} must have {n} rows like hf_valid")
         if not (np.isfinite(self.hf_valid).all() and np.isfinite(self.hf_time).all()):
             raise ValueError(f"{self.space}: high-fidelity entries are missing (NaN)")
@@ -100,6 +104,27 @@ class SpaceArrays:
     def optimum(self) -> int:
         """Index of the best high-fidelity valid_acc (the target of time-to-optimum)."""
         return int(np.argmax(self.hf_valid))
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SpaceArrays:
+        """The space restricted to the architectures ``indices`` (distinct), in that order,
+        with the features standardised again over them (as the paper standardises over the
+        searched architectures). Its optimum is the best of the subset."""
+        rows = np.asarray(indices, dtype=int)
+        if rows.ndim != 1 or len(rows) == 0 or len(np.unique(rows)) != len(rows):
+            raise ValueError("SpaceArrays.subset needs distinct indices")
+        if rows.min() < 0 or rows.max() >= self.size:
+            raise ValueError(f"SpaceArrays.subset: indices must lie in [0, {self.size})")
+        low = {key: {m: v[rows] for m, v in cols.items()} for key, cols in self.low.items()}
+        return SpaceArrays(
+            self.space,
+            standardize_columns(self.features[rows]),
+            self.hf_valid[rows],
+            self.hf_test[rows],
+            self.hf_time[rows],
+            low,
+            None if self.parameters is None else self.parameters[rows],
+            None if self.multiply_adds is None else self.multiply_adds[rows],
+        )
 
     def low_column(self, method: str, part: int, metric: str) -> np.ndarray:
         try:
@@ -139,6 +164,8 @@ def load_space_arrays(
                 for metric in ("valid_acc", "test_acc", "wall_time")
             }
     parameters = np.array([space.parameter_count(arch) for arch in archs], dtype=float)
+    resolution = 224 if dataset == "imagenet" else 32
+    multiply_adds = np.array([space.multiply_adds(arch, resolution) for arch in archs], float)
     return SpaceArrays(
         space_key,
         features,
@@ -147,6 +174,7 @@ def load_space_arrays(
         high["wall_time"],
         low,
         parameters,
+        multiply_adds,
     )
 
 
