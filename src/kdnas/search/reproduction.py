@@ -217,6 +217,19 @@ class Table2Cell:
     chosen: np.ndarray = field(repr=False)
 
 
+def _two_sample_p_value(a: np.ndarray, b: np.ndarray) -> float:
+    """Student's two-sample t-test p-value; when neither sample varies (few runs that all
+    choose one architecture) the test is undefined, and the answer is exact instead: 1.0 for
+    equal constants, 0.0 for different ones."""
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        return 1.0 if a[0] == b[0] else 0.0
+    with warnings.catch_warnings():
+        # One constant sample is fine (its variance is exactly 0), but scipy's moment check
+        # still warns about cancellation on it.
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        return float(stats.ttest_ind(a, b).pvalue)
+
+
 def algorithm1_choices(
     arrays: SpaceArrays,
     method: str,
@@ -265,7 +278,7 @@ def run_table2(
                 acc = 100.0 * arrays.hf_test[chosen]
                 p_value = math.nan
                 if base is not None and method != "nokd":
-                    p_value = float(stats.ttest_ind(acc, 100.0 * base).pvalue)
+                    p_value = _two_sample_p_value(acc, 100.0 * base)
                 cells[method] = Table2Cell(
                     CellStats.of(percentile_in_space(arrays.hf_test, chosen)),
                     CellStats.of(acc),
