@@ -155,3 +155,67 @@ def test_warm_up_trains_the_teacher_and_fills_the_cache_once(
     misses = cache.misses
     result = objective.train(Architecture("tiny", (4,)), Fidelity(27, "kd"))
     assert result.status == "ok" and cache.misses == misses and cache.hits == 2
+
+
+def _train_under_lock(directory: str, barrier, log: str) -> None:
+    """A stand-in for a worker that needs a missing teacher: check, 'train', save."""
+    import time
+
+    from kdnas.train._teacher import TeacherStore
+
+    store = TeacherStore(directory)
+    barrier.wait()
+    with store.lock("teacher-x"):
+        _, record = store.paths("teacher-x")
+        if not record.exists():
+            with open(log, "a") as file:
+                file.write("trained\n")
+            time.sleep(0.3)  # long enough for the other worker to arrive and check
+            record.write_text("{}")
+
+
+def test_two_processes_train_a_missing_teacher_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    pytest.importorskip("fcntl", reason="the teacher lock uses POSIX flock")
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(2)
+    log = tmp_path / "log.txt"
+    workers = [
+        context.Process(target=_train_under_lock, args=(str(tmp_path), barrier, str(log)))
+        for _ in range(2)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert log.read_text() == "trained\n"
+
+
+def test_the_teacher_is_trained_while_its_lock_is_held(
+    digits, tiny_space, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fcntl = pytest.importorskip("fcntl", reason="the teacher lock uses POSIX flock")
+    objective = TrainingObjective(tiny_space, digits, _config(), tmp_path, seed=0, device="cpu")
+    key = objective.teacher_key(27)
+    original = TrainingObjective._train_teacher
+    held = []
+
+    def checking(self, *args, **kwargs):
+        with open(tmp_path / f"{key}.lock", "a+b") as other:
+            try:
+                fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                held.append(True)
+            else:
+                fcntl.flock(other.fileno(), fcntl.LOCK_UN)
+                held.append(False)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrainingObjective, "_train_teacher", checking)
+    objective.teacher(27)
+    assert held == [True]
+    # Once trained and saved, a second objective loads it without training.
+    TrainingObjective(tiny_space, digits, _config(), tmp_path, seed=0, device="cpu").teacher(27)
+    assert held == [True]

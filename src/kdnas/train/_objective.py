@@ -148,34 +148,43 @@ class TrainingObjective:
         original = self.space.original()
         with _seeded(self.device, stream_seed(self.seed, 0, "init")):
             network = self.build(original)
-        record = self.teachers.load(key, network) if self.teachers is not None else None
-        if record is None:
-            logger.info("training the teacher for 1/%d of %s (key %s)", part, self.data.name, key)
-            result = self._train(original, network, CrossEntropyLoss(), part, None, None)
-            if result.status != "ok":
-                raise RuntimeError(f"the teacher's training {result.status}: {result.error}")
-            if self.teachers is not None:
-                self.teachers.save(
-                    key,
-                    network,
-                    {
-                        "dataset": self.data.name,
-                        "subset_hash": result.subset_hash,
-                        "part": part,
-                        "protocol": self.config.to_dict(),
-                        "seed": self.seed,
-                        "space": self.space.name,
-                        "arch": original.to_json(),
-                        "valid_acc": result.valid_acc,
-                        "test_acc": result.test_acc,
-                        "train_time_s": result.train_time_s,
-                    },
-                )
+        if self.teachers is None:
+            self._train_teacher(key, part, network)
+        else:
+            # Another process sharing the folder may be training this teacher: wait for it and
+            # load its result rather than train a second copy.
+            with self.teachers.lock(key):
+                if self.teachers.load(key, network) is None:
+                    self._train_teacher(key, part, network)
         network.to(self.device).eval()
         for parameter in network.parameters():
             parameter.requires_grad_(False)
         self._teachers[key] = network
         return network
+
+    def _train_teacher(self, key: str, part: int, network: nn.Module) -> None:
+        original = self.space.original()
+        logger.info("training the teacher for 1/%d of %s (key %s)", part, self.data.name, key)
+        result = self._train(original, network, CrossEntropyLoss(), part, None, None)
+        if result.status != "ok":
+            raise RuntimeError(f"the teacher's training {result.status}: {result.error}")
+        if self.teachers is not None:
+            self.teachers.save(
+                key,
+                network,
+                {
+                    "dataset": self.data.name,
+                    "subset_hash": result.subset_hash,
+                    "part": part,
+                    "protocol": self.config.to_dict(),
+                    "seed": self.seed,
+                    "space": self.space.name,
+                    "arch": original.to_json(),
+                    "valid_acc": result.valid_acc,
+                    "test_acc": result.test_acc,
+                    "train_time_s": result.train_time_s,
+                },
+            )
 
     def _teacher_source(
         self, fidelity: Fidelity, loss: TrainingLoss, teacher: nn.Module

@@ -5,6 +5,12 @@ protocol as its students (as the paper did). ``TeacherStore`` saves its weights 
 ``<key>.pt`` with a ``<key>.json`` record holding the file's SHA-256 and how it was trained.
 A teacher whose file is missing, fails its checksum or does not load into the network is
 reported and retrained, never used; weights are read with ``torch.load(weights_only=True)``.
+
+``TeacherStore.lock(key)`` is an exclusive advisory file lock (``<key>.lock``, POSIX
+``flock``) so that processes sharing the folder train a missing teacher once: the first trains
+and saves, the others wait and then load. On a cluster the folder must be on a filesystem
+whose ``flock`` works across machines (NFSv4, most Lustre and GPFS setups); where it does not,
+the lock is per machine and the worst case is the old one, a teacher trained twice.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +57,21 @@ class TeacherStore:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """Hold an exclusive lock on ``key`` across processes (blocks until it is free)."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; processes may train the same teacher twice
+            yield
+            return
+        with open(self.directory / f"{key}.lock", "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def paths(self, key: str) -> tuple[Path, Path]:
         """The weights file and the JSON record of ``key``."""
