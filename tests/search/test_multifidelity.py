@@ -37,6 +37,9 @@ def test_noisy_gp_matches_scikit_learn_with_per_point_noise(dtype: type) -> None
     ref_mean, ref_std = ref.predict(queries, return_std=True)
     np.testing.assert_allclose(mean, ref_mean + y.astype(float).mean(), atol=1e-6)
     np.testing.assert_allclose(std, ref_std, atol=1e-6)
+    assert ours.log_marginal_likelihood == pytest.approx(
+        ref.log_marginal_likelihood_value_, abs=1e-6
+    )
     ours_lml = log_marginal_likelihoods(
         ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1).astype(float),
         y.astype(float) - y.astype(float).mean(),
@@ -302,19 +305,37 @@ def test_proxy_prior_finds_the_known_optimum(peak: tuple[int, int]) -> None:
     assert high[-1] == toy.optimum and len(set(high)) == len(high)
     # Plain GP-UCB needs about 6 HF runs on this toy; the proxy never makes it much worse.
     assert len(high) <= 7
-    assert optimizer.proxy_slope() > 0
 
 
 def test_a_misleading_proxy_loses_its_weight() -> None:
     misleading = -_peak(5, 2)  # ranks the optimum last
-    toy, learned, high = _run_proxy(misleading)
-    assert learned.best() is not None and high[-1] == toy.optimum
-    # The slope's posterior turned against the prior's +0.016 ...
-    assert learned.proxy_slope() < 0
-    # ... which is what saves HF runs against the same prior held fixed.
-    _, fixed, high_fixed = _run_proxy(misleading, ScreeningConfig.proxy_prior(proxy_slope_std=0.0))
-    assert fixed.proxy_slope() == 0.016
-    assert len(high) < len(high_fixed)
+    # The preset (fixed slope) lets the plain GP outvote the proxy model.
+    toy, preset, high = _run_proxy(misleading)
+    assert high[-1] == toy.optimum and preset.proxy_weight() < 0.1
+    # With a Bayesian slope the proxy model instead learns that smaller is better.
+    bayesian = ScreeningConfig.proxy_prior(proxy_slope=0.016, proxy_slope_std=0.016)
+    toy, learned, high_learned = _run_proxy(misleading, bayesian)
+    assert high_learned[-1] == toy.optimum and learned.proxy_slope() < 0
+    # Either way it saves HF runs against a model that trusts the prior blindly.
+    blind = ScreeningConfig.proxy_prior(proxy_averaging=False)
+    _, fixed, high_blind = _run_proxy(misleading, blind)
+    assert fixed.proxy_slope() == 0.008 and fixed.proxy_weight() == 1.0
+    assert max(len(high), len(high_learned)) < len(high_blind)
+
+
+def test_a_rough_proxy_loses_the_vote_against_the_plain_gp() -> None:
+    # Right on average (correlation 0.98 with HF), wrong in detail: it ranks the optimum 9th.
+    rough = _peak(5, 2) + 3.0 * np.sin(3 * GRID[:, 0] + GRID[:, 1])
+    assert np.corrcoef(rough, BenchmarkScaleToy().high)[0, 1] > 0.95
+    toy, averaged, high = _run_proxy(rough)
+    assert high[-1] == toy.optimum
+    # The residual f - b z is rough, so the GP without the proxy explains the data better.
+    assert averaged.proxy_weight() < 0.05
+    _, trusting, high_trusting = _run_proxy(
+        rough, ScreeningConfig.proxy_prior(proxy_averaging=False)
+    )
+    assert trusting.proxy_weight() == 1.0
+    assert len(high) <= 8 < len(high_trusting)
 
 
 def test_proxy_and_screening_together_find_the_optimum() -> None:
@@ -328,7 +349,9 @@ def test_proxy_and_screening_together_find_the_optimum() -> None:
 def test_a_constant_proxy_carries_no_information() -> None:
     toy, optimizer, high = _run_proxy(np.full(64, 7.0))
     assert high[-1] == toy.optimum
-    assert optimizer.proxy_slope() == pytest.approx(0.016)  # no data on the slope
+    assert optimizer.proxy_slope() == pytest.approx(0.008)  # the prior's, whatever the data
+    # A zero proxy makes both models the same GP: equal evidence, equal weight.
+    assert optimizer.proxy_weight() == pytest.approx(0.5)
 
 
 def test_proxy_input_is_checked() -> None:
@@ -420,10 +443,11 @@ def test_proxy_prior_on_the_paper_benchmark(paper_data_dir) -> None:
         assert np.ptp(times) == 0 and np.isfinite(times).all()
         assert runs.high_events[0][0][1] == int(np.argmax(arrays.multiply_adds))
         assert (runs.screen_counts == 0).all()
-        # Half the paper's HF-only GP-UCB time would be 6,719 s / 8,338 s; the bar is the
-        # paper's best Algorithm 2 cell (11,773 s / 11,130 s).
+        # The bar is the paper's best Algorithm 2 cell (11,773 s / 11,130 s); the target half
+        # of its HF-only GP-UCB time (6,719 s / 8,338 s).
         best_alg2 = min(float(v) for part in ("27", "9") for v in paper[space][part].values())
         assert times[0] < best_alg2
+        assert times[0] <= 0.5 * float(paper[space]["hf_only"])
         if space == "mobilenet":
             # The largest network by multiply-adds is the optimum: one HF run, the floor.
             assert times[0] == pytest.approx(arrays.hf_time[arrays.optimum])

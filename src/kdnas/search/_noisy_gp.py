@@ -74,6 +74,7 @@ class NoisyGP:
         length_scale: the fitted l.
         chol: [n, n] lower Cholesky factor of K.
         alpha: [n] K^-1 (y - m).
+        log_marginal_likelihood: log N(y - m; 0, K) at the fitted length scale (nats).
     """
 
     features: np.ndarray
@@ -81,6 +82,7 @@ class NoisyGP:
     length_scale: float
     chol: np.ndarray
     alpha: np.ndarray
+    log_marginal_likelihood: float
 
     def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of f at ``features`` [N, d] -> ([N], [N])."""
@@ -133,7 +135,10 @@ def fit_noisy_gp(
         # Exact duplicates with ~0 noise: a tiny ridge keeps the factorisation defined.
         chol = np.linalg.cholesky(kernel + 1e-9 * np.eye(len(y)))
     alpha = np.linalg.solve(chol.T, np.linalg.solve(chol, centred))
-    return NoisyGP(x, mean, float(length_scale), chol, alpha)
+    log_likelihood = float(
+        -0.5 * centred @ alpha - np.log(np.diag(chol)).sum() - 0.5 * len(y) * _LOG_2PI
+    )
+    return NoisyGP(x, mean, float(length_scale), chol, alpha, log_likelihood)
 
 
 def _best_length(
