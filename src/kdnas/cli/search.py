@@ -49,7 +49,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
-    parser.add_argument("--beta", type=float, default=0.5, help="UCB std weight (0.5)")
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="UCB std weight (default: the paper's 0.5; proxy-gp-ucb's preset 1.0)",
+    )
     parser.add_argument(
         "--hp",
         action="append",

@@ -66,7 +66,7 @@ class SearchSettings:
         budget_seconds: summed evaluation seconds (None: no limit). Reproducible: a resumed
             search charges stored evaluations their recorded seconds. Both budgets apply to
             alg2, gp-ucb and random; alg1 always makes n_lf + 1 evaluations.
-        beta: UCB weight of the posterior std (the paper: 0.5).
+        beta: UCB weight of the posterior std; None: the algorithm's own (``ucb_beta``).
         train: further ``TrainConfig`` overrides (batch_size, lr, ...).
         hyperparameters: per-method loss overrides, e.g. {"kd": {"tau": 4.0}}.
         device: "cpu", "cuda", ...; None picks CUDA when available (not part of the run's
@@ -89,7 +89,7 @@ class SearchSettings:
     valid_fraction: float = 0.1
     budget_evaluations: int | None = None
     budget_seconds: float | None = None
-    beta: float = 0.5
+    beta: float | None = None
     train: Mapping[str, Any] = field(default_factory=dict)
     hyperparameters: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     device: str | None = None
@@ -125,7 +125,7 @@ class SearchSettings:
             raise ValueError(f"valid_fraction must lie in (0, 1), got {self.valid_fraction!r}")
         if not (self.width_multiplier > 0 and math.isfinite(self.width_multiplier)):
             raise ValueError(f"width_multiplier must be > 0, got {self.width_multiplier!r}")
-        if not self.beta >= 0:
+        if self.beta is not None and not self.beta >= 0:
             raise ValueError(f"beta must be >= 0, got {self.beta!r}")
         unknown = sorted(set(self.hyperparameters) - set(METHODS))
         if unknown:
@@ -145,6 +145,18 @@ class SearchSettings:
     @property
     def high_fidelity(self) -> Fidelity:
         return Fidelity(part=1, method="nokd", epochs=self.hf_epochs)
+
+    @property
+    def ucb_beta(self) -> float:
+        """The UCB weight used: ``beta``, else the paper's 0.5, or for proxy-gp-ucb its
+        preset's (``ScreeningConfig.proxy_prior``), which was chosen with its own beta."""
+        if self.beta is not None:
+            return self.beta
+        if self.algorithm == "proxy-gp-ucb":
+            from kdnas.search import ScreeningConfig
+
+            return ScreeningConfig.proxy_prior().beta
+        return 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -256,16 +268,16 @@ def build_optimizer(
             settings.low_fidelity,
             high,
             seed=settings.seed,
-            beta=settings.beta,
+            beta=settings.ucb_beta,
             budget=budget,
         )
     if settings.algorithm == "gp-ucb":
-        return GPUCB(candidates, high, seed=settings.seed, beta=settings.beta, budget=budget)
+        return GPUCB(candidates, high, seed=settings.seed, beta=settings.ucb_beta, budget=budget)
     if settings.algorithm == "proxy-gp-ucb":
         proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
         return ScreeningGPUCB(
             candidates,
-            ScreeningConfig.proxy_prior(high_fidelity=high, beta=settings.beta),
+            ScreeningConfig.proxy_prior(high_fidelity=high, beta=settings.ucb_beta),
             seed=settings.seed,
             budget=budget,
             proxy=proxy,
@@ -286,6 +298,7 @@ def run_config(
     values = settings.to_dict()
     for name in ("budget_evaluations", "budget_seconds", "device"):
         values.pop(name)
+    values["beta"] = settings.ucb_beta  # what the search uses, however it was given
     values["dataset"] = data.name
     values["dataset_source"] = settings.dataset
     values["dataset_hash"] = data.subset(1, 0).content_hash

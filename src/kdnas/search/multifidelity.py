@@ -8,11 +8,16 @@ whole run and feeds it two kinds of cheap information:
     z(a)            a zero-cost proxy, known for every candidate before anything is trained
                     (default in the simulations and ``kdnas search``: log multiply-adds per
                     image, ``multiply_add_proxy``), standardised over the candidates
-    prior mean      f(a) ~ c + b * z(a) + g(a), g a GP. The slope b has the Gaussian prior
-                    N(``proxy_slope``, ``proxy_slope_std``^2) and is updated by Bayesian
-                    linear regression on the observed targets (residual std
-                    ``proxy_residual_std``), so a proxy the data contradicts loses its
-                    weight. ``proxy_slope`` = 0 switches the proxy off.
+    proxy model     f(a) ~ c + b * z(a) + g(a), g a GP. The slope b has the Gaussian prior
+                    N(``proxy_slope``, ``proxy_slope_std``^2); with a positive std it is
+                    updated by Bayesian linear regression on the observed targets (residual
+                    std ``proxy_residual_std``). ``proxy_slope`` = ``proxy_slope_std`` = 0
+                    switches the proxy off.
+    averaging       with ``proxy_averaging``, the same GP without the proxy is a second
+                    hypothesis; the two are weighed by their marginal likelihoods (equal
+                    prior odds) and the acquisition uses the mixture. A proxy whose errors
+                    are rough (right on average, wrong in detail) or reversed leaves a
+                    residual that the GP explains worse than f itself, so it loses the vote.
     s(a)            its valid_acc at the screening fidelity (e.g. 1/3 of the data, KD)
     calibration     f(a) ~ c + b_s * s(a) + e,   e ~ N(0, r^2)
                     b_s = ``prior_slope`` and r = ``prior_noise``; c is fitted on the
@@ -202,6 +207,7 @@ class ScreeningGPUCB:
         self._start = None if start is None else candidates.index_of(start)
         self._failed: set[int] = set()
         self._proxy = self._standardised_proxy(proxy, len(candidates))
+        # Posterior probability of the proxy model: the prior's until averaging weighs it.
         self._proxy_weight = 0.0 if self._proxy is None else 1.0
 
     def _standardised_proxy(
@@ -309,17 +315,15 @@ class ScreeningGPUCB:
         """[N] posterior mean and std of f at every candidate (the mixture, when averaging)."""
         features = self.candidates.features
         idx, targets, noise = self._training_data(high_idx, high_val, screen_idx, screen_val)
-        plain = fit_noisy_gp(features[idx], targets, noise)
-        self._proxy_weight = 0.0
         if self._proxy is None:
-            return plain.predict(features)
+            return fit_noisy_gp(features[idx], targets, noise).predict(features)
         trend = self._proxy_slope(idx, targets) * self._proxy
         with_proxy = fit_noisy_gp(features[idx], targets - trend[idx], noise)
         mean, std = with_proxy.predict(features)
         mean = mean + trend
         if not self.config.proxy_averaging:
-            self._proxy_weight = 1.0
             return mean, std
+        plain = fit_noisy_gp(features[idx], targets, noise)
         # Both are densities of the same targets: p(y | proxy) = N(y - b z; m, K), and the
         # plug-in slope b makes the proxy model's evidence a little optimistic.
         difference = plain.log_marginal_likelihood - with_proxy.log_marginal_likelihood
