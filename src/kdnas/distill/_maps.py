@@ -73,3 +73,13 @@ def check_map_pairs(
 def map_shapes(maps: Sequence[torch.Tensor]) -> list[tuple[int, int, int]]:
     """(C, H, W) of each map, the per-sample shapes the modules are built from."""
     return [(int(m.shape[1]), int(m.shape[2]), int(m.shape[3])) for m in maps]
+
+
+def paired_middle_shapes(
+    method: str, student_probe: Taps, teacher_probe: Taps
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """(C, H, W) of the student's and the teacher's middle maps, checked to pair up: what
+    AT, VID and NST are built from."""
+    student, teacher = middle_maps(student_probe), middle_maps(teacher_probe)
+    check_map_pairs(method, student, teacher)
+    return map_shapes(student), map_shapes(teacher)

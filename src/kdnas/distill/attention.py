@@ -22,9 +22,8 @@ import torch.nn.functional as F
 from kdnas.core import Taps
 from kdnas.distill._combined import MethodPlusCrossEntropy, as_float
 from kdnas.distill._maps import (
-    check_map_pairs,
-    map_shapes,
     middle_maps,
+    paired_middle_shapes,
     pool_to,
     smaller_size,
     spatial_size,
@@ -71,12 +70,11 @@ class AttentionTransferLoss(MethodPlusCrossEntropy):
         hyperparameters: dict[str, float],
         labels: object | None,
     ) -> AttentionTransferLoss:
-        s, t = middle_maps(student_probe), middle_maps(teacher_probe)
-        check_map_pairs(cls.name, s, t)
+        student, teacher = paired_middle_shapes(cls.name, student_probe, teacher_probe)
         return cls(
             hyperparameters,
-            [shape[1:] for shape in map_shapes(s)],
-            [shape[1:] for shape in map_shapes(t)],
+            [shape[1:] for shape in student],
+            [shape[1:] for shape in teacher],
         )
 
     @torch.no_grad()

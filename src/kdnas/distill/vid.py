@@ -21,9 +21,8 @@ from torch import nn
 from kdnas.core import Taps
 from kdnas.distill._combined import MethodPlusCrossEntropy, as_float
 from kdnas.distill._maps import (
-    check_map_pairs,
-    map_shapes,
     middle_maps,
+    paired_middle_shapes,
     pool_to,
     smaller_size,
     spatial_size,
@@ -104,9 +103,7 @@ class VIDLoss(MethodPlusCrossEntropy):
         hyperparameters: dict[str, float],
         labels: object | None,
     ) -> VIDLoss:
-        s, t = middle_maps(student_probe), middle_maps(teacher_probe)
-        check_map_pairs(cls.name, s, t)
-        return cls(hyperparameters, map_shapes(s), map_shapes(t))
+        return cls(hyperparameters, *paired_middle_shapes(cls.name, student_probe, teacher_probe))
 
     @torch.no_grad()
     def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
