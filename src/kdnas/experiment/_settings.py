@@ -303,7 +303,8 @@ def run_config(
     values["dataset_source"] = settings.dataset
     values["dataset_hash"] = data.subset(1, 0).content_hash
     values["train_config"] = train_config(settings, data).to_dict()
-    values["train_config"].pop("eval_batch_size", None)
+    for name in ("eval_batch_size", "deterministic"):  # they change bits, not results
+        values["train_config"].pop(name, None)
     values["candidates"] = [arch.to_json() for arch in archs]
     values["high_fidelity"] = _fidelity_dict(settings.high_fidelity)
     values["low_fidelity"] = _fidelity_dict(settings.low_fidelity)
