@@ -213,11 +213,16 @@ def train_config(settings: SearchSettings, data: PreparedData) -> TrainConfig:
 
 
 def build_objective(
-    settings: SearchSettings, data: PreparedData, teacher_dir: str | Path | None
+    settings: SearchSettings,
+    data: PreparedData,
+    teacher_dir: str | Path | None,
+    cache_dir: str | Path | None = None,
 ) -> TrainingObjective:
-    """The training objective of ``settings`` (teachers saved under ``teacher_dir``)."""
+    """The training objective of ``settings`` (teachers saved under ``teacher_dir``, teacher
+    summaries under ``cache_dir``, which every process sharing it reads: None keeps them in
+    the memory of each process)."""
     from kdnas.spaces import get_space
-    from kdnas.train import TrainingObjective
+    from kdnas.train import TeacherCache, TrainingObjective
 
     return TrainingObjective(
         get_space(settings.space),
@@ -227,6 +232,7 @@ def build_objective(
         seed=settings.seed,
         device=settings.device,
         hyperparameters=settings.hyperparameters,
+        cache=TeacherCache(directory=cache_dir) if cache_dir is not None else None,
     )
 
 
