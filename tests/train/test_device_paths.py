@@ -105,6 +105,28 @@ def test_a_budget_short_of_the_epochs_keeps_the_earliest_for_the_next_students()
     assert cache.hits == 3 * 3 and cache.bytes_in_memory == 3 * 800
 
 
+def test_the_directory_budget_keeps_the_earliest_epochs_too(tmp_path: Path) -> None:
+    class Wide(CountingTeacher):  # 100 kB a batch, so the files' few hundred bytes of
+        def summary(self, epoch, batch, images):  # pickling overhead are negligible
+            return {"logits": super().summary(epoch, batch, images)["logits"].repeat(250, 1)}
+
+    epoch_bytes = 2 * 100_000
+    first = CachedTeacher(
+        TeacherCache(max_bytes=0, directory=tmp_path, max_disk_bytes=int(3.5 * epoch_bytes)),
+        "k",
+        Wide(),
+    )
+    _student(first, epochs=10, batches=2)
+    assert sorted(p.name for p in (tmp_path / "k").glob("epoch_*.pt")) == [
+        "epoch_0000.pt",
+        "epoch_0001.pt",
+        "epoch_0002.pt",
+    ]
+    later = CachedTeacher(TeacherCache(max_bytes=0, directory=tmp_path), "k", Wide())
+    _student(later, epochs=10, batches=2)
+    assert (later.epochs_served, later.epochs_computed) == (3, 7)
+
+
 # -- item 6: an epoch that will not be kept is not held ----------------------------------------
 def test_an_epoch_that_cannot_be_kept_is_not_held_while_it_is_computed() -> None:
     cache = TeacherCache(max_bytes=1000)  # 2.5 batches of 400 bytes; no directory
