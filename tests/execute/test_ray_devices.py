@@ -112,7 +112,7 @@ def test_two_ray_workers_share_the_teacher_cache_and_pick_their_own_device(
         dataset="digits",
         algorithm="alg2",
         method="kd",
-        part=9,
+        part=27,
         n_lf=3,
         n_candidates=4,
         epochs=epochs,
