@@ -50,3 +50,15 @@ def test_cuda_with_ray_tasks_that_ask_for_no_gpu_is_refused(
     assert main(args) == 2
     assert "needs --gpus-per-eval > 0 under Ray" in capsys.readouterr().err
     assert not Path(store).exists()
+
+
+def test_a_search_resumes_with_or_without_deterministic_kernels() -> None:
+    from kdnas.experiment import SearchSettings, load_data, run_config
+
+    plain = SearchSettings(n_candidates=4, n_lf=2)
+    deterministic = SearchSettings(n_candidates=4, n_lf=2, train={"deterministic": True})
+    data = load_data(plain)
+    assert run_config(plain, data, []) == run_config(deterministic, data, [])
+    assert run_config(plain, data, []) != run_config(
+        SearchSettings(n_candidates=4, n_lf=2, train={"lr": 0.2}), data, []
+    )

@@ -297,8 +297,9 @@ def run_config(
     """The configuration fingerprinted with a run: what decides its results.
 
     Budgets are left out, so a finished search can be resumed with a larger budget and goes
-    on exactly as if it had been given that budget from the start; the device is left out
-    because it changes timings, not what is searched. The candidates are listed in full and
+    on exactly as if it had been given that budget from the start; the device and
+    deterministic kernels are left out because they change timings and bits, not what is
+    searched. The candidates are listed in full and
     the dataset is identified by the content hash of its training pool.
     """
     values = settings.to_dict()
@@ -311,6 +312,7 @@ def run_config(
     values["train_config"] = train_config(settings, data).to_dict()
     for name in ("eval_batch_size", "deterministic"):  # they change bits, not results
         values["train_config"].pop(name, None)
+    values["train"].pop("deterministic", None)
     values["candidates"] = [arch.to_json() for arch in archs]
     values["high_fidelity"] = _fidelity_dict(settings.high_fidelity)
     values["low_fidelity"] = _fidelity_dict(settings.low_fidelity)
