@@ -103,6 +103,11 @@ def run_build(args: argparse.Namespace) -> int:
             "num_gpus_per_eval": args.gpus_per_eval,
         }
     device = args.device
+    if args.executor == "ray" and args.gpus_per_eval == 0 and (device or "").startswith("cuda"):
+        raise UsageError(
+            f"--device {device} needs --gpus-per-eval > 0 under Ray: tasks that ask Ray for "
+            "no GPU see none"
+        )
     if args.executor == "ray" and args.gpus_per_eval > 0 and device is None:
         device = "cuda"  # built on the driver, which may have no GPU; tasks run on GPU workers
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())

@@ -79,6 +79,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--gpus-per-eval", type=float, default=0.0, help="Ray GPUs per task")
     parser.add_argument("--max-concurrent", type=int, default=None, help="Ray tasks at once")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic GPU kernels (same bits on a rerun, slower); default: autotuned",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
@@ -97,6 +102,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         train["batch_size"] = args.batch_size
     if args.lr is not None:
         train["lr"] = args.lr
+    if args.deterministic:
+        train["deterministic"] = True
     return SearchSettings(
         space=args.space,
         dataset=args.dataset,
@@ -176,6 +183,11 @@ def run(args: argparse.Namespace) -> int:
             "num_gpus_per_eval": args.gpus_per_eval,
             "max_concurrent": args.max_concurrent,
         }
+        if args.gpus_per_eval == 0 and (settings.device or "").startswith("cuda"):
+            raise UsageError(
+                f"--device {settings.device} needs --gpus-per-eval > 0 under Ray: tasks that "
+                "ask Ray for no GPU see none"
+            )
         if args.gpus_per_eval > 0 and settings.device is None:
             # The objective is built here, on the driver, which may have no GPU; its tasks
             # run where Ray puts them, on GPU workers.

@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--width-multiplier", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic GPU kernels (same bits on a rerun, slower); default: autotuned",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument(
         "--teacher-dir",
@@ -132,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
+    if args.deterministic:
+        overrides["deterministic"] = True
     if args.epochs is not None:
         # The teacher follows the same protocol, so it trains for the same epochs.
         overrides["epochs"] = args.epochs

@@ -7,7 +7,8 @@ make comparisons between architectures less noisy, and they let the teacher's ou
 
 Images live on the training device as one normalised, padded ``N x H x W x C`` float tensor;
 a batch is cut out by one gather (random crop and horizontal flip folded into the gather's
-column indices), giving an ``N x C x H x W`` view in channels-last memory layout at no copy.
+column indices), giving an ``N x C x H x W`` view in channels-last memory layout at no copy
+(or, when asked for the classic layout, one more copy into contiguous ``N x C x H x W``).
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ class DeviceImages:
         padding: zero padding (in raw pixel value 0, i.e. black, as torchvision's random crop
             pads) added on every side for random crops.
         device: where the tensors live.
+        channels_last: batches in channels-last memory layout (free: the gather's natural
+            layout); False copies each batch into contiguous ``B x C x H x W``.
     """
 
     def __init__(
@@ -101,8 +104,11 @@ class DeviceImages:
         std: tuple[float, ...],
         padding: int,
         device: torch.device,
+        *,
+        channels_last: bool = True,
     ) -> None:
         self.padding = padding
+        self.channels_last = channels_last
         self.device = device
         n, c, h, w = images.images.shape
         self.size = (h, w)
@@ -131,7 +137,8 @@ class DeviceImages:
         shift_x: torch.Tensor | None = None,
         flip: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Crop (and mirror) the images at ``index``: a ``B x C x H x W`` channels-last tensor.
+        """Crop (and mirror) the images at ``index``: a ``B x C x H x W`` tensor, channels-last
+        in memory unless this set was made with ``channels_last=False``.
 
         Without shifts the crop is the centre (the unpadded image).
         """
@@ -145,7 +152,8 @@ class DeviceImages:
             cols = torch.where(flip.to(self.device)[:, None], cols.flip(1), cols)
         cols = left[:, None] + cols
         out = self.images[index[:, None, None], rows[:, :, None], cols[:, None, :]]
-        return out.permute(0, 3, 1, 2)
+        out = out.permute(0, 3, 1, 2)
+        return out if self.channels_last else out.contiguous()
 
     def plan_batches(
         self, plan: EpochPlan, subset_indices: torch.Tensor | None = None

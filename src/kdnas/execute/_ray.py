@@ -69,7 +69,8 @@ class RayExecutor:
         address: a Ray cluster to join ("auto", "ray://host:10001", "host:6379"), or None to
             start a local Ray (or use the one already started in this process).
         num_cpus_per_eval: CPUs each evaluation task requests.
-        num_gpus_per_eval: GPUs each evaluation task requests (fractions share a GPU).
+        num_gpus_per_eval: GPUs each evaluation task requests (fractions share a GPU); with 0
+            the tasks see no GPU (see ``task_options``).
         max_concurrent: evaluations running at once; default as many as the cluster's CPUs
             (or GPUs, when each task asks for one) allow.
         local_num_cpus: CPUs of a local Ray started by this executor (default all).
@@ -117,12 +118,26 @@ class RayExecutor:
         ray = import_ray()
         if self._start(ray):
             self._owns_ray = True
+        task = ray.remote(**self.task_options())(_prepare_task)
+        return ray.get(task.remote(function, objective, *args))
+
+    def task_options(self) -> dict[str, Any]:
+        """The options of every task, given to ``ray.remote`` itself.
+
+        A GPU task runs in a fresh worker process (``max_calls=1``): a reused worker would
+        keep its CUDA context and cached memory on the GPU of its first task after Ray
+        points ``CUDA_VISIBLE_DEVICES`` at another one. Ray sets that only for ``num_gpus``
+        given to ``ray.remote``, not to ``.options()``, which refuses ``max_calls``. A task
+        without GPUs gets ``CUDA_VISIBLE_DEVICES=""``: Ray no longer hides GPUs from
+        ``num_gpus=0`` tasks, so an objective choosing its device in the task would pick
+        GPU 0 in every one of them.
+        """
         options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
         if self.num_gpus_per_eval > 0:
-            options["num_gpus"] = self.num_gpus_per_eval
-        return ray.get(
-            ray.remote(_prepare_task).options(**options).remote(function, objective, *args)
-        )
+            options.update(num_gpus=self.num_gpus_per_eval, max_calls=1)
+        else:
+            options["runtime_env"] = {"env_vars": {"CUDA_VISIBLE_DEVICES": ""}}
+        return options
 
     def _start(self, ray: Any) -> bool:
         """Connect to (or start) Ray; True when this call started it."""
@@ -227,10 +242,7 @@ class RayExecutor:
         callbacks: Sequence[object],
         clock: float,
     ) -> tuple[int, str]:
-        options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
-        if self.num_gpus_per_eval > 0:
-            options["num_gpus"] = self.num_gpus_per_eval
-        task = ray.remote(_evaluate_task).options(**options)
+        task = ray.remote(**self.task_options())(_evaluate_task)
         objective_ref = ray.put(objective)
         concurrency = self._concurrency(ray)
         logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)

@@ -11,7 +11,13 @@ from __future__ import annotations
 from kdnas.experiment._demo import DemoOutcome, DemoProgress, DemoSettings, run_demo
 from kdnas.experiment._grid import GridSearch, ReuseStored
 from kdnas.experiment._report import plot_lf_vs_hf, plot_trajectory, trajectory, write_json
-from kdnas.experiment._search import SearchOutcome, best_evaluation, run_search, teacher_dir_for
+from kdnas.experiment._search import (
+    SearchOutcome,
+    best_evaluation,
+    run_search,
+    teacher_cache_dir_for,
+    teacher_dir_for,
+)
 from kdnas.experiment._settings import (
     ALGORITHMS,
     SearchSettings,
@@ -43,6 +49,7 @@ __all__ = [
     "run_demo",
     "run_search",
     "sample_architectures",
+    "teacher_cache_dir_for",
     "teacher_dir_for",
     "trajectory",
     "write_json",

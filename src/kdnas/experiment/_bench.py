@@ -10,7 +10,7 @@ from pathlib import Path
 from kdnas.core import METHODS, Architecture, Fidelity
 from kdnas.execute import ExecutionSummary, RayExecutor, SerialExecutor
 from kdnas.experiment._grid import GridSearch
-from kdnas.experiment._search import teacher_dir_for
+from kdnas.experiment._search import teacher_cache_dir_for, teacher_dir_for
 from kdnas.experiment._settings import (
     SearchSettings,
     build_objective,
@@ -99,7 +99,9 @@ def run_bench_build(
         "methods": list(grid.methods),
         "high_fidelity": grid.high_fidelity,
     }
-    objective = build_objective(settings, data, teacher_dir_for(store_path))
+    objective = build_objective(
+        settings, data, teacher_dir_for(store_path), teacher_cache_dir_for(store_path)
+    )
     with SQLiteStore(Path(store_path)) as store:
         return (executor or SerialExecutor()).run(
             GridSearch(grid_items(grid, archs)),

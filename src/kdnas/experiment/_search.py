@@ -31,7 +31,13 @@ from kdnas.experiment._settings import (
 )
 from kdnas.store import SQLiteStore, StoredEvaluation
 
-__all__ = ["SearchOutcome", "best_evaluation", "run_search", "teacher_dir_for"]
+__all__ = [
+    "SearchOutcome",
+    "best_evaluation",
+    "run_search",
+    "teacher_cache_dir_for",
+    "teacher_dir_for",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +71,15 @@ def teacher_dir_for(store_path: str | os.PathLike[str]) -> Path | None:
         return None
     path = Path(store_path)
     return path.with_name(path.name + ".teachers")
+
+
+def teacher_cache_dir_for(store_path: str | os.PathLike[str]) -> Path | None:
+    """Where a store's searches cache teacher summaries: ``<store>.teacher-cache`` beside it
+    (an absolute path, read by every worker on the machine; None for an in-memory store)."""
+    if str(store_path) == ":memory:":
+        return None
+    path = Path(store_path).resolve()
+    return path.with_name(path.name + ".teacher-cache")
 
 
 def best_evaluation(
@@ -112,7 +127,7 @@ def run_search(
     teachers = teacher_dir if teacher_dir is not None else teacher_dir_for(store_path)
     if teachers is not None:
         teachers = Path(teachers).resolve()  # Ray workers may run in another directory
-    objective = build_objective(settings, data, teachers)
+    objective = build_objective(settings, data, teachers, teacher_cache_dir_for(store_path))
     optimizer = build_optimizer(settings, candidates, data.resolution)
     executor = executor or SerialExecutor()
     if settings.algorithm in ("alg1", "alg2") and settings.method != "nokd":

@@ -213,11 +213,16 @@ def train_config(settings: SearchSettings, data: PreparedData) -> TrainConfig:
 
 
 def build_objective(
-    settings: SearchSettings, data: PreparedData, teacher_dir: str | Path | None
+    settings: SearchSettings,
+    data: PreparedData,
+    teacher_dir: str | Path | None,
+    cache_dir: str | Path | None = None,
 ) -> TrainingObjective:
-    """The training objective of ``settings`` (teachers saved under ``teacher_dir``)."""
+    """The training objective of ``settings`` (teachers saved under ``teacher_dir``, teacher
+    summaries under ``cache_dir``, which every process sharing it reads: None keeps them in
+    the memory of each process)."""
     from kdnas.spaces import get_space
-    from kdnas.train import TrainingObjective
+    from kdnas.train import TeacherCache, TrainingObjective
 
     return TrainingObjective(
         get_space(settings.space),
@@ -227,6 +232,7 @@ def build_objective(
         seed=settings.seed,
         device=settings.device,
         hyperparameters=settings.hyperparameters,
+        cache=TeacherCache(directory=cache_dir) if cache_dir is not None else None,
     )
 
 
@@ -291,8 +297,9 @@ def run_config(
     """The configuration fingerprinted with a run: what decides its results.
 
     Budgets are left out, so a finished search can be resumed with a larger budget and goes
-    on exactly as if it had been given that budget from the start; the device is left out
-    because it changes timings, not what is searched. The candidates are listed in full and
+    on exactly as if it had been given that budget from the start; the device and
+    deterministic kernels are left out because they change timings and bits, not what is
+    searched. The candidates are listed in full and
     the dataset is identified by the content hash of its training pool.
     """
     values = settings.to_dict()
@@ -303,7 +310,9 @@ def run_config(
     values["dataset_source"] = settings.dataset
     values["dataset_hash"] = data.subset(1, 0).content_hash
     values["train_config"] = train_config(settings, data).to_dict()
-    values["train_config"].pop("eval_batch_size", None)
+    for name in ("eval_batch_size", "deterministic"):  # they change bits, not results
+        values["train_config"].pop(name, None)
+    values["train"].pop("deterministic", None)
     values["candidates"] = [arch.to_json() for arch in archs]
     values["high_fidelity"] = _fidelity_dict(settings.high_fidelity)
     values["low_fidelity"] = _fidelity_dict(settings.low_fidelity)

@@ -14,9 +14,17 @@ __all__ = ["ShuffleNetV2Network", "channel_shuffle"]
 
 
 def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
-    """Interleave the channels of ``groups`` equal groups (B x C x H x W, C divisible)."""
+    """Interleave the channels of ``groups`` equal groups (B x C x H x W, C divisible).
+
+    The output keeps the input's memory layout: a channels-last input is shuffled on its
+    B x H x W x C view, so the convolutions around it need no layout conversion.
+    """
     batch, channels, height, width = x.shape
-    # reshape (not view) so channels_last inputs work too.
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1)  # contiguous B x H x W x C
+        out = nhwc.reshape(batch, height, width, groups, channels // groups).transpose(3, 4)
+        return out.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+    # reshape (not view): a non-contiguous input of another layout is copied.
     out = x.reshape(batch, groups, channels // groups, height, width).transpose(1, 2)
     return out.reshape(batch, channels, height, width)
 

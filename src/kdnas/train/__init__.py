@@ -27,7 +27,9 @@ from kdnas.train._trainer import (
     accuracy,
     autocast,
     describe_device,
+    kernel_mode,
     pick_device,
+    precision,
     train_network,
 )
 
@@ -46,7 +48,9 @@ __all__ = [
     "autocast",
     "cache_key",
     "describe_device",
+    "kernel_mode",
     "pick_device",
+    "precision",
     "teacher_key",
     "train_network",
 ]

@@ -20,7 +20,7 @@ __all__ = ["SCHEDULES", "TrainConfig", "TrainResult"]
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 #: Fields that change how results are computed but not what is learned.
-_NON_PROTOCOL_FIELDS = frozenset({"eval_batch_size"})
+_NON_PROTOCOL_FIELDS = frozenset({"eval_batch_size", "deterministic"})
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,14 @@ class TrainConfig:
         horizontal_flip: mirror half of each batch at random (True).
         width_multiplier: scales every network's channel counts (1.0 = the paper's networks;
             smaller values make CPU demos and tests fast).
-        amp: mixed precision (bfloat16 autocast) on CUDA; ignored on the CPU.
+        amp: mixed precision (bfloat16 autocast) on CUDA GPUs of compute capability 8.0 or
+            more; float32 on older GPUs and on the CPU (see ``kdnas.train.precision``).
         channels_last: channels-last memory layout for networks and batches (faster with
             cuDNN and with oneDNN on the CPU).
         eval_batch_size: batch size of validation/test passes (does not change results).
+        deterministic: deterministic GPU kernels, so a rerun on the same GPU gives the same
+            bits (slower; see ``kdnas.train.kernel_mode``); False turns cuDNN autotuning on.
+            Not part of the protocol: it changes bits, not what is learned.
     """
 
     epochs: int = 100
@@ -57,6 +61,7 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     eval_batch_size: int = 1024
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -146,6 +151,8 @@ class TrainResult:
         terms: mean of each named loss term over the last completed epoch.
         loss_settings: the loss's recorded hyperparameters and term weights.
         error: for "failed", the error message.
+        teacher_cache_hits: epochs whose teacher summaries came from the teacher cache.
+        teacher_cache_misses: epochs whose teacher summaries were computed by the teacher.
     """
 
     status: str
@@ -165,6 +172,8 @@ class TrainResult:
     terms: Mapping[str, float] = field(default_factory=dict)
     loss_settings: Mapping[str, float] = field(default_factory=dict)
     error: str = ""
+    teacher_cache_hits: int = 0
+    teacher_cache_misses: int = 0
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -204,6 +213,9 @@ class TrainResult:
         }
         metrics.update({f"term.{k}": v for k, v in self.terms.items()})
         metrics.update({f"loss.{k}": v for k, v in self.loss_settings.items()})
+        if self.teacher_cache_hits or self.teacher_cache_misses:
+            metrics["teacher_cache_hits"] = float(self.teacher_cache_hits)
+            metrics["teacher_cache_misses"] = float(self.teacher_cache_misses)
         info = {"subset_hash": self.subset_hash, "device": self.device, "method": self.method}
         if self.error:
             info["error"] = self.error

@@ -8,6 +8,7 @@ are computed once per loss and reused by every student through the ``TeacherCach
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -32,6 +33,7 @@ from kdnas.train._trainer import (
     accuracy,
     describe_device,
     pick_device,
+    precision,
     train_network,
 )
 
@@ -57,7 +59,8 @@ class TrainingObjective:
         seed: seeds initialisation, batch order and augmentation of every evaluation (the
             same for every student: common random numbers) and the teacher's training.
         subset_seed: seed of the 1/k subsets (default: ``seed``).
-        device: "cpu", "cuda", "cuda:1", ...; None picks CUDA when available.
+        device: "cpu", "cuda", "cuda:1", ...; None picks CUDA when available, decided in the
+            process that trains: a pickled copy (a Ray task's) decides again where it runs.
         cache: the shared teacher cache; None creates one in memory (1 GiB budget).
             Pass ``use_cache=False`` to run the teacher on every batch instead.
         hyperparameters: per-method overrides of the loss defaults, e.g.
@@ -85,13 +88,36 @@ class TrainingObjective:
         self.teachers = TeacherStore(teacher_dir) if teacher_dir is not None else None
         self.seed = int(seed)
         self.subset_seed = self.seed if subset_seed is None else int(subset_seed)
-        self.device = device if isinstance(device, torch.device) else pick_device(device)
+        self._device_request = device
+        self._device = (
+            device if isinstance(device, torch.device) else pick_device(device) if device else None
+        )
         self.cache = cache if cache is not None else TeacherCache()
         self.use_cache = use_cache
         self.hyperparameters = {k: dict(v) for k, v in (hyperparameters or {}).items()}
         self._train_images: dict[int, DeviceImages] = {}
         self._eval_images: dict[str, DeviceImages] = {}
         self._teachers: dict[str, nn.Module] = {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where training runs (auto-detected at first use in this process when not given)."""
+        if self._device is None:
+            self._device = pick_device(None)
+        return self._device
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy for another process: device-bound state stays here, teachers go as CPU
+        copies, and an auto-detected device is detected again where the copy runs."""
+        state = self.__dict__.copy()
+        if not self._device_request:
+            state["_device"] = None
+        state["_train_images"] = {}
+        state["_eval_images"] = {}
+        state["_teachers"] = {
+            key: copy.deepcopy(network).cpu() for key, network in self._teachers.items()
+        }
+        return state
 
     # -- data ------------------------------------------------------------------------------
     def subset(self, part: int) -> Subset:
@@ -105,7 +131,12 @@ class TrainingObjective:
                 self.data.train.images[subset.indices], self.data.train.labels[subset.indices]
             )
             self._train_images[part] = DeviceImages(
-                images, self.data.mean, self.data.std, self.config.crop_padding, self.device
+                images,
+                self.data.mean,
+                self.data.std,
+                self.config.crop_padding,
+                self.device,
+                channels_last=self.config.channels_last,
             )
         return self._train_images[part]
 
@@ -114,7 +145,12 @@ class TrainingObjective:
         if split not in self._eval_images:
             images = self.data.valid if split == "valid" else self.data.test
             self._eval_images[split] = DeviceImages(
-                images, self.data.mean, self.data.std, 0, self.device
+                images,
+                self.data.mean,
+                self.data.std,
+                0,
+                self.device,
+                channels_last=self.config.channels_last,
             )
         return self._eval_images[split]
 
@@ -144,7 +180,7 @@ class TrainingObjective:
         """The teacher of the 1/part subset: loaded if saved and intact, else trained."""
         key = self.teacher_key(part)
         if key in self._teachers:
-            return self._teachers[key]
+            return self._teachers[key].to(self.device)
         original = self.space.original()
         with _seeded(self.device, stream_seed(self.seed, 0, "init")):
             network = self.build(original)
@@ -198,7 +234,7 @@ class TrainingObjective:
             batch_size=self.config.batch_size,
             padding=self.config.crop_padding,
             flip=self.config.horizontal_flip,
-            amp=self.config.amp,
+            precision=precision(self.device, self.config),
             channels_last=self.config.channels_last,
             device=self.device.type,
         )
@@ -339,6 +375,10 @@ class TrainingObjective:
             method=loss.name,
             terms=outcome.terms,
             loss_settings=settings,
+            teacher_cache_hits=source.epochs_served if isinstance(source, CachedTeacher) else 0,
+            teacher_cache_misses=(
+                source.epochs_computed if isinstance(source, CachedTeacher) else 0
+            ),
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +32,9 @@ __all__ = [
     "accuracy",
     "autocast",
     "describe_device",
+    "kernel_mode",
     "pick_device",
+    "precision",
     "train_network",
 ]
 
@@ -53,14 +56,49 @@ def describe_device(device: torch.device) -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
+def precision(device: torch.device, config: TrainConfig) -> str:
+    """The precision training runs in on ``device``: "bfloat16" or "float32".
+
+    bfloat16 autocast when ``config.amp`` on a CUDA GPU of compute capability 8.0 or more;
+    float32 elsewhere: on the CPU, and on older GPUs, where bfloat16 is emulated and slower
+    than float32. Float16 with loss scaling is deliberately not used there: a forward
+    overflow would read as a diverged run, and skipped steps would make what is learned
+    depend on the GPU.
+    """
+    if device.type != "cuda" or not config.amp:
+        return "float32"
+    # Tensor cores compute bfloat16 from compute capability 8.0 (Ampere) on; before that
+    # torch emulates it. (The capability is read from torch's cached device properties.)
+    native = torch.cuda.get_device_capability(device) >= (8, 0)
+    return "bfloat16" if native else "float32"
+
+
 def autocast(device: torch.device, config: TrainConfig) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on CUDA when ``config.amp``; a no-op elsewhere.
+    """bfloat16 autocast where ``precision`` says so; a no-op elsewhere.
 
     bfloat16 has float32's range, so no loss scaling is needed (and none can hide a NaN).
     """
-    if device.type == "cuda" and config.amp:
+    if precision(device, config) == "bfloat16":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def kernel_mode(deterministic: bool) -> None:
+    """Choose deterministic GPU kernels, or cuDNN autotuning, for this process.
+
+    Deterministic: cuDNN's deterministic algorithms without autotuning, deterministic cuBLAS
+    workspaces, and ``torch.use_deterministic_algorithms`` (warning, not failing, on an
+    operation that has no deterministic implementation). Otherwise ``cudnn.benchmark`` times
+    the convolution algorithms of each new input shape and keeps the fastest, which may
+    differ from run to run. The CPU computes the same bits either way. ``train_network``
+    calls it with ``config.deterministic`` (the flags are torch's, process-wide).
+    """
+    if deterministic:
+        # Read by cuBLAS when a handle's workspace is made; needed for deterministic matmuls.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
 class TeacherSource(Protocol):
@@ -162,6 +200,7 @@ def train_network(
     outcome = TrainOutcome()
     # Check each step on the CPU (free); on CUDA once per epoch, to avoid a sync per step.
     check_each_step = device.type != "cuda"
+    kernel_mode(config.deterministic)
     _synchronize(device)
     start = time.perf_counter()
     for epoch in range(epochs):
