@@ -32,6 +32,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Most candidates a search may sample. The GP scores every candidate at every step and the
+#: sample is drawn, featurised and fingerprinted whole; beyond this a search would spend
+#: minutes and gigabytes before its first evaluation (10,000,000 ran 300 s past 0.9 GB).
+MAX_CANDIDATES = 100_000
+
 #: Search algorithms by CLI name -> what they are.
 ALGORITHMS: Mapping[str, str] = {
     "alg1": "Algorithm 1: n_lf random low-fidelity evaluations, a GP, its argmax at high fidelity",
@@ -109,6 +114,15 @@ class SearchSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_candidates > MAX_CANDIDATES:
+            raise ValueError(
+                f"n_candidates must be at most {MAX_CANDIDATES:,}, got {self.n_candidates:,}: "
+                f"the GP scores every candidate at every step"
+            )
+        for name in ("seed", "candidate_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if self.n_lf > self.n_candidates:
             raise ValueError(
                 f"n_lf ({self.n_lf}) cannot exceed the number of candidates ({self.n_candidates})"
@@ -133,6 +147,10 @@ class SearchSettings:
                 f"hyperparameters name unknown method(s) {', '.join(unknown)}; "
                 f"valid methods: {', '.join(METHODS)}"
             )
+        from kdnas.distill import loss_hyperparameters
+
+        for method, values in self.hyperparameters.items():
+            loss_hyperparameters(method, self.space, values)  # names and ranges, before work
         object.__setattr__(self, "train", dict(self.train))
         object.__setattr__(
             self, "hyperparameters", {k: dict(v) for k, v in self.hyperparameters.items()}
@@ -293,14 +311,14 @@ def run_config(
     Budgets are left out, so a finished search can be resumed with a larger budget and goes
     on exactly as if it had been given that budget from the start; the device is left out
     because it changes timings, not what is searched. The candidates are listed in full and
-    the dataset is identified by the content hash of its training pool.
+    the dataset is identified by its name and the content hash of its training pool, not by
+    the path it was given as: ``imgs``, ``./imgs/`` and its absolute path resume one run.
     """
     values = settings.to_dict()
     for name in ("budget_evaluations", "budget_seconds", "device"):
         values.pop(name)
     values["beta"] = settings.ucb_beta  # what the search uses, however it was given
     values["dataset"] = data.name
-    values["dataset_source"] = settings.dataset
     values["dataset_hash"] = data.subset(1, 0).content_hash
     values["train_config"] = train_config(settings, data).to_dict()
     values["train_config"].pop("eval_batch_size", None)

@@ -15,12 +15,14 @@ the lock is per machine and the worst case is the old one, a teacher trained twi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
-import tempfile
+import pickle
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,10 +43,24 @@ def teacher_key(**parts: Any) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    os.replace(temporary, path)
+    """Write ``data`` to ``path`` all at once: readers see the old file or the new one.
+
+    On failure (a full disk) the temporary file is removed and the error raised. The file
+    is created with mode 0666 less the umask, like any new file (mkstemp's 0600 would keep
+    other users of a shared teacher folder out).
+    """
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 class TeacherStore:
@@ -103,9 +119,14 @@ class TeacherStore:
             KeyError,
             EOFError,
             json.JSONDecodeError,
+            # weights_only refuses a file that would run code: never use it, retrain
+            pickle.UnpicklingError,
         ) as error:
+            # torch's message on a refused payload goes on to advise weights_only=False;
+            # only its first line is logged.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             logger.warning(
-                "saved teacher %s is corrupt and will be retrained: %s", weights_path, error
+                "saved teacher %s is corrupt and will be retrained: %s", weights_path, reason
             )
             return None
         return record
