@@ -11,13 +11,13 @@ __all__ = ["register"]
 
 
 def _int_list(text: str) -> tuple[int, ...]:
+    message = f"expected positive integers separated by commas, got {text!r}"
     try:
         values = tuple(int(item) for item in text.split(",") if item.strip())
     except ValueError:
-        message = f"expected integers separated by commas, got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(message)
     return values
 
 
