@@ -220,7 +220,9 @@ class SQLiteStore:
             try:
                 self._retrying(self._initialise)
             except sqlite3.OperationalError as error:
-                if not (self.read_only and "unable to open" in str(error)):
+                if not self.read_only or not any(
+                    text in str(error) for text in ("unable to open", "readonly")
+                ):
                     raise
                 # A WAL store on read-only media: SQLite cannot make its shared-memory file,
                 # and nothing can write the file, so it may be read as immutable.
