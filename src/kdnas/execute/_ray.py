@@ -29,6 +29,7 @@ from kdnas.execute._common import (
     notify_start,
     replay_run,
 )
+from kdnas.execute._reaper import ProcessReaper
 from kdnas.store import SQLiteStore, StoredEvaluation
 
 __all__ = ["RayExecutor", "import_ray"]
@@ -106,6 +107,7 @@ class RayExecutor:
         self.shutdown = shutdown
         self.poll_s = float(poll_s)
         self._owns_ray = False
+        self._reaper: ProcessReaper | None = None
 
     def prepare(self, objective: Objective, function: Any, *args: Any) -> Any:
         """Run ``function(objective, *args)`` once as a Ray task with an evaluation's resources.
@@ -131,15 +133,24 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
         if self.address is not None:
             kwargs["address"] = self.address
-        elif self.local_num_cpus is not None:
-            kwargs["num_cpus"] = self.local_num_cpus
+        else:
+            # A local Ray is this process's: a watchdog ends it if the process dies.
+            self._reaper = ProcessReaper.start()
+            if self.local_num_cpus is not None:
+                kwargs["num_cpus"] = self.local_num_cpus
         try:
             ray.init(**kwargs)
         except ConnectionError as error:
+            self._release_reaper()
             raise ConnectionError(
                 f"cannot join the Ray cluster at {self.address!r}: {error}"
             ) from None
         return True
+
+    def _release_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
 
     def _concurrency(self, ray: Any) -> int:
         if self.max_concurrent is not None:
@@ -204,6 +215,7 @@ class RayExecutor:
         finally:
             if started_ray and self.shutdown:
                 ray.shutdown()
+                self._release_reaper()
         return ExecutionSummary(
             run_id=run_id,
             evaluations=finished,
