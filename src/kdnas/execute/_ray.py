@@ -9,6 +9,7 @@ moment its task returns. Workers only evaluate. Ray is imported when the executo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -50,6 +51,38 @@ def import_ray() -> Any:
     return ray
 
 
+#: Ray's errors for a task lost to the infrastructure, not failed by its own code: its worker
+#: process or node died (preemption, the OOM killer) or its result was lost. The training's
+#: own failures never reach here: ``evaluate_safely`` turns them into "failed" results.
+_INFRASTRUCTURE_ERRORS = (
+    "WorkerCrashedError",
+    "NodeDiedError",
+    "LocalRayletDiedError",
+    "ObjectLostError",
+    "OutOfMemoryError",
+    "RaySystemError",
+)
+
+
+def _is_infrastructure_failure(ray: Any, error: BaseException) -> bool:
+    kinds = tuple(
+        getattr(ray.exceptions, name)
+        for name in _INFRASTRUCTURE_ERRORS
+        if hasattr(ray.exceptions, name)
+    )
+    return isinstance(error, kinds)
+
+
+def _with_retries(result: EvalResult, errors: Sequence[str]) -> EvalResult:
+    """``result`` recording the infrastructure failures its evaluation survived."""
+    info = {
+        **result.info,
+        "infrastructure_retries": str(len(errors)),
+        "infrastructure_errors": " | ".join(errors)[:2000],
+    }
+    return dataclasses.replace(result, info=info)
+
+
 def _evaluate_task(
     objective: Objective, arch: Architecture, fidelity: Fidelity, trial_id: int
 ) -> tuple[EvalResult, float, float, str]:
@@ -75,6 +108,10 @@ class RayExecutor:
             (or GPUs, when each task asks for one) allow.
         local_num_cpus: CPUs of a local Ray started by this executor (default all).
         shutdown: shut Ray down after ``run`` if this executor started it.
+        infrastructure_retries: how many times an evaluation lost to the infrastructure (its
+            worker or node died, its result was lost) is run again before it is stored
+            "failed"; retries are recorded in the result's info. A training's own failure
+            is stored at once ("failed" or "diverged"), never retried.
         poll_s: how often (seconds) the wall-clock limit is checked while waiting.
     """
 
@@ -90,6 +127,7 @@ class RayExecutor:
         local_num_cpus: int | None = None,
         shutdown: bool = True,
         poll_s: float = 1.0,
+        infrastructure_retries: int = 2,
     ) -> None:
         if num_cpus_per_eval < 0 or num_gpus_per_eval < 0:
             raise ValueError("num_cpus_per_eval and num_gpus_per_eval must be >= 0")
@@ -99,6 +137,8 @@ class RayExecutor:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
         if poll_s <= 0:
             raise ValueError(f"poll_s must be positive, got {poll_s!r}")
+        if infrastructure_retries < 0:
+            raise ValueError(f"infrastructure_retries must be >= 0, got {infrastructure_retries}")
         self.address = address
         self.num_cpus_per_eval = float(num_cpus_per_eval)
         self.num_gpus_per_eval = float(num_gpus_per_eval)
@@ -106,6 +146,7 @@ class RayExecutor:
         self.local_num_cpus = local_num_cpus
         self.shutdown = shutdown
         self.poll_s = float(poll_s)
+        self.infrastructure_retries = int(infrastructure_retries)
         self._owns_ray = False
         self._reaper: ProcessReaper | None = None
 
@@ -248,6 +289,7 @@ class RayExecutor:
         logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)
         queue = list(unfinished)
         running: dict[Any, tuple[Suggestion, float]] = {}
+        lost: dict[int, list[str]] = {}  # trial id -> infrastructure failures so far
         # ask() returning None while evaluations run may only mean "wait for results" (a phase
         # change needs them); ask again after the next tell.
         optimizer_waiting = False
@@ -311,11 +353,32 @@ class RayExecutor:
                 result = check_result(suggestion, payload[0], time.perf_counter() - submitted)
                 started, ended, worker = float(payload[1]), float(payload[2]), str(payload[3])
             except Exception as error:
+                failures = lost.setdefault(suggestion.trial_id, [])
+                if (
+                    _is_infrastructure_failure(ray, error)
+                    and len(failures) < self.infrastructure_retries
+                ):
+                    failures.append(f"{type(error).__name__}: {str(error).strip()[:300]}")
+                    logger.warning(
+                        "Ray task of trial %d lost to the infrastructure (%s); running it "
+                        "again (retry %d of %d)",
+                        suggestion.trial_id,
+                        type(error).__name__,
+                        len(failures),
+                        self.infrastructure_retries,
+                    )
+                    reference = task.remote(
+                        objective_ref, suggestion.arch, suggestion.fidelity, suggestion.trial_id
+                    )
+                    running[reference] = (suggestion, time.perf_counter())
+                    continue
                 logger.error("Ray task of trial %d failed: %s", suggestion.trial_id, error)
                 elapsed = time.perf_counter() - submitted
                 result = failed_result(suggestion, elapsed, f"{type(error).__name__}: {error}")
                 ended = time.time()
                 started = ended - (elapsed if math.isfinite(elapsed) else 0.0)
+            if lost.get(suggestion.trial_id):
+                result = _with_retries(result, lost.pop(suggestion.trial_id))
             evaluation = store.put(
                 run_id,
                 suggestion,
