@@ -79,7 +79,7 @@ def hostile_commands(tmp: Path) -> list[tuple[list[str], str]]:
         ([*search, "--candidate-seed", "-1"], "--candidate-seed"),
         ([*search, "--part", "0"], "--part"),
         ([*search, "--epochs", "two"], "--epochs"),
-        ([*search, "--candidates", "10000000"], "at most 100,000"),
+        ([*search, "--candidates", "10000000"], "at most 10,000"),
         ([*search, "--hp", "tau=0"], "'tau' must be > 0"),
         ([*search, "--hp", "tau=-4"], "'tau' must be > 0"),
         ([*search, "--hp", "lambda=2"], "'lambda' must be in [0, 1]"),
