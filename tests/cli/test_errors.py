@@ -72,6 +72,7 @@ def hostile_commands(tmp: Path) -> list[tuple[list[str], str]]:
         (["demo", "--seed", "-1"], "--seed"),
         (["demo", "--method", "distill"], "unknown method"),
         (["demo", "--device", "tpu"], "unknown device 'tpu'"),
+        (["demo", "--tiny", "--out", str(foreign)], "File exists"),
         # search
         ([*search, "--threads", "-2"], "--threads"),
         ([*search, "--threads", "0"], "--threads"),
@@ -97,6 +98,8 @@ def hostile_commands(tmp: Path) -> list[tuple[list[str], str]]:
         ([*search, "--beta", "-1"], "beta"),
         ([*search, "--n-lf", "5"], "n_lf (5) cannot exceed"),
         ([*search, "--executor", "dask"], "valid executors"),
+        ([*search, "--executor", "ray", "--cpus-per-eval", "nan"], "finite numbers >= 0"),
+        ([*search, "--executor", "ray", "--gpus-per-eval", "-1"], "finite numbers >= 0"),
         ([*search, "--address", "auto"], "--address needs --executor ray"),
         ([*search, "--dataset", str(tmp / "no-such-data")], "does not exist"),
         # reproduce

@@ -72,7 +72,8 @@ def describe_failure(error: BaseException) -> tuple[int, str] | None:
 
     if isinstance(error, (UsageError, ValueError)):
         return INPUT_ERROR, _one_line(str(error))
-    if isinstance(error, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) or (
+    input_kinds = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)
+    if isinstance(error, input_kinds) or (
         isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG
     ):
         return INPUT_ERROR, _one_line(_os_error_text(error))

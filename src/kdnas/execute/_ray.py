@@ -129,8 +129,11 @@ class RayExecutor:
         poll_s: float = 1.0,
         infrastructure_retries: int = 2,
     ) -> None:
-        if num_cpus_per_eval < 0 or num_gpus_per_eval < 0:
-            raise ValueError("num_cpus_per_eval and num_gpus_per_eval must be >= 0")
+        if not all(math.isfinite(n) and n >= 0 for n in (num_cpus_per_eval, num_gpus_per_eval)):
+            raise ValueError(
+                f"num_cpus_per_eval and num_gpus_per_eval must be finite numbers >= 0, got "
+                f"{num_cpus_per_eval!r} and {num_gpus_per_eval!r}"
+            )
         if num_cpus_per_eval == 0 and num_gpus_per_eval == 0:
             raise ValueError("an evaluation must request some CPUs or GPUs")
         if max_concurrent is not None and max_concurrent < 1:
