@@ -11,7 +11,12 @@ import pytest
 
 from kdnas.experiment import SearchSettings, run_search
 from kdnas.experiment._search import teacher_dir_for
-from kdnas.experiment._settings import load_data, run_config, sample_architectures
+from kdnas.experiment._settings import (
+    load_data,
+    open_search_run,
+    run_config,
+    sample_architectures,
+)
 from kdnas.spaces import get_space
 from kdnas.store import RunMismatchError, SQLiteStore, config_fingerprint
 from kdnas.train import TrainingObjective
@@ -86,3 +91,14 @@ def test_settings_refuse_bad_values_at_once() -> None:
         dataclasses.replace(SETTINGS, n_candidates=10_000_000)
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         dataclasses.replace(SETTINGS, seed=-1)
+
+
+def test_a_run_made_when_the_literal_path_was_fingerprinted_still_resumes(tmp_path: Path) -> None:
+    config = _config(SETTINGS)
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        store.open_run("old", {**config, "dataset_source": "./digits"})
+        resumed = open_search_run(store, "old", config)
+        assert resumed["dataset_source"] == "./digits"
+        other = _config(dataclasses.replace(SETTINGS, part=9))
+        with pytest.raises(RunMismatchError, match="part"):
+            open_search_run(store, "old", other)

@@ -15,6 +15,7 @@ from kdnas.experiment._settings import (
     SearchSettings,
     build_objective,
     load_data,
+    open_search_run,
     run_config,
     sample_architectures,
 )
@@ -103,7 +104,7 @@ def run_bench_build(
     }
     with SQLiteStore(Path(store_path)) as store:
         # Checked before the teacher folder is made or anything trains.
-        store.open_run(run_id, config)
+        config = open_search_run(store, run_id, config)
         objective = build_objective(settings, data, teacher_dir_for(store_path))
         return (executor or SerialExecutor()).run(
             GridSearch(grid_items(grid, archs)),

@@ -26,6 +26,7 @@ from kdnas.experiment._settings import (
     build_objective,
     build_optimizer,
     load_data,
+    open_search_run,
     run_config,
     sample_architectures,
 )
@@ -115,7 +116,7 @@ def run_search(
     # Everything cheap is checked before the teacher trains or its folder is made: the store
     # is a kdnas store, and the run is new or was made with these settings.
     with SQLiteStore(store_path) as store:
-        store.open_run(run_id, config)
+        config = open_search_run(store, run_id, config)
         teachers = teacher_dir if teacher_dir is not None else teacher_dir_for(store_path)
         if teachers is not None:
             teachers = Path(teachers).resolve()  # Ray workers may run in another directory

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from kdnas.data import PreparedData
     from kdnas.search import CandidateSet
     from kdnas.spaces import SearchSpace
+    from kdnas.store import SQLiteStore
     from kdnas.train import TrainConfig, TrainingObjective
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "build_objective",
     "build_optimizer",
     "load_data",
+    "open_search_run",
     "run_config",
 ]
 
@@ -327,6 +329,31 @@ def run_config(
     values["high_fidelity"] = _fidelity_dict(settings.high_fidelity)
     values["low_fidelity"] = _fidelity_dict(settings.low_fidelity)
     return values
+
+
+def open_search_run(store: SQLiteStore, run_id: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Open (create or check) the run ``run_id`` of ``store``; return the config to run with.
+
+    Runs made before the dataset was identified by its content hash alone also carry the
+    literal path they were given (``dataset_source``); such a run resumes when everything else
+    matches, the data's hash included, under its stored configuration.
+
+    Raises:
+        kdnas.store.RunMismatchError: the run was made with other settings.
+    """
+    from kdnas.store import RunMismatchError, config_fingerprint
+
+    try:
+        store.open_run(run_id, config)
+    except RunMismatchError:
+        stored = store.run(run_id)
+        source = None if stored is None else stored.config.get("dataset_source")
+        legacy = {**config, "dataset_source": source}
+        if source is None or config_fingerprint(legacy) != stored.fingerprint:
+            raise
+        store.open_run(run_id, legacy)  # still checks the kdnas version
+        return legacy
+    return config
 
 
 def _fidelity_dict(fidelity: Fidelity) -> dict[str, Any]:
