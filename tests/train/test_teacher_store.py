@@ -97,3 +97,22 @@ def test_teacher_files_follow_the_umask_so_a_folder_can_be_shared(tmp_path: Path
         os.umask(previous)
     for path in (weights, store.paths("teacher-x")[1]):
         assert stat.S_IMODE(path.stat().st_mode) == 0o664, path
+
+
+def test_a_full_disk_under_the_teacher_cache_keeps_the_summaries_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import kdnas.train._teacher as teacher_module
+    from kdnas.train import TeacherCache
+
+    def full_disk(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cache = TeacherCache(directory=tmp_path)
+    monkeypatch.setattr(teacher_module.os, "fsync", full_disk)
+    caplog.set_level(logging.WARNING, logger="kdnas.train")
+    summaries = [{"logits": torch.ones(2, 3)}]
+    cache.put("key", 0, summaries)  # must not raise: the cache is an optimisation
+    assert "not written" in caplog.text
+    assert torch.equal(cache.get("key", 0)[0]["logits"], summaries[0]["logits"])
+    assert not list(tmp_path.rglob("*.tmp")) and not list(tmp_path.rglob("*.pt"))

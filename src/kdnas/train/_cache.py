@@ -13,10 +13,9 @@ student of a subset fills the cache and the others reuse it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ import torch
 
 from kdnas.data import DeviceImages, epoch_plan
 from kdnas.train._config import TrainConfig
+from kdnas.train._teacher import atomic_write
 from kdnas.train._trainer import LiveTeacher
 
 __all__ = ["CachedTeacher", "TeacherCache", "cache_key"]
@@ -103,12 +103,16 @@ class TeacherCache:
         self._remember(key, epoch, entry)
         if self.directory is not None:
             path = self._path(key, epoch)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(handle)
             cpu = [{k: v.cpu() for k, v in batch.items()} for batch in entry]
-            torch.save(cpu, temporary)
-            os.replace(temporary, path)
+            buffer = io.BytesIO()
+            torch.save(cpu, buffer)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, buffer.getvalue())
+            except OSError as error:
+                # The disk copy only saves recomputing the teacher: a full or read-only disk
+                # must not fail the evaluation that is filling the cache.
+                logger.warning("teacher-cache file %s not written (%s)", path, error)
 
     def _remember(self, key: str, epoch: int, entry: EpochSummaries) -> None:
         size = _nbytes(entry)

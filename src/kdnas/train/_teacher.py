@@ -42,7 +42,7 @@ def teacher_key(**parts: Any) -> str:
     return "teacher-" + hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all at once: readers see the old file or the new one.
 
     On failure (a full disk) the temporary file is removed and the error raised. The file
@@ -138,8 +138,8 @@ class TeacherStore:
         state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
         torch.save(state, buffer)
         data = buffer.getvalue()
-        _atomic_write(weights_path, data)
+        atomic_write(weights_path, data)
         full = {**record, "key": key, "sha256": hashlib.sha256(data).hexdigest()}
-        _atomic_write(record_path, json.dumps(full, indent=2, sort_keys=True).encode())
+        atomic_write(record_path, json.dumps(full, indent=2, sort_keys=True).encode())
         logger.info("saved teacher %s", weights_path)
         return weights_path
