@@ -64,3 +64,15 @@ def test_an_empty_class_folder_is_warned_about(
     data = load_image_folder(tmp_path, resolution=4)
     assert data.num_classes == 3
     assert "emu" in caplog.text and "no image" in caplog.text
+
+
+def test_cifar_labels_out_of_range_name_the_folder(tmp_path: Path) -> None:
+    from kdnas.data import DatasetError
+
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name in ("train", "test"):
+        batch = {"data": np.zeros((2, 3072), dtype=np.uint8), "fine_labels": [-1, 3]}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(DatasetError, match=r"cifar-100-python: train labels must lie in 0\.\.99"):
+        load_cifar(folder)

@@ -238,7 +238,10 @@ def _assemble_cifar(variant: int, read: object, where: str) -> Dataset:
         labels = [label for p in parts for label in p[1]]
         sets.append(_image_set(images, labels))
     logger.info("loaded CIFAR-%d from %s: %d train, %d test", variant, where, *map(len, sets))
-    return Dataset(name=f"cifar{variant}", train=sets[0], test=sets[1], num_classes=variant)
+    try:
+        return Dataset(name=f"cifar{variant}", train=sets[0], test=sets[1], num_classes=variant)
+    except ValueError as error:  # labels out of range: name the files
+        raise DatasetError(f"{where}: {error}") from None
 
 
 # ---------------------------------------------------------------- image folders

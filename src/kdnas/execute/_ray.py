@@ -111,7 +111,8 @@ class RayExecutor:
         infrastructure_retries: how many times an evaluation lost to the infrastructure (its
             worker or node died, its result was lost) is run again before it is stored
             "failed"; retries are recorded in the result's info. A training's own failure
-            is stored at once ("failed" or "diverged"), never retried.
+            is stored at once ("failed" or "diverged"), never retried. The one-off
+            ``prepare`` task is retried as often, by Ray itself.
         poll_s: how often (seconds) the wall-clock limit is checked while waiting.
     """
 
@@ -163,7 +164,11 @@ class RayExecutor:
         ray = import_ray()
         if self._start(ray):
             self._owns_ray = True
-        options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
+        # Ray itself retries a task whose worker died (never one whose code raised).
+        options: dict[str, Any] = {
+            "num_cpus": self.num_cpus_per_eval,
+            "max_retries": self.infrastructure_retries,
+        }
         if self.num_gpus_per_eval > 0:
             options["num_gpus"] = self.num_gpus_per_eval
         return ray.get(
