@@ -64,7 +64,11 @@ def hostile_commands(tmp: Path) -> list[tuple[list[str], str]]:
     search = tiny_search(store)
     train = ["train", "--arch", "original", "--epochs", "1", "--teacher-dir", str(tmp / "t")]
     build = ["bench", "build", "--store", str(store), "--archs", "2", "--epochs", "1"]
+    import torch
+
+    no_cuda = [] if torch.cuda.is_available() else [([*train, "--device", "cuda"], "has no CUDA")]
     return [
+        *no_cuda,
         (["frobnicate"], "invalid choice"),
         (["--no-such-flag"], "unrecognized arguments"),
         # demo

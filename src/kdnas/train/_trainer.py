@@ -72,7 +72,7 @@ def check_device_available(name: str | None) -> None:
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"device {name!r}: CUDA is not available on this machine")
+            raise ValueError(f"device {name!r}: this machine has no CUDA (GPU) available")
         if device.index is not None and device.index >= count:
             raise ValueError(f"device {name!r}: this machine has {count} CUDA device(s)")
         return
