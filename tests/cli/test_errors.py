@@ -247,3 +247,21 @@ def test_a_defect_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(search_command, "run", broken)
     with pytest.raises(KeyError):
         main(["search"])
+
+
+def test_a_diverged_teacher_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from kdnas.train import TrainingObjective
+
+    def diverged(self: TrainingObjective, *args: object) -> SimpleNamespace:
+        # What training returns when the loss turns NaN (a learning rate of 1e12 does it).
+        return SimpleNamespace(status="diverged", error="")
+
+    monkeypatch.setattr(TrainingObjective, "_train", diverged)
+    status, err = run_cli(tiny_search(tmp_path / "s.sqlite"), capsys)
+    assert status == 1
+    assert_one_line(err)
+    assert "the teacher's training diverged" in err

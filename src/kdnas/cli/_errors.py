@@ -5,7 +5,7 @@ Two kinds of failure end a command cleanly:
 * bad input (a value out of range, an unknown name, a missing or foreign file, a name too
   long for the file system): exit status 2, like argparse's own usage errors;
 * the environment failing under a correct command (a full disk, a read-only folder, a
-  store the database engine cannot write): exit status 1.
+  store the database engine cannot write), or the teacher's training failing: exit status 1.
 
 Anything else is a defect of kdnas and keeps its traceback, so that it can be reported.
 """
@@ -84,6 +84,10 @@ def describe_failure(error: BaseException) -> tuple[int, str] | None:
         if "disk is full" in text or "disk I/O error" in text:
             text += f"; {_HINTS[errno.ENOSPC]}"
         return ENVIRONMENT_ERROR, _one_line(text)
+    from kdnas.train import TeacherTrainingError
+
+    if isinstance(error, TeacherTrainingError):
+        return ENVIRONMENT_ERROR, _one_line(str(error))
     if isinstance(error, MemoryError):
         return ENVIRONMENT_ERROR, "out of memory; ask for less (fewer candidates, smaller batches)"
     return None

@@ -19,7 +19,7 @@ from __future__ import annotations
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import SCHEDULES, TrainConfig, TrainResult
 from kdnas.train._objective import TrainingObjective
-from kdnas.train._teacher import TeacherStore, teacher_key
+from kdnas.train._teacher import TeacherStore, TeacherTrainingError, teacher_key
 from kdnas.train._trainer import (
     LiveTeacher,
     TeacherSource,
@@ -39,6 +39,7 @@ __all__ = [
     "TeacherCache",
     "TeacherSource",
     "TeacherStore",
+    "TeacherTrainingError",
     "TrainConfig",
     "TrainOutcome",
     "TrainResult",

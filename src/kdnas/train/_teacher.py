@@ -31,9 +31,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["TeacherStore", "teacher_key"]
+__all__ = ["TeacherStore", "TeacherTrainingError", "teacher_key"]
 
 logger = logging.getLogger(__name__)
+
+
+class TeacherTrainingError(RuntimeError):
+    """The teacher's own training failed or diverged (a learning rate too high, say): no
+    student can distill from it. Not a defect of kdnas: the CLI reports it in one line."""
 
 
 def teacher_key(**parts: Any) -> str:
