@@ -61,11 +61,14 @@ def load_plain_pickle(path: str | Path) -> Any:
 
 
 # The only globals a pickle of numpy arrays needs (numpy 1.x and 2.x spellings). Each of them
-# builds an array or a dtype from plain data; nothing else can be called.
+# builds an array, a scalar (numpy integers in a list of labels) or a dtype from plain data;
+# nothing else can be called.
 _NUMPY_ARRAY_GLOBALS: frozenset[tuple[str, str]] = frozenset(
     {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
         ("numpy.core.numeric", "_frombuffer"),
         ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),

@@ -118,7 +118,7 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (an open-format benchmark needs it)")
     try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
+        metadata = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as error:
         raise BenchmarkFormatError(
             f"{path}: line {error.lineno} column {error.colno}: invalid JSON ({error.msg})"
@@ -152,7 +152,8 @@ def _read_entries(path: Path, builder: _TableBuilder) -> int:
         raise FileNotFoundError(f"{path}: missing (an open-format benchmark needs it)")
     count = 0
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: spreadsheet programs save CSV with a byte-order mark; it is skipped.
+        with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, strict=True)
             header = next(reader, None)
             if header is None or tuple(field.strip() for field in header) != COLUMNS:

@@ -25,6 +25,26 @@ class UsageError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a bad value is a one-line usage error)."""
+    return _bounded_int(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0, for seeds (numpy's generators refuse negatives)."""
+    return _bounded_int(text, 0, "an integer >= 0")
+
+
+def _bounded_int(text: str, lowest: int, expected: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
 def hyperparameter_overrides(items: list[str], method: str, space: str) -> dict[str, float]:
     """Parse ``--hp NAME=NUMBER`` options and check them against ``method``'s hyperparameters
     before anything trains.
@@ -52,10 +72,52 @@ def hyperparameter_overrides(items: list[str], method: str, space: str) -> dict[
     return overrides
 
 
+def check_device_option(name: str | None, *, here: bool) -> None:
+    """Check a ``--device`` value before anything loads or trains.
+
+    Args:
+        name: the option's value (None: chosen automatically, nothing to check).
+        here: the evaluations run on this machine, so the device must exist here; for Ray,
+            only the name is checked (the workers may have GPUs the driver lacks).
+
+    Raises:
+        ValueError: an unknown device, or one this machine lacks.
+    """
+    from kdnas.train import check_device_available, pick_device
+
+    if name is None:
+        return
+    if here:
+        check_device_available(name)
+    else:
+        pick_device(name)
+
+
+def check_store_option(path: str) -> None:
+    """Check a ``--store`` value before anything loads or trains: a name the file system
+    accepts, and an existing file that is a kdnas store (opened read-only: not modified).
+
+    Raises:
+        OSError: the name is too long, or the file cannot be read.
+        kdnas.store.IncompatibleStoreError: an existing file that is not a kdnas store.
+    """
+    import os
+
+    from kdnas.store import SQLiteStore
+
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return  # a new store: made when the search starts
+    if size:  # an empty file becomes a new store
+        SQLiteStore(path, read_only=True).close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from kdnas import __version__
+    from kdnas.cli._errors import OneLineParser
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="kdnas",
         description="Neural architecture search with low-fidelity evaluations and "
         "knowledge distillation.",
@@ -78,14 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from kdnas.cli._errors import describe_failure
+
     try:
         return int(args.func(args))
-    except (UsageError, FileNotFoundError, ValueError) as error:
-        print(f"kdnas {args.command}: error: {error}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"kdnas {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        failure = describe_failure(error)
+        if failure is None:  # a defect of kdnas: keep the traceback so it can be reported
+            raise
+        status, message = failure
+        print(f"kdnas {args.command}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

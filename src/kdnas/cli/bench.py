@@ -11,17 +11,18 @@ __all__ = ["register"]
 
 
 def _int_list(text: str) -> tuple[int, ...]:
+    message = f"expected positive integers separated by commas, got {text!r}"
     try:
         values = tuple(int(item) for item in text.split(",") if item.strip())
     except ValueError:
-        message = f"expected integers separated by commas, got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(message)
     return values
 
 
 def register(subparsers: Any) -> None:
+    from kdnas.cli import non_negative_int, positive_int
     from kdnas.core import METHODS
 
     parser = subparsers.add_parser(
@@ -41,18 +42,18 @@ def register(subparsers: Any) -> None:
     build.add_argument(
         "--methods", default="nokd,kd", help=f"comma list of {', '.join(METHODS)} (nokd,kd)"
     )
-    build.add_argument("--archs", type=int, default=10, help="architectures sampled (10)")
-    build.add_argument("--arch-seed", type=int, default=0)
+    build.add_argument("--archs", type=positive_int, default=10, help="architectures sampled (10)")
+    build.add_argument("--arch-seed", type=non_negative_int, default=0)
     build.add_argument(
         "--no-high-fidelity", action="store_true", help="skip part 1 nokd for every arch"
     )
-    build.add_argument("--epochs", type=int, default=100)
-    build.add_argument("--lf-epochs", type=int, default=None)
-    build.add_argument("--hf-epochs", type=int, default=None)
+    build.add_argument("--epochs", type=positive_int, default=100)
+    build.add_argument("--lf-epochs", type=positive_int, default=None)
+    build.add_argument("--hf-epochs", type=positive_int, default=None)
     build.add_argument("--width-multiplier", type=float, default=1.0)
-    build.add_argument("--batch-size", type=int, default=None)
+    build.add_argument("--batch-size", type=positive_int, default=None)
     build.add_argument("--valid-fraction", type=float, default=0.1)
-    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--seed", type=non_negative_int, default=0)
     build.add_argument("--store", required=True, help="SQLite store to fill")
     build.add_argument("--run-id", default="bench")
     build.add_argument("--executor", default="serial", help="serial (default) or ray")
@@ -80,7 +81,7 @@ def run_build(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from kdnas.cli import UsageError
+    from kdnas.cli import UsageError, check_device_option, check_store_option
     from kdnas.execute import EXECUTORS, import_ray, make_executor
     from kdnas.experiment import SearchSettings
     from kdnas.experiment._bench import BenchGrid, run_bench_build
@@ -91,6 +92,10 @@ def run_build(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown executor {args.executor!r}; valid executors: {', '.join(EXECUTORS)}"
         )
+    check_device_option(args.device, here=args.executor == "serial")
+    if not args.run_id:
+        raise UsageError("--run-id must not be empty")
+    check_store_option(args.store)
     options: dict[str, Any] = {}
     if args.executor == "ray":
         try:
@@ -173,7 +178,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     if not Path(args.store).is_file():
         raise FileNotFoundError(f"store {args.store}: no such file")
-    with SQLiteStore(args.store) as store:
+    # Read-only: exporting never writes to the store, which may lie on read-only media.
+    with SQLiteStore(args.store, read_only=True) as store:
         folder = export_benchmark(store, args.folder, run_ids=args.run_id, dataset=args.dataset)
     print(f"wrote {folder} (open benchmark format; architectures in architectures.json)")
     return 0

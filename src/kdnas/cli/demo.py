@@ -11,6 +11,8 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
+    from kdnas.cli import non_negative_int, positive_int
+
     parser = subparsers.add_parser(
         "demo",
         help="real multi-fidelity NAS with distillation on the embedded digits (~5 min, CPU)",
@@ -26,9 +28,13 @@ def register(subparsers: Any) -> None:
         "--tiny", action="store_true", help="smoke-test size: a few one-epoch runs (seconds)"
     )
     parser.add_argument("--method", default=None, help="distillation method (default kd)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of everything (default 0)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default 1)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="CPU threads (default 1)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -74,15 +80,14 @@ def run(args: argparse.Namespace) -> int:
     )
     from rich.table import Table
 
-    from kdnas.cli import UsageError
+    from kdnas.cli import UsageError, check_device_option
     from kdnas.core import METHODS
     from kdnas.experiment import DemoSettings, run_demo
     from kdnas.store import RunMismatchError
 
     if args.method is not None and args.method not in METHODS:
         raise UsageError(f"unknown method {args.method!r}; valid methods: {', '.join(METHODS)}")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    check_device_option(args.device, here=True)
     # The demo's networks are too small to gain from intra-op threads, and several threads
     # slow down by 5x and more when the cores are shared (measured on 2 cores).
     torch.set_num_threads(args.threads or 1)

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
+from kdnas.cli import non_negative_int, positive_int
 from kdnas.cli._search_targets import SEARCH_TARGETS
 from kdnas.paper import paper_figures
 
@@ -44,16 +45,6 @@ _SPACE_TITLES: dict[str, str] = {
     "mobilenet": "MobileNetV2 search space",
     "shufflenet": "ShuffleNetV2 search space",
 }
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _load_benchmark(args: argparse.Namespace) -> TabularBenchmark:
@@ -191,11 +182,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--trials",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="repetitions of a simulated search (default: the paper's count for the target)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of simulated searches")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of simulated searches"
+    )
     parser.add_argument(
         "--dataset",
         default="cifar100",

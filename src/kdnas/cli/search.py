@@ -11,6 +11,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
+    from kdnas.cli import non_negative_int, positive_int
     from kdnas.core import METHODS
     from kdnas.experiment import ALGORITHMS
 
@@ -35,18 +36,29 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--method", default="nst", help=f"low-fidelity loss: {', '.join(METHODS)} (default nst)"
     )
-    parser.add_argument("--part", type=int, default=27, help="low fidelity trains on 1/PART")
-    parser.add_argument("--n-lf", type=int, default=10, help="low-fidelity evaluations (10)")
     parser.add_argument(
-        "--candidates", type=int, default=100, help="architectures sampled from the space (100)"
+        "--part", type=positive_int, default=27, help="low fidelity trains on 1/PART"
     )
-    parser.add_argument("--candidate-seed", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0, help="optimizer and training seed")
-    parser.add_argument("--epochs", type=int, default=100, help="protocol epochs (100)")
-    parser.add_argument("--lf-epochs", type=int, default=None, help="low-fidelity epochs")
-    parser.add_argument("--hf-epochs", type=int, default=None, help="high-fidelity epochs")
+    parser.add_argument(
+        "--n-lf", type=positive_int, default=10, help="low-fidelity evaluations (10)"
+    )
+    parser.add_argument(
+        "--candidates",
+        type=positive_int,
+        default=100,
+        help="architectures sampled from the space (100)",
+    )
+    parser.add_argument("--candidate-seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="optimizer and training seed"
+    )
+    parser.add_argument("--epochs", type=positive_int, default=100, help="protocol epochs (100)")
+    parser.add_argument("--lf-epochs", type=positive_int, default=None, help="low-fidelity epochs")
+    parser.add_argument(
+        "--hf-epochs", type=positive_int, default=None, help="high-fidelity epochs"
+    )
     parser.add_argument("--width-multiplier", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument(
@@ -66,7 +78,10 @@ def register(subparsers: Any) -> None:
         "--budget-seconds", type=float, default=None, help="summed evaluation seconds"
     )
     parser.add_argument(
-        "--budget-evaluations", type=int, default=None, help="evaluations in all (alg1: n_lf + 1)"
+        "--budget-evaluations",
+        type=positive_int,
+        default=None,
+        help="evaluations in all (alg1: n_lf + 1)",
     )
     parser.add_argument(
         "--store", default="kdnas-search.sqlite", help="SQLite store (default kdnas-search.sqlite)"
@@ -77,14 +92,18 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--address", default=None, help="Ray cluster address (default: local)")
     parser.add_argument("--cpus-per-eval", type=float, default=1.0, help="Ray CPUs per task")
     parser.add_argument("--gpus-per-eval", type=float, default=0.0, help="Ray GPUs per task")
-    parser.add_argument("--max-concurrent", type=int, default=None, help="Ray tasks at once")
+    parser.add_argument(
+        "--max-concurrent", type=positive_int, default=None, help="Ray tasks at once"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     parser.add_argument(
         "--deterministic",
         action="store_true",
         help="deterministic GPU kernels (same bits on a rerun, slower); default: autotuned",
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="CPU threads (default: all)"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
@@ -160,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from kdnas.cli import UsageError
+    from kdnas.cli import UsageError, check_device_option, check_store_option
     from kdnas.execute import EXECUTORS, RayExecutor, import_ray, make_executor
     from kdnas.experiment import run_search
 
@@ -169,8 +188,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown executor {args.executor!r}; valid executors: {', '.join(EXECUTORS)}"
         )
+    check_device_option(args.device, here=args.executor == "serial")
+    if not args.run_id:
+        raise UsageError("--run-id must not be empty")
+    check_store_option(args.store)
     if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(args.threads)
     options: dict[str, Any] = {}
     if args.executor == "ray":
         try:

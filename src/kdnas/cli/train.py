@@ -17,6 +17,8 @@ _DEFAULT_TEACHERS = Path("kdnas-teachers")
 
 
 def register(subparsers: Any) -> None:
+    from kdnas.cli import non_negative_int, positive_int
+
     parser = subparsers.add_parser(
         "train",
         help="train one architecture at one fidelity",
@@ -43,10 +45,10 @@ def register(subparsers: Any) -> None:
         help="'digits' (embedded), a CIFAR folder or .tar.gz, or an image folder (default digits)",
     )
     parser.add_argument(
-        "--resolution", type=int, default=None, help="image side in pixels (digits: 16)"
+        "--resolution", type=positive_int, default=None, help="image side in pixels (digits: 16)"
     )
     parser.add_argument("--valid-fraction", type=float, default=0.1, help="default 0.1")
-    parser.add_argument("--part", type=int, default=1, help="train on 1/PART of the data")
+    parser.add_argument("--part", type=positive_int, default=1, help="train on 1/PART of the data")
     parser.add_argument("--loss", default="nokd", help=f"one of {', '.join(METHODS)}")
     parser.add_argument(
         "--hp",
@@ -55,18 +57,22 @@ def register(subparsers: Any) -> None:
         metavar="NAME=VALUE",
         help="loss hyperparameter override, e.g. --hp tau=4 --hp lambda=0.9",
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default: the protocol's 100")
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="default: the protocol's 100"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--width-multiplier", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     parser.add_argument(
         "--deterministic",
         action="store_true",
         help="deterministic GPU kernels (same bits on a rerun, slower); default: autotuned",
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="CPU threads (default: all)"
+    )
     parser.add_argument(
         "--teacher-dir",
         default=str(_DEFAULT_TEACHERS),
@@ -107,7 +113,7 @@ def _parse_arch(text: str, space: Any, archs: str | None) -> Architecture:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kdnas.cli import UsageError, hyperparameter_overrides
+    from kdnas.cli import UsageError, check_device_option, hyperparameter_overrides
 
     if args.loss not in METHODS:
         raise UsageError(f"unknown loss {args.loss!r}; valid losses: {', '.join(METHODS)}")
@@ -117,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from kdnas.spaces import get_space
     from kdnas.train import TrainConfig, TrainingObjective
 
+    check_device_option(args.device, here=True)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     space = get_space(args.space)
     # Checked before any data is read or anything trains.

@@ -8,6 +8,7 @@ restricted unpickler (``kdnas.safe_pickle.load_array_pickle``), image folders wi
 from __future__ import annotations
 
 import logging
+import operator
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,8 +107,14 @@ class Dataset:
                 f"vs {tuple(self.test.images.shape[1:])}"
             )
         for part, images in (("train", self.train), ("test", self.test)):
-            if len(images) and int(images.labels.max()) >= self.num_classes:
-                raise ValueError(f"{part} labels exceed num_classes={self.num_classes}")
+            if not len(images):
+                continue
+            lowest, highest = int(images.labels.min()), int(images.labels.max())
+            if lowest < 0 or highest >= self.num_classes:
+                raise ValueError(
+                    f"{part} labels must lie in 0..{self.num_classes - 1} "
+                    f"(num_classes={self.num_classes}), found {lowest}..{highest}"
+                )
 
     @property
     def in_channels(self) -> int:
@@ -150,7 +157,11 @@ def _cifar_batch(data: bytes, source: str, label_key: str) -> tuple[np.ndarray, 
     if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
         raise DatasetError(f"{source}: not a CIFAR batch (expected keys 'data' and '{label_key}')")
     images = np.asarray(batch["data"])
-    labels = list(batch[label_key])
+    try:
+        # Python ints or numpy integers (batches re-saved from numpy arrays hold the latter).
+        labels = [operator.index(label) for label in batch[label_key]]
+    except TypeError:
+        raise DatasetError(f"{source}: '{label_key}' must hold integer class labels") from None
     if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
         raise DatasetError(
             f"{source}: expected 'data' as N x 3072 uint8, got {images.dtype} {images.shape}"
@@ -227,7 +238,10 @@ def _assemble_cifar(variant: int, read: object, where: str) -> Dataset:
         labels = [label for p in parts for label in p[1]]
         sets.append(_image_set(images, labels))
     logger.info("loaded CIFAR-%d from %s: %d train, %d test", variant, where, *map(len, sets))
-    return Dataset(name=f"cifar{variant}", train=sets[0], test=sets[1], num_classes=variant)
+    try:
+        return Dataset(name=f"cifar{variant}", train=sets[0], test=sets[1], num_classes=variant)
+    except ValueError as error:  # labels out of range: name the files
+        raise DatasetError(f"{where}: {error}") from None
 
 
 # ---------------------------------------------------------------- image folders
@@ -245,6 +259,7 @@ def _read_class_folders(
         folder = root / name
         if not folder.is_dir():
             continue
+        found = len(labels)
         for file in sorted(folder.iterdir()):
             if file.suffix.lower() not in _IMAGE_SUFFIXES:
                 continue
@@ -267,6 +282,13 @@ def _read_class_folders(
                 raise DatasetError(f"{file}: unreadable image ({error})") from None
             arrays.append(array.reshape(resolution, resolution, channels).transpose(2, 0, 1))
             labels.append(label)
+        if len(labels) == found:
+            logger.warning(
+                "%s holds no image (%s): class %r has no examples in this part",
+                folder,
+                ", ".join(_IMAGE_SUFFIXES),
+                name,
+            )
     if not arrays:
         raise DatasetError(f"{root}: no images found in its class sub-folders")
     return _image_set(np.stack(arrays), labels)

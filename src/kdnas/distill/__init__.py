@@ -7,7 +7,7 @@ keys (see ``kdnas.core.METHODS``).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from kdnas.core import METHODS, Taps
 from kdnas.distill.base import TrainingLoss
@@ -30,6 +30,24 @@ LOSS_CLASSES: dict[str, str] = {
 }
 
 
+def _is_count(value: float) -> bool:
+    return value >= 1 and float(value).is_integer()
+
+
+#: Hyperparameter name -> (check, what it expects). A value outside its range would not fail
+#: loudly but make every evaluation of a search fail or diverge (tau = 0 divides by zero).
+_VALID_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "tau": (lambda value: value > 0, "> 0 (a temperature)"),
+    "lambda": (lambda value: 0 <= value <= 1, "in [0, 1] (the share of the KD term)"),
+    "beta": (lambda value: value >= 0, ">= 0 (a loss weight)"),
+    "ce_weight": (lambda value: value >= 0, ">= 0 (a loss weight)"),
+    "momentum": (lambda value: 0 <= value <= 1, "in [0, 1]"),
+    "init_variance": (lambda value: value > 0, "> 0 (a variance)"),
+    "embed_dim": (_is_count, "a positive integer"),
+    "num_negatives": (_is_count, "a positive integer"),
+}
+
+
 def _loss_class(method: str) -> type[TrainingLoss]:
     if method not in LOSS_CLASSES:
         raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(METHODS)}")
@@ -46,9 +64,18 @@ def loss_hyperparameters(
 
     Raises:
         ValueError: unknown method, or an override the method does not have (both messages
-            list the valid names), or a non-finite value.
+            list the valid names), or a value outside the hyperparameter's range (tau = 0,
+            a negative weight, lambda above 1, ...).
     """
-    return _loss_class(method).resolve_hyperparameters(space, dict(overrides or {}))
+    resolved = _loss_class(method).resolve_hyperparameters(space, dict(overrides or {}))
+    for name, value in resolved.items():
+        if name in _VALID_RANGES:
+            is_valid, expected = _VALID_RANGES[name]
+            if not is_valid(value):
+                raise ValueError(
+                    f"{method} hyperparameter {name!r} must be {expected}, got {value:g}"
+                )
+    return resolved
 
 
 def build_loss(

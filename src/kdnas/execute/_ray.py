@@ -9,6 +9,7 @@ moment its task returns. Workers only evaluate. Ray is imported when the executo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ from kdnas.execute._common import (
     notify_start,
     replay_run,
 )
+from kdnas.execute._reaper import ProcessReaper
 from kdnas.store import SQLiteStore, StoredEvaluation
 
 __all__ = ["RayExecutor", "import_ray"]
@@ -47,6 +49,38 @@ def import_ray() -> Any:
     except ImportError as error:
         raise ImportError(f"{_INSTALL_HINT} ({error})") from None
     return ray
+
+
+#: Ray's errors for a task lost to the infrastructure, not failed by its own code: its worker
+#: process or node died (preemption, the OOM killer) or its result was lost. The training's
+#: own failures never reach here: ``evaluate_safely`` turns them into "failed" results.
+_INFRASTRUCTURE_ERRORS = (
+    "WorkerCrashedError",
+    "NodeDiedError",
+    "LocalRayletDiedError",
+    "ObjectLostError",
+    "OutOfMemoryError",
+    "RaySystemError",
+)
+
+
+def _is_infrastructure_failure(ray: Any, error: BaseException) -> bool:
+    kinds = tuple(
+        getattr(ray.exceptions, name)
+        for name in _INFRASTRUCTURE_ERRORS
+        if hasattr(ray.exceptions, name)
+    )
+    return isinstance(error, kinds)
+
+
+def _with_retries(result: EvalResult, errors: Sequence[str]) -> EvalResult:
+    """``result`` recording the infrastructure failures its evaluation survived."""
+    info = {
+        **result.info,
+        "infrastructure_retries": str(len(errors)),
+        "infrastructure_errors": " | ".join(errors)[:2000],
+    }
+    return dataclasses.replace(result, info=info)
 
 
 def _evaluate_task(
@@ -75,6 +109,11 @@ class RayExecutor:
             (or GPUs, when each task asks for one) allow.
         local_num_cpus: CPUs of a local Ray started by this executor (default all).
         shutdown: shut Ray down after ``run`` if this executor started it.
+        infrastructure_retries: how many times an evaluation lost to the infrastructure (its
+            worker or node died, its result was lost) is run again before it is stored
+            "failed"; retries are recorded in the result's info. A training's own failure
+            is stored at once ("failed" or "diverged"), never retried. The one-off
+            ``prepare`` task is retried as often, by Ray itself.
         poll_s: how often (seconds) the wall-clock limit is checked while waiting.
     """
 
@@ -90,15 +129,21 @@ class RayExecutor:
         local_num_cpus: int | None = None,
         shutdown: bool = True,
         poll_s: float = 1.0,
+        infrastructure_retries: int = 2,
     ) -> None:
-        if num_cpus_per_eval < 0 or num_gpus_per_eval < 0:
-            raise ValueError("num_cpus_per_eval and num_gpus_per_eval must be >= 0")
+        if not all(math.isfinite(n) and n >= 0 for n in (num_cpus_per_eval, num_gpus_per_eval)):
+            raise ValueError(
+                f"num_cpus_per_eval and num_gpus_per_eval must be finite numbers >= 0, got "
+                f"{num_cpus_per_eval!r} and {num_gpus_per_eval!r}"
+            )
         if num_cpus_per_eval == 0 and num_gpus_per_eval == 0:
             raise ValueError("an evaluation must request some CPUs or GPUs")
         if max_concurrent is not None and max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent!r}")
         if poll_s <= 0:
             raise ValueError(f"poll_s must be positive, got {poll_s!r}")
+        if infrastructure_retries < 0:
+            raise ValueError(f"infrastructure_retries must be >= 0, got {infrastructure_retries}")
         self.address = address
         self.num_cpus_per_eval = float(num_cpus_per_eval)
         self.num_gpus_per_eval = float(num_gpus_per_eval)
@@ -106,7 +151,9 @@ class RayExecutor:
         self.local_num_cpus = local_num_cpus
         self.shutdown = shutdown
         self.poll_s = float(poll_s)
+        self.infrastructure_retries = int(infrastructure_retries)
         self._owns_ray = False
+        self._reaper: ProcessReaper | None = None
 
     def prepare(self, objective: Objective, function: Any, *args: Any) -> Any:
         """Run ``function(objective, *args)`` once as a Ray task with an evaluation's resources.
@@ -118,7 +165,9 @@ class RayExecutor:
         ray = import_ray()
         if self._start(ray):
             self._owns_ray = True
-        task = ray.remote(**self.task_options())(_prepare_task)
+        # Ray itself retries the one-off task if its worker died (never one whose code raised).
+        options = self.task_options() | {"max_retries": self.infrastructure_retries}
+        task = ray.remote(**options)(_prepare_task)
         return ray.get(task.remote(function, objective, *args))
 
     def task_options(self) -> dict[str, Any]:
@@ -132,6 +181,7 @@ class RayExecutor:
         ``num_gpus=0`` tasks, so an objective choosing its device in the task would pick
         GPU 0 in every one of them.
         """
+        # Evaluations are retried by the loop, which records each infrastructure failure.
         options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
         if self.num_gpus_per_eval > 0:
             options.update(num_gpus=self.num_gpus_per_eval, max_calls=1)
@@ -146,15 +196,24 @@ class RayExecutor:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
         if self.address is not None:
             kwargs["address"] = self.address
-        elif self.local_num_cpus is not None:
-            kwargs["num_cpus"] = self.local_num_cpus
+        else:
+            # A local Ray is this process's: a watchdog ends it if the process dies.
+            self._reaper = ProcessReaper.start()
+            if self.local_num_cpus is not None:
+                kwargs["num_cpus"] = self.local_num_cpus
         try:
             ray.init(**kwargs)
         except ConnectionError as error:
+            self._release_reaper()
             raise ConnectionError(
                 f"cannot join the Ray cluster at {self.address!r}: {error}"
             ) from None
         return True
+
+    def _release_reaper(self) -> None:
+        if self._reaper is not None:
+            self._reaper.release()
+            self._reaper = None
 
     def _concurrency(self, ray: Any) -> int:
         if self.max_concurrent is not None:
@@ -219,6 +278,7 @@ class RayExecutor:
         finally:
             if started_ray and self.shutdown:
                 ray.shutdown()
+                self._release_reaper()
         return ExecutionSummary(
             run_id=run_id,
             evaluations=finished,
@@ -248,6 +308,7 @@ class RayExecutor:
         logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)
         queue = list(unfinished)
         running: dict[Any, tuple[Suggestion, float]] = {}
+        lost: dict[int, list[str]] = {}  # trial id -> infrastructure failures so far
         # ask() returning None while evaluations run may only mean "wait for results" (a phase
         # change needs them); ask again after the next tell.
         optimizer_waiting = False
@@ -311,11 +372,32 @@ class RayExecutor:
                 result = check_result(suggestion, payload[0], time.perf_counter() - submitted)
                 started, ended, worker = float(payload[1]), float(payload[2]), str(payload[3])
             except Exception as error:
+                failures = lost.setdefault(suggestion.trial_id, [])
+                if (
+                    _is_infrastructure_failure(ray, error)
+                    and len(failures) < self.infrastructure_retries
+                ):
+                    failures.append(f"{type(error).__name__}: {str(error).strip()[:300]}")
+                    logger.warning(
+                        "Ray task of trial %d lost to the infrastructure (%s); running it "
+                        "again (retry %d of %d)",
+                        suggestion.trial_id,
+                        type(error).__name__,
+                        len(failures),
+                        self.infrastructure_retries,
+                    )
+                    reference = task.remote(
+                        objective_ref, suggestion.arch, suggestion.fidelity, suggestion.trial_id
+                    )
+                    running[reference] = (suggestion, time.perf_counter())
+                    continue
                 logger.error("Ray task of trial %d failed: %s", suggestion.trial_id, error)
                 elapsed = time.perf_counter() - submitted
                 result = failed_result(suggestion, elapsed, f"{type(error).__name__}: {error}")
                 ended = time.time()
                 started = ended - (elapsed if math.isfinite(elapsed) else 0.0)
+            if lost.get(suggestion.trial_id):
+                result = _with_retries(result, lost.pop(suggestion.trial_id))
             evaluation = store.put(
                 run_id,
                 suggestion,

@@ -15,6 +15,7 @@ from kdnas.experiment._settings import (
     SearchSettings,
     build_objective,
     load_data,
+    open_search_run,
     run_config,
     sample_architectures,
 )
@@ -83,6 +84,8 @@ def run_bench_build(
     """Train the grid into the store (resumable: finished cells are never retrained)."""
     from kdnas.spaces import get_space
 
+    if not run_id:
+        raise ValueError("the run id must be a non-empty string")
     settings = grid.settings
     space = get_space(settings.space)
     data = load_data(settings)
@@ -99,10 +102,12 @@ def run_bench_build(
         "methods": list(grid.methods),
         "high_fidelity": grid.high_fidelity,
     }
-    objective = build_objective(
-        settings, data, teacher_dir_for(store_path), teacher_cache_dir_for(store_path)
-    )
     with SQLiteStore(Path(store_path)) as store:
+        # Checked before the teacher folder is made or anything trains.
+        config = open_search_run(store, run_id, config)
+        objective = build_objective(
+            settings, data, teacher_dir_for(store_path), teacher_cache_dir_for(store_path)
+        )
         return (executor or SerialExecutor()).run(
             GridSearch(grid_items(grid, archs)),
             objective,

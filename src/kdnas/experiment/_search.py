@@ -26,6 +26,7 @@ from kdnas.experiment._settings import (
     build_objective,
     build_optimizer,
     load_data,
+    open_search_run,
     run_config,
     sample_architectures,
 )
@@ -120,27 +121,33 @@ def run_search(
     from kdnas.spaces import get_space
 
     clock = time.perf_counter()
+    if not run_id:
+        raise ValueError("the run id must be a non-empty string")
     space = get_space(settings.space)
     data = load_data(settings)
     archs = sample_architectures(space, settings.n_candidates, settings.candidate_seed)
     candidates = build_candidates(space, archs)
-    teachers = teacher_dir if teacher_dir is not None else teacher_dir_for(store_path)
-    if teachers is not None:
-        teachers = Path(teachers).resolve()  # Ray workers may run in another directory
-    objective = build_objective(settings, data, teachers, teacher_cache_dir_for(store_path))
-    optimizer = build_optimizer(settings, candidates, data.resolution)
-    executor = executor or SerialExecutor()
-    if settings.algorithm in ("alg1", "alg2") and settings.method != "nokd":
-        # Train (or load) the teacher once, where evaluations run, before the workers start:
-        # otherwise every parallel worker would train its own copy at its first task.
-        executor.prepare(objective, _prepare_teacher, settings.part)
+    config = run_config(settings, data, archs)
+    # Everything cheap is checked before the teacher trains or its folder is made: the store
+    # is a kdnas store, and the run is new or was made with these settings.
     with SQLiteStore(store_path) as store:
+        config = open_search_run(store, run_id, config)
+        teachers = teacher_dir if teacher_dir is not None else teacher_dir_for(store_path)
+        if teachers is not None:
+            teachers = Path(teachers).resolve()  # Ray workers may run in another directory
+        objective = build_objective(settings, data, teachers, teacher_cache_dir_for(store_path))
+        optimizer = build_optimizer(settings, candidates, data.resolution)
+        executor = executor or SerialExecutor()
+        if settings.algorithm in ("alg1", "alg2") and settings.method != "nokd":
+            # Train (or load) the teacher once, where evaluations run, before the workers
+            # start: otherwise every parallel worker would train its own copy at its first task.
+            executor.prepare(objective, _prepare_teacher, settings.part)
         summary = executor.run(
             optimizer,
             objective,
             store,
             run_id=run_id,
-            config=run_config(settings, data, archs),
+            config=config,
             callbacks=callbacks,
         )
     best = best_evaluation(summary.evaluations, settings)

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,36 @@ def _architecture_order(
     return {space: list(archs.values()) for space, archs in order.items()}
 
 
+#: Run settings that decide how an evaluation was trained: evaluations of one benchmark cell
+#: are averaged only when these agree (seeds may differ: averaging seeds is the point).
+_TRAINING_SETTINGS = ("train_config", "valid_fraction", "dataset_hash", "subset_seed")
+
+
+def _training_settings(config: Mapping[str, Any], evaluation: StoredEvaluation) -> dict:
+    settings = {name: config[name] for name in _TRAINING_SETTINGS if name in config}
+    settings["loss_hyperparameters"] = dict(evaluation.loss_hyperparameters)
+    return settings
+
+
+def _check_same_training(
+    store: SQLiteStore, cell: str, group: Sequence[StoredEvaluation], runs: Mapping[str, Any]
+) -> None:
+    """Refuse to average evaluations of one cell that were trained differently."""
+    from kdnas.store._sqlite import describe_config_difference
+
+    first = group[0]
+    reference = _training_settings(runs[first.run_id].config, first)
+    for evaluation in group[1:]:
+        settings = _training_settings(runs[evaluation.run_id].config, evaluation)
+        if settings != reference:
+            difference = describe_config_difference(reference, settings)
+            raise ValueError(
+                f"store {store.path}: {cell} holds evaluations trained differently (runs "
+                f"{first.run_id!r} and {evaluation.run_id!r}: {difference}); refusing to "
+                f"average them: export one run at a time with --run-id"
+            )
+
+
 def store_to_benchmark(
     store: SQLiteStore,
     *,
@@ -64,7 +94,8 @@ def store_to_benchmark(
 
     Raises:
         ValueError: the store holds no ok evaluation, or one cell mixes evaluations of
-            different epoch counts (the benchmark has no epochs axis).
+            different epoch counts (the benchmark has no epochs axis) or of runs trained
+            with different settings (learning rate, width, loss hyperparameters, data, ...).
     """
     from kdnas.bench.tabular import PAPER_SPACE_KEYS, TabularBenchmark
 
@@ -105,6 +136,7 @@ def store_to_benchmark(
                 f"store {store.path}: {'/'.join(map(str, key))} holds evaluations with "
                 f"different epoch counts {sorted(epochs, key=str)}; export one run at a time"
             )
+        _check_same_training(store, "/".join(map(str, key)), group, known)
         n = len(group)
         records.append(
             {

@@ -13,6 +13,8 @@ Design:
       is a short ``BEGIN IMMEDIATE`` transaction, so writers queue instead of failing.
     * A run carries the fingerprint of its configuration and the kdnas version that made it;
       resuming it under another configuration or an incompatible version is refused.
+    * A file that is not a kdnas store is refused before anything is written to it, and
+      ``read_only=True`` opens a store without writing anything (read-only media included).
 
 Only the standard library's ``sqlite3`` is used. ``SQLiteStore(":memory:")`` is an ephemeral
 store for a single process.
@@ -29,6 +31,7 @@ import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -180,9 +183,13 @@ class SQLiteStore:
         busy_timeout_s: how long a write waits for another process's lock, in seconds.
         retries: how many times a write is retried after the busy timeout expired.
         worker: a name for this writer, recorded with every evaluation (default host:pid).
+        read_only: open an existing store for reading only: nothing is created or written
+            (not even the journal mode), so a store on read-only media can be read.
 
     Raises:
         IncompatibleStoreError: the file is not a kdnas store, or one of a newer schema.
+        OSError: the file cannot be opened (a folder that cannot be written, a name too
+            long; FileNotFoundError for a missing store opened ``read_only``).
     """
 
     def __init__(
@@ -192,6 +199,7 @@ class SQLiteStore:
         busy_timeout_s: float = 60.0,
         retries: int = 8,
         worker: str | None = None,
+        read_only: bool = False,
     ) -> None:
         if busy_timeout_s <= 0:
             raise ValueError(f"busy_timeout_s must be positive, got {busy_timeout_s!r}")
@@ -201,22 +209,34 @@ class SQLiteStore:
         self.busy_timeout_s = float(busy_timeout_s)
         self.retries = int(retries)
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.read_only = bool(read_only)
         self._lock = threading.RLock()
+        if self.path == ":memory:" and self.read_only:
+            raise ValueError("an in-memory store cannot be opened read-only")
         if self.path != ":memory:":
-            file = Path(self.path)
-            if file.is_dir():
-                raise IncompatibleStoreError(f"store {self.path}: is a folder, expected a file")
-            file.parent.mkdir(parents=True, exist_ok=True)
+            self._check_openable(Path(self.path))
         try:
-            # isolation_level=None: we issue BEGIN ourselves, so each write is one explicit,
-            # short transaction.
-            self._connection = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            self._retrying(self._initialise)
+            self._connection = self._connect(immutable=False)
+            try:
+                self._retrying(self._initialise)
+            except sqlite3.OperationalError as error:
+                if not self.read_only or not any(
+                    text in str(error) for text in ("unable to open", "readonly")
+                ):
+                    raise
+                # A WAL store on read-only media: SQLite cannot make its shared-memory file,
+                # and nothing can write the file, so it may be read as immutable.
+                self._connection.close()
+                self._connection = self._connect(immutable=True)
+                self._retrying(self._initialise)
+        except sqlite3.OperationalError as error:
+            if "unable to open" not in str(error) and "readonly" not in str(error):
+                raise
+            # SQLite makes its journal files beside the store: the folder must be writable.
+            raise sqlite3.OperationalError(
+                f"{error}; is the store's folder writable? (`kdnas bench export` only "
+                f"reads and also works on read-only media)"
+            ) from None
         except sqlite3.DatabaseError as error:
             raise IncompatibleStoreError(
                 f"store {self.path}: not a kdnas SQLite store ({error})"
@@ -224,17 +244,35 @@ class SQLiteStore:
 
     # ------------------------------------------------------------------ plumbing
 
+    def _check_openable(self, file: Path) -> None:
+        """Raise the operating system's own error (naming the file) if ``file`` cannot be
+        opened as asked, rather than SQLite's vague "unable to open database file"."""
+        if file.is_dir():
+            raise IncompatibleStoreError(f"store {self.path}: is a folder, expected a file")
+        if self.read_only:
+            os.close(os.open(file, os.O_RDONLY))
+            return
+        if not file.exists():
+            file.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(file, os.O_RDWR | os.O_CREAT, 0o666))
+
+    def _connect(self, *, immutable: bool) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN ourselves, so each write is one explicit,
+        # short transaction.
+        options = {"timeout": self.busy_timeout_s, "isolation_level": None}
+        if not self.read_only:
+            return sqlite3.connect(self.path, check_same_thread=False, **options)
+        location = urllib.parse.quote(str(Path(self.path).resolve()))
+        query = "mode=ro" + ("&immutable=1" if immutable else "")
+        return sqlite3.connect(
+            f"file:{location}?{query}", uri=True, check_same_thread=False, **options
+        )
+
     def _initialise(self) -> None:
         connection = self._connection
         connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-        if self.path != ":memory:":
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                logger.warning("store %s: WAL journal unavailable (mode %s)", self.path, mode)
-        # FULL: a committed evaluation survives a power cut, not only a killed process; the
-        # fsync costs milliseconds against evaluations of seconds.
-        connection.execute("PRAGMA synchronous = FULL")
-        connection.execute("PRAGMA foreign_keys = ON")
+        # The tables are checked before anything is written: a foreign database is refused
+        # untouched (its journal mode included).
         tables = {
             row[0]
             for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -244,6 +282,22 @@ class SQLiteStore:
                 f"store {self.path}: an SQLite database, but not a kdnas store "
                 f"(it holds the tables {', '.join(sorted(tables))})"
             )
+        if self.read_only:
+            row = None
+            if "meta" in tables:
+                row = connection.execute(
+                    "SELECT value FROM meta WHERE key='schema_version'"
+                ).fetchone()
+            self._check_schema_version(None if row is None else row[0])
+            return
+        if self.path != ":memory:":
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                logger.warning("store %s: WAL journal unavailable (mode %s)", self.path, mode)
+        # FULL: a committed evaluation survives a power cut, not only a killed process; the
+        # fsync costs milliseconds against evaluations of seconds.
+        connection.execute("PRAGMA synchronous = FULL")
+        connection.execute("PRAGMA foreign_keys = ON")
         with self._transaction():
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -260,11 +314,17 @@ class SQLiteStore:
                     "INSERT INTO meta (key, value) VALUES ('created_by', ?)",
                     (f"kdnas {_current_version()}",),
                 )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise IncompatibleStoreError(
-                    f"store {self.path}: written with store schema {row[0]} by a newer kdnas; "
-                    f"this kdnas {_current_version()} reads schema {SCHEMA_VERSION} at most"
-                )
+            else:
+                self._check_schema_version(row[0])
+
+    def _check_schema_version(self, version: str | None) -> None:
+        if version is None:
+            raise IncompatibleStoreError(f"store {self.path}: not a kdnas store (no schema)")
+        if int(version) > SCHEMA_VERSION:
+            raise IncompatibleStoreError(
+                f"store {self.path}: written with store schema {version} by a newer kdnas; "
+                f"this kdnas {_current_version()} reads schema {SCHEMA_VERSION} at most"
+            )
 
     class _Transaction:
         def __init__(self, store: SQLiteStore) -> None:
@@ -300,7 +360,10 @@ class SQLiteStore:
             except sqlite3.OperationalError as error:
                 text = str(error).lower()
                 if ("locked" not in text and "busy" not in text) or attempt == self.retries:
-                    raise
+                    if self.path in str(error):
+                        raise
+                    # A full disk or an I/O error: name the store it happened to.
+                    raise sqlite3.OperationalError(f"store {self.path}: {error}") from error
                 logger.warning(
                     "store %s busy (%s); retry %d of %d",
                     self.path,
@@ -440,21 +503,24 @@ class SQLiteStore:
         def operation() -> int:
             with self._transaction() as connection:
                 seq = self._require_run(connection, run_id)
-                connection.execute(
-                    "INSERT INTO asks (run_id, trial_id, seq, arch_key, arch_json, part, "
-                    "method, epochs, asked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        suggestion.trial_id,
-                        seq,
-                        arch.key(),
-                        arch.to_json(),
-                        fidelity.part,
-                        fidelity.method,
-                        fidelity.epochs,
-                        time.time(),
-                    ),
-                )
+                try:
+                    connection.execute(
+                        "INSERT INTO asks (run_id, trial_id, seq, arch_key, arch_json, part, "
+                        "method, epochs, asked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            run_id,
+                            suggestion.trial_id,
+                            seq,
+                            arch.key(),
+                            arch.to_json(),
+                            fidelity.part,
+                            fidelity.method,
+                            fidelity.epochs,
+                            time.time(),
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    raise self._same_run_error(run_id, "suggestion", suggestion) from None
                 return seq
 
         return self._retrying(operation)
@@ -537,10 +603,7 @@ class SQLiteStore:
                         ),
                     )
                 except sqlite3.IntegrityError:
-                    raise ValueError(
-                        f"store {self.path}: run {run_id!r} already holds a result for trial "
-                        f"{suggestion.trial_id} (is another process running the same run?)"
-                    ) from None
+                    raise self._same_run_error(run_id, "result", suggestion) from None
                 return seq
 
         seq = self._retrying(operation)
@@ -557,10 +620,31 @@ class SQLiteStore:
             worker=worker_name,
         )
 
+    def _same_run_error(self, run_id: str, what: str, suggestion: Suggestion) -> ValueError:
+        return ValueError(
+            f"store {self.path}: run {run_id!r} already holds a {what} for trial "
+            f"{suggestion.trial_id}: is another process running the same run? Give each "
+            f"concurrent search its own --run-id"
+        )
+
     # ------------------------------------------------------------------ reads
 
+    def _evaluation_from_row(self, row: tuple[Any, ...]) -> StoredEvaluation:
+        """The evaluation of a row of ``SELECT id, <the evaluation columns>``.
+
+        Raises:
+            IncompatibleStoreError: the row is corrupt (the message names the store and row).
+        """
+        try:
+            return self._parse_evaluation(row[1:])
+        except (ValueError, TypeError, KeyError) as error:
+            raise IncompatibleStoreError(
+                f"store {self.path}: evaluation row id {row[0]} is corrupt ({error}); "
+                f"repair or delete that row"
+            ) from None
+
     @staticmethod
-    def _evaluation_from_row(row: tuple[Any, ...]) -> StoredEvaluation:
+    def _parse_evaluation(row: tuple[Any, ...]) -> StoredEvaluation:
         (
             run_id,
             trial_id,
@@ -613,10 +697,10 @@ class SQLiteStore:
     def results(self, run_id: str | None = None) -> list[StoredEvaluation]:
         """Finished evaluations in commit order, of one run or (None) of every run."""
         if run_id is None:
-            rows = self._read(f"SELECT {_EVAL_COLUMNS} FROM evaluations ORDER BY id")
+            rows = self._read(f"SELECT id, {_EVAL_COLUMNS} FROM evaluations ORDER BY id")
         else:
             rows = self._read(
-                f"SELECT {_EVAL_COLUMNS} FROM evaluations WHERE run_id = ? ORDER BY seq",
+                f"SELECT id, {_EVAL_COLUMNS} FROM evaluations WHERE run_id = ? ORDER BY seq",
                 (run_id,),
             )
         return [self._evaluation_from_row(row) for row in rows]
@@ -649,7 +733,7 @@ class SQLiteStore:
             run_id: when given, only that run is searched.
         """
         query = (
-            f"SELECT {_EVAL_COLUMNS} FROM evaluations WHERE arch_key = ? AND part = ? "
+            f"SELECT id, {_EVAL_COLUMNS} FROM evaluations WHERE arch_key = ? AND part = ? "
             "AND method = ? AND epochs IS ?"
         )
         parameters: list[Any] = [arch_key, fidelity.part, fidelity.method, fidelity.epochs]

@@ -19,13 +19,14 @@ from __future__ import annotations
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import SCHEDULES, TrainConfig, TrainResult
 from kdnas.train._objective import TrainingObjective
-from kdnas.train._teacher import TeacherStore, teacher_key
+from kdnas.train._teacher import TeacherStore, TeacherTrainingError, teacher_key
 from kdnas.train._trainer import (
     LiveTeacher,
     TeacherSource,
     TrainOutcome,
     accuracy,
     autocast,
+    check_device_available,
     describe_device,
     kernel_mode,
     pick_device,
@@ -40,6 +41,7 @@ __all__ = [
     "TeacherCache",
     "TeacherSource",
     "TeacherStore",
+    "TeacherTrainingError",
     "TrainConfig",
     "TrainOutcome",
     "TrainResult",
@@ -47,6 +49,7 @@ __all__ = [
     "accuracy",
     "autocast",
     "cache_key",
+    "check_device_available",
     "describe_device",
     "kernel_mode",
     "pick_device",

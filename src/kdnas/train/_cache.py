@@ -16,10 +16,9 @@ student of a subset fills the cache and the others reuse it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 
 from kdnas.data import DeviceImages, epoch_plan
 from kdnas.train._config import TrainConfig
+from kdnas.train._teacher import atomic_write
 from kdnas.train._trainer import LiveTeacher
 
 __all__ = ["CachedTeacher", "TeacherCache", "cache_key"]
@@ -159,12 +159,16 @@ class TeacherCache:
                 self._warned_disk = True
         elif self.directory is not None:
             path = self._path(key, epoch)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(handle)
             cpu = [{k: v.cpu() for k, v in batch.items()} for batch in entry]
-            torch.save(cpu, temporary)
-            os.replace(temporary, path)
+            buffer = io.BytesIO()
+            torch.save(cpu, buffer)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, buffer.getvalue())
+            except OSError as error:
+                # The disk copy only saves recomputing the teacher: a full or read-only disk
+                # must not fail the evaluation that is filling the cache.
+                logger.warning("teacher-cache file %s not written (%s)", path, error)
 
     def room(self, key: str, epoch: int) -> int:
         """Bytes an entry of (key, ``epoch``) may take in memory: the budget less what the

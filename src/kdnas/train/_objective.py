@@ -26,7 +26,7 @@ from kdnas.distill.base import TrainingLoss
 from kdnas.distill.logit import CrossEntropyLoss
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import TrainConfig, TrainResult
-from kdnas.train._teacher import TeacherStore, teacher_key
+from kdnas.train._teacher import TeacherStore, TeacherTrainingError, teacher_key
 from kdnas.train._trainer import (
     LiveTeacher,
     TeacherSource,
@@ -203,7 +203,10 @@ class TrainingObjective:
         logger.info("training the teacher for 1/%d of %s (key %s)", part, self.data.name, key)
         result = self._train(original, network, CrossEntropyLoss(), part, None, None)
         if result.status != "ok":
-            raise RuntimeError(f"the teacher's training {result.status}: {result.error}")
+            raise TeacherTrainingError(
+                f"the teacher's training {result.status}"
+                + (f": {result.error}" if result.error else " (is the learning rate too high?)")
+            )
         if self.teachers is not None:
             self.teachers.save(
                 key,

@@ -15,12 +15,14 @@ the lock is per machine and the worst case is the old one, a teacher trained twi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
-import tempfile
+import pickle
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,9 +31,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["TeacherStore", "teacher_key"]
+__all__ = ["TeacherStore", "TeacherTrainingError", "teacher_key"]
 
 logger = logging.getLogger(__name__)
+
+
+class TeacherTrainingError(RuntimeError):
+    """The teacher's own training failed or diverged (a learning rate too high, say): no
+    student can distill from it. Not a defect of kdnas: the CLI reports it in one line."""
 
 
 def teacher_key(**parts: Any) -> str:
@@ -40,11 +47,25 @@ def teacher_key(**parts: Any) -> str:
     return "teacher-" + hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    os.replace(temporary, path)
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all at once: readers see the old file or the new one.
+
+    On failure (a full disk) the temporary file is removed and the error raised. The file
+    is created with mode 0666 less the umask, like any new file (mkstemp's 0600 would keep
+    other users of a shared teacher folder out).
+    """
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 class TeacherStore:
@@ -103,9 +124,14 @@ class TeacherStore:
             KeyError,
             EOFError,
             json.JSONDecodeError,
+            # weights_only refuses a file that would run code: never use it, retrain
+            pickle.UnpicklingError,
         ) as error:
+            # torch's message on a refused payload goes on to advise weights_only=False;
+            # only its first line is logged.
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             logger.warning(
-                "saved teacher %s is corrupt and will be retrained: %s", weights_path, error
+                "saved teacher %s is corrupt and will be retrained: %s", weights_path, reason
             )
             return None
         return record
@@ -117,8 +143,8 @@ class TeacherStore:
         state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
         torch.save(state, buffer)
         data = buffer.getvalue()
-        _atomic_write(weights_path, data)
+        atomic_write(weights_path, data)
         full = {**record, "key": key, "sha256": hashlib.sha256(data).hexdigest()}
-        _atomic_write(record_path, json.dumps(full, indent=2, sort_keys=True).encode())
+        atomic_write(record_path, json.dumps(full, indent=2, sort_keys=True).encode())
         logger.info("saved teacher %s", weights_path)
         return weights_path

@@ -31,6 +31,7 @@ __all__ = [
     "TrainOutcome",
     "accuracy",
     "autocast",
+    "check_device_available",
     "describe_device",
     "kernel_mode",
     "pick_device",
@@ -42,10 +43,47 @@ logger = logging.getLogger(__name__)
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    """``name`` as a device, or CUDA when available, else the CPU."""
+    """``name`` as a device, or CUDA when available, else the CPU.
+
+    Raises:
+        ValueError: ``name`` is not a device torch knows (e.g. "tpu").
+    """
     if name:
-        return torch.device(name)
+        try:
+            return torch.device(name)
+        except RuntimeError:
+            raise ValueError(
+                f"unknown device {name!r}; expected cpu, cuda, cuda:N or mps"
+            ) from None
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device_available(name: str | None) -> None:
+    """Check, before anything trains, that the device ``name`` exists on this machine.
+
+    Not done by ``pick_device``: a Ray driver builds objectives for GPU workers on a machine
+    that may have none.
+
+    Raises:
+        ValueError: an unknown device, CUDA asked for where there is none (or an index
+            beyond the GPUs present), MPS where it is unavailable, or a device type kdnas
+            does not train on.
+    """
+    device = pick_device(name)
+    if device.type == "cpu":
+        return
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {name!r}: this machine has no CUDA (GPU) available")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {name!r}: this machine has {count} CUDA device(s)")
+        return
+    if device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {name!r}: MPS is not available on this machine")
+        return
+    raise ValueError(f"device {name!r}: kdnas trains on cpu, cuda or mps only")
 
 
 def describe_device(device: torch.device) -> str:
