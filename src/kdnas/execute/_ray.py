@@ -1,10 +1,10 @@
 """The Ray executor: each evaluation a Ray task, several running at once.
 
-The driver (this process) owns the optimizer and the store: it asks for a new suggestion
-whenever a slot is free, while other evaluations are still running (the optimizer accounts for
-those pending ones, e.g. by fantasising their posterior mean), and commits each result the
-moment its task returns. Workers only evaluate. Ray is imported when the executor runs, so
-``import kdnas`` works without it.
+The driver (this process) runs the evaluation loop (``kdnas.search.loop``) with Ray tasks as
+its workers: it asks for a new suggestion whenever a slot is free, while other evaluations are
+still running (the optimizer accounts for those pending ones, e.g. by fantasising their
+posterior mean), and commits each result the moment its task returns. Workers only evaluate.
+Ray is imported when the executor runs, so ``import kdnas`` works without it.
 """
 
 from __future__ import annotations
@@ -24,12 +24,10 @@ from kdnas.execute._common import (
     check_result,
     evaluate_safely,
     failed_result,
-    loss_hyperparameters_of,
-    notify_result,
-    notify_start,
-    replay_run,
+    run_stored,
 )
-from kdnas.store import SQLiteStore, StoredEvaluation
+from kdnas.search.loop import Finished
+from kdnas.store import SQLiteStore
 
 __all__ = ["RayExecutor", "import_ray"]
 
@@ -179,143 +177,82 @@ class RayExecutor:
             ConnectionError: the cluster at ``address`` cannot be joined.
         """
         ray = import_ray()
-        limits = limits or ExecutionLimits()
-        clock = time.perf_counter()
-        store.open_run(run_id, config or {})
-        state = replay_run(optimizer, store, run_id)
-        for evaluation in state.told:
-            notify_result(callbacks, evaluation, True)
-        finished: list[StoredEvaluation] = list(state.told)
         started_ray = self._start(ray) or self._owns_ray
         self._owns_ray = False
         try:
-            n_new, stop_reason = self._loop(
-                ray,
+            options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
+            if self.num_gpus_per_eval > 0:
+                options["num_gpus"] = self.num_gpus_per_eval
+            task = ray.remote(_evaluate_task).options(**options)
+            concurrency = self._concurrency(ray)
+            logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)
+            workers = _RayWorkers(ray, task, ray.put(objective), concurrency)
+            return run_stored(
                 optimizer,
                 objective,
+                workers,
                 store,
-                run_id,
-                state.unfinished,
-                finished,
-                limits,
-                callbacks,
-                clock,
+                run_id=run_id,
+                config=config,
+                limits=limits,
+                callbacks=callbacks,
+                poll_s=self.poll_s,
+                extras={"executor": "ray", "address": self.address or "local"},
             )
         finally:
             if started_ray and self.shutdown:
                 ray.shutdown()
-        return ExecutionSummary(
-            run_id=run_id,
-            evaluations=finished,
-            n_replayed=len(state.told),
-            n_new=n_new,
-            wall_s=time.perf_counter() - clock,
-            stop_reason=stop_reason,
-            extras={"executor": "ray", "address": self.address or "local"},
+
+
+class _RayWorkers:
+    """The evaluation loop's workers on Ray: one task per evaluation, ``capacity`` at once.
+    The driver owns the optimizer and the store; tasks only evaluate."""
+
+    def __init__(self, ray: Any, task: Any, objective_ref: Any, capacity: int) -> None:
+        self.ray, self.task, self.objective_ref = ray, task, objective_ref
+        self.capacity = capacity
+        self.origin = time.perf_counter()
+        self.running: dict[Any, tuple[Suggestion, float]] = {}
+
+    @property
+    def busy(self) -> int:
+        return len(self.running)
+
+    def submit(self, suggestion: Suggestion) -> None:
+        reference = self.task.remote(
+            self.objective_ref, suggestion.arch, suggestion.fidelity, suggestion.trial_id
+        )
+        self.running[reference] = (suggestion, time.perf_counter())
+
+    def wait(self, timeout_s: float | None) -> list[Finished]:
+        done, rest = self.ray.wait(list(self.running), num_returns=1, timeout=timeout_s)
+        if done and rest:
+            # Others that ended meanwhile are told together, as the loop expects.
+            more, _ = self.ray.wait(rest, num_returns=len(rest), timeout=0)
+            done = done + more
+        return [self._collect(reference) for reference in done]
+
+    def _collect(self, reference: Any) -> Finished:
+        suggestion, submitted = self.running.pop(reference)
+        worker = ""
+        try:
+            payload = self.ray.get(reference)
+            result = check_result(suggestion, payload[0], time.perf_counter() - submitted)
+            started, ended, worker = float(payload[1]), float(payload[2]), str(payload[3])
+        except Exception as error:
+            logger.error("Ray task of trial %d failed: %s", suggestion.trial_id, error)
+            elapsed = time.perf_counter() - submitted
+            result = failed_result(suggestion, elapsed, f"{type(error).__name__}: {error}")
+            ended = time.time()
+            started = ended - (elapsed if math.isfinite(elapsed) else 0.0)
+        now = time.perf_counter() - self.origin
+        return Finished(
+            suggestion, result, submitted - self.origin, now, started, ended, worker=worker
         )
 
-    def _loop(
-        self,
-        ray: Any,
-        optimizer: Optimizer,
-        objective: Objective,
-        store: SQLiteStore,
-        run_id: str,
-        unfinished: list[Suggestion],
-        finished: list[StoredEvaluation],
-        limits: ExecutionLimits,
-        callbacks: Sequence[object],
-        clock: float,
-    ) -> tuple[int, str]:
-        options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
-        if self.num_gpus_per_eval > 0:
-            options["num_gpus"] = self.num_gpus_per_eval
-        task = ray.remote(_evaluate_task).options(**options)
-        objective_ref = ray.put(objective)
-        concurrency = self._concurrency(ray)
-        logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)
-        queue = list(unfinished)
-        running: dict[Any, tuple[Suggestion, float]] = {}
-        # ask() returning None while evaluations run may only mean "wait for results" (a phase
-        # change needs them); ask again after the next tell.
-        optimizer_waiting = False
-        n_new = 0
-        stop_reason = "exhausted"
-
-        def out_of_time() -> bool:
-            return (
-                limits.max_wall_s is not None and time.perf_counter() - clock >= limits.max_wall_s
-            )
-
-        while True:
-            while len(running) < concurrency:
-                if limits.max_evaluations is not None and (
-                    len(finished) + len(running) >= limits.max_evaluations
-                ):
-                    break
-                if out_of_time():
-                    break
-                if queue:
-                    suggestion = queue.pop(0)
-                elif optimizer_waiting:
-                    break
-                else:
-                    asked = optimizer.ask()
-                    if asked is None:
-                        optimizer_waiting = True
-                        break
-                    suggestion = asked
-                    store.record_ask(run_id, suggestion)
-                notify_start(callbacks, suggestion)
-                reference = task.remote(
-                    objective_ref, suggestion.arch, suggestion.fidelity, suggestion.trial_id
-                )
-                running[reference] = (suggestion, time.perf_counter())
-            if not running:
-                if limits.max_evaluations is not None and len(finished) >= limits.max_evaluations:
-                    stop_reason = "max_evaluations"
-                elif out_of_time():
-                    stop_reason = "max_wall_s"
-                break
-            timeout = None if limits.max_wall_s is None else self.poll_s
-            done, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
-            if not done:
-                if out_of_time():
-                    for reference in running:
-                        ray.cancel(reference, force=True)
-                    logger.info(
-                        "run %s: wall-clock limit; %d running evaluations cancelled",
-                        run_id,
-                        len(running),
-                    )
-                    stop_reason = "max_wall_s"
-                    break
-                continue
-            reference = done[0]
-            suggestion, submitted = running.pop(reference)
-            worker = ""
-            try:
-                payload = ray.get(reference)
-                result = check_result(suggestion, payload[0], time.perf_counter() - submitted)
-                started, ended, worker = float(payload[1]), float(payload[2]), str(payload[3])
-            except Exception as error:
-                logger.error("Ray task of trial %d failed: %s", suggestion.trial_id, error)
-                elapsed = time.perf_counter() - submitted
-                result = failed_result(suggestion, elapsed, f"{type(error).__name__}: {error}")
-                ended = time.time()
-                started = ended - (elapsed if math.isfinite(elapsed) else 0.0)
-            evaluation = store.put(
-                run_id,
-                suggestion,
-                result,
-                loss_hyperparameters=loss_hyperparameters_of(objective, suggestion, result),
-                started_at=started,
-                finished_at=ended,
-                worker=worker or None,
-            )
-            optimizer.tell(suggestion, result)
-            optimizer_waiting = False
-            finished.append(evaluation)
-            n_new += 1
-            notify_result(callbacks, evaluation, False)
-        return n_new, stop_reason
+    def cancel(self) -> list[Suggestion]:
+        for reference in self.running:
+            self.ray.cancel(reference, force=True)
+        abandoned = [suggestion for suggestion, _ in self.running.values()]
+        self.running.clear()
+        return abandoned
