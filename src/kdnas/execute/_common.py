@@ -20,7 +20,7 @@ from kdnas.search.loop import (
     failed_result,
     run_loop,
 )
-from kdnas.store import SQLiteStore, StoredEvaluation
+from kdnas.store import Store, StoredEvaluation
 
 __all__ = [
     "ExecutionCallback",
@@ -126,7 +126,7 @@ class ReplayState:
     unfinished: list[Suggestion]
 
 
-def replay_run(optimizer: Optimizer, store: SQLiteStore, run_id: str) -> ReplayState:
+def replay_run(optimizer: Optimizer, store: Store, run_id: str) -> ReplayState:
     """Replay a stored run's asks and tells, in their recorded order, into ``optimizer``.
 
     The optimizer must be fresh and built with the run's seed and configuration. Every
@@ -211,7 +211,7 @@ class _StoreStep:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         run_id: str,
         objective: Objective,
         callbacks: Sequence[object],
@@ -245,7 +245,7 @@ def run_stored(
     optimizer: Optimizer,
     objective: Objective,
     workers: Workers,
-    store: SQLiteStore,
+    store: Store,
     *,
     run_id: str,
     config: Mapping[str, Any] | None,

@@ -27,7 +27,7 @@ from kdnas.execute._common import (
     run_stored,
 )
 from kdnas.search.loop import Finished
-from kdnas.store import SQLiteStore
+from kdnas.store import Store
 
 __all__ = ["RayExecutor", "import_ray"]
 
@@ -160,7 +160,7 @@ class RayExecutor:
         self,
         optimizer: Optimizer,
         objective: Objective,
-        store: SQLiteStore,
+        store: Store,
         *,
         run_id: str,
         config: Mapping[str, Any] | None = None,

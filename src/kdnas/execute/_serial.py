@@ -9,7 +9,7 @@ from typing import Any
 from kdnas.core import Objective, Optimizer
 from kdnas.execute._common import ExecutionLimits, ExecutionSummary, run_stored
 from kdnas.search.loop import InProcessWorkers
-from kdnas.store import SQLiteStore
+from kdnas.store import Store
 
 __all__ = ["SerialExecutor"]
 
@@ -34,7 +34,7 @@ class SerialExecutor:
         self,
         optimizer: Optimizer,
         objective: Objective,
-        store: SQLiteStore,
+        store: Store,
         *,
         run_id: str,
         config: Mapping[str, Any] | None = None,

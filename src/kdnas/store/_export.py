@@ -15,7 +15,7 @@ from kdnas.store._records import StoredEvaluation
 
 if TYPE_CHECKING:
     from kdnas.bench.tabular import TabularBenchmark
-    from kdnas.store._sqlite import SQLiteStore
+    from kdnas.store._protocol import Store
 
 __all__ = ["ARCHITECTURES_FILE", "export_benchmark", "store_to_benchmark"]
 
@@ -26,7 +26,7 @@ ARCHITECTURES_FILE = "architectures.json"
 
 
 def _architecture_order(
-    store: SQLiteStore, evaluations: Sequence[StoredEvaluation], run_ids: Sequence[str]
+    store: Store, evaluations: Sequence[StoredEvaluation], run_ids: Sequence[str]
 ) -> dict[str, list[Architecture]]:
     """Per space, the architectures in index order: run candidates first, then the rest."""
     order: dict[str, dict[str, Architecture]] = defaultdict(dict)
@@ -42,7 +42,7 @@ def _architecture_order(
 
 
 def store_to_benchmark(
-    store: SQLiteStore,
+    store: Store,
     *,
     run_ids: Sequence[str] | None = None,
     dataset: str | None = None,
@@ -145,7 +145,7 @@ def store_to_benchmark(
 
 
 def export_benchmark(
-    store: SQLiteStore,
+    store: Store,
     folder: str | os.PathLike[str],
     *,
     run_ids: Sequence[str] | None = None,
