@@ -190,8 +190,8 @@ def load_space_arrays(
     Args:
         bench: the benchmark.
         space_key: "mobilenet" or "shufflenet".
-        listed_dir: folder of the paper's random_arcs_*.pickle (default: the benchmark's
-            sibling data folder, see ``kdnas.spaces.load_listed_architectures``).
+        listed_dir: folder of the paper's random_arcs_*.pickle (default: ``$KDNAS_DATA``,
+            see ``kdnas.spaces.load_listed_architectures``).
     """
     from kdnas.spaces import load_listed_architectures, space_for_benchmark_key
 
