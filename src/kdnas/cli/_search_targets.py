@@ -26,16 +26,12 @@ __all__ = ["SEARCH_TARGETS", "json_path"]
 
 @contextmanager
 def _one_thread() -> Iterator[None]:
-    import torch
+    # The engine pins its own threads; the whole target runs pinned too, so the loop-based
+    # rows' small tensors do not oversubscribe a busy machine either.
+    from kdnas.search.engine import cpu_threads
 
-    # The engine's batched operations work on many small matrices; one thread avoids
-    # oversubscription and measured several times faster than two on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _spaces(args: argparse.Namespace) -> dict[str, Any]:

@@ -55,6 +55,7 @@ import numpy as np
 from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Suggestion
 from kdnas.search._noisy_gp import fit_noisy_gp
 from kdnas.search.candidates import CandidateSet
+from kdnas.search.gp import upper_confidence_bound
 from kdnas.search.optimizers import Budget, _Pool
 from kdnas.search.reproduction import (
     TABLE4_ROWS,
@@ -301,10 +302,10 @@ class ScreeningGPUCB:
             # amplitude plus the slope's uncertainty).
             z = self._proxy[free]
             prior_std = np.sqrt(1.0 + (cfg.proxy_slope_std * z) ** 2)
-            score[free] = cfg.proxy_slope * z + cfg.beta * prior_std
+            score[free] = upper_confidence_bound(cfg.proxy_slope * z, prior_std, cfg.beta)
             return int(np.argmax(score)), first
         mean, std = self._posterior(high_idx, high_val, screen_idx, screen_val)
-        score[free] = mean[free] + cfg.beta * std[free]
+        score[free] = upper_confidence_bound(mean[free], std[free], cfg.beta)
         best = int(np.argmax(score))
         screened = set(screen_idx.tolist())
         if cfg.screen_fidelity is None or best in screened:
@@ -322,10 +323,10 @@ class ScreeningGPUCB:
         features = self.candidates.features
         idx, targets, noise = self._training_data(high_idx, high_val, screen_idx, screen_val)
         if self._proxy is None:
-            return fit_noisy_gp(features[idx], targets, noise).predict(features)
+            return fit_noisy_gp(features[idx], targets, noise).predict(features, return_std=True)
         trend = self._proxy_slope(idx, targets) * self._proxy
         with_proxy = fit_noisy_gp(features[idx], targets - trend[idx], noise)
-        mean, std = with_proxy.predict(features)
+        mean, std = with_proxy.predict(features, return_std=True)
         mean = mean + trend
         if not self.config.proxy_averaging:
             return mean, std
@@ -335,7 +336,7 @@ class ScreeningGPUCB:
         difference = plain.log_marginal_likelihood - with_proxy.log_marginal_likelihood
         weight = 1.0 / (1.0 + math.exp(min(difference, 700.0)))
         self._proxy_weight = weight
-        plain_mean, plain_std = plain.predict(features)
+        plain_mean, plain_std = plain.predict(features, return_std=True)
         mixed = weight * mean + (1.0 - weight) * plain_mean
         second_moment = weight * (std**2 + mean**2) + (1.0 - weight) * (
             plain_std**2 + plain_mean**2

@@ -33,7 +33,7 @@ from scipy.linalg import LinAlgError
 
 from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Suggestion
 from kdnas.search.candidates import CandidateSet, random_subsets
-from kdnas.search.gp import FittedGP, GPConfig, fit_gp
+from kdnas.search.gp import FittedGP, GPConfig, fit_gp, upper_confidence_bound
 
 __all__ = [
     "GPUCB",
@@ -359,7 +359,7 @@ class GPUCB:
             return int(self._pool.rng.choice(free))
         self.model = model
         mean, std = model.predict(features, return_std=True)
-        score = mean + self.beta * std
+        score = upper_confidence_bound(mean, std, self.beta)
         score[list(used)] = -np.inf
         return int(np.argmax(score))
 
