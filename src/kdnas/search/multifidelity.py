@@ -56,7 +56,7 @@ from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Sugges
 from kdnas.search._noisy_gp import fit_noisy_gp
 from kdnas.search.candidates import CandidateSet
 from kdnas.search.gp import upper_confidence_bound
-from kdnas.search.optimizers import Budget, _Pool
+from kdnas.search.optimizers import Budget, TrialPool
 from kdnas.search.reproduction import (
     TABLE4_ROWS,
     SpaceArrays,
@@ -208,7 +208,7 @@ class ScreeningGPUCB:
         target_value: float | None = None,
         proxy: np.ndarray | Sequence[float] | None = None,
     ) -> None:
-        self._pool = _Pool(candidates, seed, budget)
+        self._pool = TrialPool(candidates, seed, budget)
         self.config = config or ScreeningConfig()
         self.target_value = target_value
         self._start = None if start is None else candidates.index_of(start)
