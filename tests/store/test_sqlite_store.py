@@ -9,55 +9,23 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from store_values import ARCH, LOW, result_for
 
-from kdnas.core import Architecture, EvalResult, Fidelity, Suggestion
-from kdnas.store import (
-    IncompatibleStoreError,
-    SQLiteStore,
-)
-
-ARCH = Architecture("mobilenetv2", ((1, 16, 1, 1), (6, 24, 2, 2)))
-LOW = Fidelity(part=27, method="nst")
+from kdnas.core import Suggestion
+from kdnas.store import IncompatibleStoreError, SQLiteStore
 
 
-def result_for(arch: Architecture, fidelity: Fidelity, acc: float, **kw: object) -> EvalResult:
-    fields: dict[str, object] = {"cost_s": 12.5, "status": "ok", "seed": 3}
-    fields.update(kw)
-    return EvalResult(arch.key(), fidelity, acc, acc - 0.02, **fields)  # type: ignore[arg-type]
-
-
-def test_a_finished_evaluation_reads_back_field_for_field(tmp_path: Path) -> None:
-    result = result_for(
-        ARCH,
-        LOW,
-        0.625,
-        metrics={"params": 123456.0, "final_loss": 0.75},
-        info={"subset_hash": "ab12cd", "device": "cpu"},
-    )
-    suggestion = Suggestion(0, ARCH, LOW)
+def test_subset_hash_and_version_land_in_their_own_columns(tmp_path: Path) -> None:
+    # The rest of a round trip is the contract of every store (test_store_contract.py).
+    result = result_for(ARCH, LOW, 0.625, info={"subset_hash": "ab12cd", "device": "cpu"})
     with SQLiteStore(tmp_path / "s.db") as store:
         store.open_run("r", {"method": "nst"})
-        store.record_ask("r", suggestion)
-        store.put(
-            "r",
-            suggestion,
-            result,
-            loss_hyperparameters={"beta": 50.0},
-            started_at=100.0,
-            finished_at=112.5,
-        )
-    with SQLiteStore(tmp_path / "s.db") as store:
-        (stored,) = store.results("r")
-        raw = (
-            sqlite3.connect(tmp_path / "s.db")
-            .execute("SELECT subset_hash, package_version FROM evaluations")
-            .fetchone()
-        )
-    assert stored.result == result
-    assert stored.arch == ARCH
-    assert stored.loss_hyperparameters == {"beta": 50.0}
-    assert (stored.started_at, stored.finished_at) == (100.0, 112.5)
-    assert (stored.trial_id, stored.seq) == (0, 2)
+        stored = store.put("r", Suggestion(0, ARCH, LOW), result)
+    raw = (
+        sqlite3.connect(tmp_path / "s.db")
+        .execute("SELECT subset_hash, package_version FROM evaluations")
+        .fetchone()
+    )
     assert raw[0] == "ab12cd" and raw[1] == stored.package_version != ""
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_values import ARCH, LOW, result_for
 
 from kdnas.core import Architecture, EvalResult, Fidelity, Suggestion
 from kdnas.store import (
@@ -20,9 +21,6 @@ from kdnas.store import (
     export_benchmark,
     versions_compatible,
 )
-
-ARCH = Architecture("mobilenetv2", ((1, 16, 1, 1), (6, 24, 2, 2)))
-LOW = Fidelity(part=27, method="nst")
 
 
 class StoreFactory:
@@ -42,12 +40,6 @@ class StoreFactory:
 @pytest.fixture(params=["sqlite", "memory"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
     yield StoreFactory(request.param, tmp_path)
-
-
-def result_for(arch: Architecture, fidelity: Fidelity, acc: float, **kw: object) -> EvalResult:
-    fields: dict[str, object] = {"cost_s": 12.5, "status": "ok", "seed": 3}
-    fields.update(kw)
-    return EvalResult(arch.key(), fidelity, acc, acc - 0.02, **fields)  # type: ignore[arg-type]
 
 
 def test_both_stores_declare_the_protocol(make_store: StoreFactory) -> None:
