@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for k, v in dataclasses.asdict(config).items()
         }
     for space in ("mobilenet", "shufflenet"):
-        arrays = load_space_arrays(bench, space)
+        arrays = load_space_arrays(bench, space, Path(args.benchmark).parent)
         measured = _measure(arrays, args.runs, args.seed)
         ours = np.asarray(measured[OURS]["times"], dtype=float)
         alg2 = np.asarray(measured["algorithm2"]["times"], dtype=float)

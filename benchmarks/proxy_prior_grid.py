@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tune-seed", type=int, default=1)
     args = parser.parse_args(argv)
     bench = TabularBenchmark.load(args.benchmark)
-    spaces = {key: load_space_arrays(bench, key) for key in ("mobilenet", "shufflenet")}
+    listed = Path(args.benchmark).parent
+    spaces = {key: load_space_arrays(bench, key, listed) for key in ("mobilenet", "shufflenet")}
     draws = {key: sub_spaces(a, args.subsets, args.tune_seed) for key, a in spaces.items()}
     print(
         f"{'beta':>5s}{'slope':>7s}{'std':>7s}  "

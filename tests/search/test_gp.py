@@ -83,3 +83,33 @@ def test_rejects_bad_input() -> None:
         GPConfig(normalize="minmax")
     with pytest.raises(ValueError, match="rng"):
         fit_gp(np.eye(2), np.ones(2), GPConfig(n_restarts=2))
+
+
+def test_every_gp_answers_one_posterior_contract() -> None:
+    # FittedGP, the noisy GP and the batched engine's GP: predict(x) -> (mean, None), and
+    # predict(x, return_std=True) -> (mean, std) with the same mean; the acquisition is
+    # computed once for all of them.
+    import torch
+
+    from kdnas.search._noisy_gp import fit_noisy_gp
+    from kdnas.search.engine import batched_fit
+    from kdnas.search.gp import upper_confidence_bound
+
+    rng = np.random.default_rng(0)
+    x, query = rng.normal(size=(8, 2)), rng.normal(size=(5, 2))
+    y = 0.6 + 0.05 * np.sin(x[:, 0])
+    models = [
+        fit_gp(x, y, GPConfig(normalize="center")),
+        fit_noisy_gp(x, y, np.full(8, 1e-6)),
+    ]
+    for model in models:
+        mean, none = model.predict(query)
+        same, std = model.predict(query, return_std=True)
+        assert none is None and mean.shape == std.shape == (5,)
+        np.testing.assert_array_equal(mean, same)
+        np.testing.assert_array_equal(upper_confidence_bound(mean, std, 0.5), mean + 0.5 * std)
+    batched = batched_fit(torch.tensor(x[None]), torch.tensor(y[None]), GPConfig("center"))
+    mean, none = batched.predict(torch.tensor(query))
+    same, std = batched.predict(torch.tensor(query), return_std=True)
+    assert none is None and mean.shape == std.shape == (1, 5)
+    assert torch.equal(mean, same)

@@ -33,7 +33,7 @@ def test_noisy_gp_matches_scikit_learn_with_per_point_noise(dtype: type) -> None
         warnings.simplefilter("ignore")
         ref = GaussianProcessRegressor(RBF(1.7, "fixed"), alpha=noise, optimizer=None)
         ref.fit(x.astype(float), y.astype(float) - y.astype(float).mean())
-    mean, std = ours.predict(queries)
+    mean, std = ours.predict(queries, return_std=True)
     ref_mean, ref_std = ref.predict(queries, return_std=True)
     np.testing.assert_allclose(mean, ref_mean + y.astype(float).mean(), atol=1e-6)
     np.testing.assert_allclose(std, ref_std, atol=1e-6)
@@ -68,10 +68,10 @@ def test_noisy_gp_interpolates_exact_points_and_trusts_noisy_ones_less() -> None
     x = np.array([[0.0], [3.0]])
     exact = fit_noisy_gp(x, np.array([0.5, 0.7]), np.array([1e-10, 1e-10]), length_scale=1.0)
     noisy = fit_noisy_gp(x, np.array([0.5, 0.7]), np.array([1e-10, 0.5]), length_scale=1.0)
-    mean, std = exact.predict(x)
+    mean, std = exact.predict(x, return_std=True)
     np.testing.assert_allclose(mean, [0.5, 0.7], atol=1e-6)
     assert std.max() < 1e-4
-    noisy_mean, noisy_std = noisy.predict(x[1:])
+    noisy_mean, noisy_std = noisy.predict(x[1:], return_std=True)
     assert 0.6 < noisy_mean[0] < 0.7 and noisy_std[0] > 0.1
 
 

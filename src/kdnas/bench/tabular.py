@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from kdnas.core import METHODS
+from kdnas.paper import SPACE_BENCHMARK_KEYS
 from kdnas.safe_pickle import UnsafePickleError, load_plain_pickle
 
 __all__ = [
@@ -54,9 +55,7 @@ METRICS: tuple[str, ...] = ("test_acc", "valid_acc", "wall_time")
 BENCHMARK_ENV_VAR = "KDNAS_BENCHMARK"
 
 #: ``Architecture.space`` names of kdnas's search spaces -> the paper benchmark's space keys.
-PAPER_SPACE_KEYS: Mapping[str, str] = MappingProxyType(
-    {"mobilenetv2": "mobilenet", "shufflenetv2": "shufflenet"}
-)
+PAPER_SPACE_KEYS: Mapping[str, str] = MappingProxyType(SPACE_BENCHMARK_KEYS)
 
 _PAPER_REPOSITORY = "github.com/IlyaTrofimov/MF_NAS_KD"
 _PICKLE_NAME = "benchmark.pickle"

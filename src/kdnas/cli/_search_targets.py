@@ -1,4 +1,4 @@
-"""``kdnas reproduce table2|table4|figures|all``: the paper's search experiments.
+"""``kdnas reproduce table2|table4|figures``: the paper's search experiments.
 
 Registered into ``kdnas.cli.reproduce.TARGETS``; shares its options (--benchmark, --json,
 --out, --trials, --seed).
@@ -18,41 +18,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kdnas.paper import paper_figures
+from kdnas.paper import METHOD_LABELS, TABLE2_TOLERANCE, TABLE4_TOLERANCE, paper_figures
 
-__all__ = ["SEARCH_TARGETS"]
-
-#: Table 2 tolerances of the faithfulness check (percentile points, accuracy points).
-TABLE2_TOLERANCE = (2.5, 0.3)
-#: Table 4 tolerance (relative difference to the paper).
-TABLE4_TOLERANCE = 0.12
-
-_LABELS = {
-    "nokd": "no KD",
-    "kd": "orig. KD",
-    "attention": "AT",
-    "nst": "NST",
-    "similarity": "SS",
-    "vid": "VID",
-    "pkt": "PKT",
-    "crd": "CRD",
-    "hint": "Hint",
-    "correlation": "CC",
-}
+__all__ = ["SEARCH_TARGETS", "json_path"]
 
 
 @contextmanager
 def _one_thread() -> Iterator[None]:
-    import torch
+    # The engine pins its own threads; the whole target runs pinned too, so the loop-based
+    # rows' small tensors do not oversubscribe a busy machine either.
+    from kdnas.search.engine import cpu_threads
 
-    # The engine's batched operations work on many small matrices; one thread avoids
-    # oversubscription and measured several times faster than two on a busy 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with cpu_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _spaces(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,7 +65,7 @@ def _progress(console: Console, title: str, total: int) -> Iterator[Callable[[st
         yield lambda label: bar.update(task, advance=1, cell=label)
 
 
-def _json_path(args: argparse.Namespace, target: str) -> Path | None:
+def json_path(args: argparse.Namespace, target: str) -> Path | None:
     if args.json is None:
         return None
     if getattr(args, "_all", False):
@@ -108,14 +86,17 @@ def _target_table2(args: argparse.Namespace) -> int:
 
 
 def _target_table2_body(args: argparse.Namespace) -> int:
-    from kdnas.cli.reproduce import _write_json
+    from kdnas.experiment import write_json
     from kdnas.search.reproduction import TABLE2_PARTS, run_table2
 
     console = Console()
     spaces = _spaces(args)
     runs = args.trials or 1000
     total = sum(
-        (m, p) in arrays.low for arrays in spaces.values() for p in TABLE2_PARTS for m in _LABELS
+        (m, p) in arrays.low
+        for arrays in spaces.values()
+        for p in TABLE2_PARTS
+        for m in METHOD_LABELS
     )
     start = time.perf_counter()
     with _progress(console, f"Table 2, {runs} runs per cell", total) as tick:
@@ -136,7 +117,7 @@ def _target_table2_body(args: argparse.Namespace) -> int:
         ):  # fmt: skip
             table.add_column(header, justify="left" if header in ("part", "method") else "right")
         for part, cells in by_part.items():
-            for method in [m for m in _LABELS if m in cells]:
+            for method in [m for m in METHOD_LABELS if m in cells]:
                 cell = cells[method]
                 pp = pct_paper.get(space, {}).get(str(part), {}).get(method, math.nan)
                 ap = acc_paper.get(space, {}).get(str(part), {}).get(method, math.nan)
@@ -147,7 +128,7 @@ def _target_table2_body(args: argparse.Namespace) -> int:
                 p_text = "-" if math.isnan(cell.p_value_vs_nokd) else f"{cell.p_value_vs_nokd:.3g}"
                 table.add_row(
                     f"1/{part}",
-                    _LABELS[method],
+                    METHOD_LABELS[method],
                     f"{cell.percentile.mean:.2f}",
                     f"{cell.percentile.stderr:.2f}",
                     f"{pp:.2f}",
@@ -165,7 +146,7 @@ def _target_table2_body(args: argparse.Namespace) -> int:
         f"Cells outside {TABLE2_TOLERANCE[0]} percentile / {TABLE2_TOLERANCE[1]} accuracy "
         f"points of the paper: {off} of {cells_total} (red). {seconds:.1f} s."
     )
-    path = _json_path(args, "table2")
+    path = json_path(args, "table2")
     if path is not None:
         data = {
             space: {
@@ -181,7 +162,7 @@ def _target_table2_body(args: argparse.Namespace) -> int:
             }
             for space, by_part in result.items()
         }
-        _write_json(path, data)
+        write_json(path, data)
         console.print(f"wrote {path}")
     return 0
 
@@ -193,7 +174,7 @@ def _target_table4(args: argparse.Namespace) -> int:
 
 
 def _target_table4_body(args: argparse.Namespace) -> int:
-    from kdnas.cli.reproduce import _write_json
+    from kdnas.experiment import write_json
     from kdnas.search.reproduction import (
         CellStats,
         Table4Settings,
@@ -243,7 +224,7 @@ def _target_table4_body(args: argparse.Namespace) -> int:
                 add(column, value, paper_value(column, None))
             elif column.isdigit():  # Algorithm 2 at low fidelity 1/column
                 for method, stats in value.items():
-                    label = f"LF 1/{column} {_LABELS.get(method, method)} + HF"
+                    label = f"LF 1/{column} {METHOD_LABELS.get(method, method)} + HF"
                     add(label, stats, paper_value(column, method))
             else:  # a registered row with cells per low fidelity
                 for part, by_method in value.items():
@@ -254,7 +235,7 @@ def _target_table4_body(args: argparse.Namespace) -> int:
         f"Cells more than {100 * TABLE4_TOLERANCE:.0f}% from the paper: {off} (red). "
         f"{seconds:.1f} s."
     )
-    path = _json_path(args, "table4")
+    path = json_path(args, "table4")
     if path is not None:
 
         def plain(node: Any) -> Any:
@@ -262,7 +243,7 @@ def _target_table4_body(args: argparse.Namespace) -> int:
                 return node.mean
             return {str(k): plain(v) for k, v in node.items()}
 
-        _write_json(path, plain(result))
+        write_json(path, plain(result))
         console.print(f"wrote {path}")
     return 0
 
@@ -287,26 +268,9 @@ def _target_figures_body(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target_all(args: argparse.Namespace) -> int:
-    """Every table and figure (with --json FILE, one FILE-stem.<target>.json per table)."""
-    from kdnas.cli.reproduce import TARGETS
-
-    status = 0
-    for name, function in TARGETS.items():
-        if name == "all":
-            continue
-        one = argparse.Namespace(**vars(args))
-        one._all = True
-        if name == "table1" and args.json is not None:
-            one.json = _json_path(one, "table1")
-        status = max(status, function(one))
-    return status
-
-
 #: Targets this module adds to ``kdnas reproduce``.
 SEARCH_TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {
     "table2": _target_table2,
     "table4": _target_table4,
     "figures": _target_figures,
-    "all": _target_all,
 }

@@ -9,7 +9,6 @@ one-line docstring (it becomes the help text) and add it to ``TARGETS``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -20,31 +19,10 @@ from rich.table import Table
 
 from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
 from kdnas.cli import non_negative_int, positive_int
-from kdnas.cli._search_targets import SEARCH_TARGETS
-from kdnas.paper import paper_figures
+from kdnas.cli._search_targets import SEARCH_TARGETS, json_path
+from kdnas.paper import METHOD_LABELS, SPACE_TITLES, TABLE1_TOLERANCE, paper_figures
 
 __all__ = ["TABLE1_TOLERANCE", "TARGETS", "register"]
-
-#: How close (absolute difference) a recomputed Pearson cell must be to the paper's.
-TABLE1_TOLERANCE = 0.03
-
-# The paper's column labels for each method key, in its column order (SP is printed "SS").
-_PAPER_LABELS: dict[str, str] = {
-    "nokd": "no KD",
-    "kd": "orig. KD",
-    "attention": "AT",
-    "nst": "NST",
-    "similarity": "SS",
-    "vid": "VID",
-    "pkt": "PKT",
-    "crd": "CRD",
-    "hint": "Hint",
-    "correlation": "CC",
-}
-_SPACE_TITLES: dict[str, str] = {
-    "mobilenet": "MobileNetV2 search space",
-    "shufflenet": "ShuffleNetV2 search space",
-}
 
 
 def _load_benchmark(args: argparse.Namespace) -> TabularBenchmark:
@@ -55,20 +33,6 @@ def _load_benchmark(args: argparse.Namespace) -> TabularBenchmark:
             f"{', '.join(bench.datasets())} (choose one with --dataset)"
         )
     return bench
-
-
-def _write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as strict JSON (NaN becomes null)."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return value
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def _format(value: float) -> str:
@@ -91,7 +55,7 @@ def _target_table1(args: argparse.Namespace) -> int:
     for space, by_part in ours.items():
         size = bench.num_architectures(space, args.dataset)
         table = Table(
-            title=f"{_SPACE_TITLES.get(space, space)} ({space}, {size} architectures): "
+            title=f"{SPACE_TITLES.get(space, space)} ({space}, {size} architectures): "
             "low-fidelity valid_acc vs high-fidelity test_acc",
             title_justify="left",
         )
@@ -99,8 +63,8 @@ def _target_table1(args: argparse.Namespace) -> int:
             table.add_column(header, justify="left" if header in ("part", "method") else "right")
         for part, by_method in by_part.items():
             # The paper's column order first, so rows read like its table.
-            order = [m for m in _PAPER_LABELS if m in by_method]
-            order += [m for m in by_method if m not in _PAPER_LABELS]
+            order = [m for m in METHOD_LABELS if m in by_method]
+            order += [m for m in by_method if m not in METHOD_LABELS]
             for method in order:
                 values = by_method[method]
                 cell = paired.get((space, part, method))
@@ -110,7 +74,7 @@ def _target_table1(args: argparse.Namespace) -> int:
                     diff_text = _format(cell.difference)
                     if not cell.within(TABLE1_TOLERANCE):
                         diff_text = f"[bold red]{diff_text}[/]"
-                label = _PAPER_LABELS.get(method)
+                label = METHOD_LABELS.get(method)
                 table.add_row(
                     f"1/{part}",
                     f"{method} ({label})" if label else method,
@@ -134,7 +98,9 @@ def _target_table1(args: argparse.Namespace) -> int:
                 f"paper {cell.paper:+.2f} (diff {cell.difference:+.3f})"
             )
     if args.json is not None:
-        _write_json(args.json, ours)
+        from kdnas.experiment import write_json
+
+        write_json(args.json, ours)
         console.print(f"wrote {args.json}")
     return 0
 
@@ -143,8 +109,25 @@ def _target_table1(args: argparse.Namespace) -> int:
 TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {
     "table1": _target_table1,
 }
-# The search experiments (Tables 2 and 4, figures, all) live in their own module.
+# The search experiments (Tables 2 and 4, figures) live in their own module.
 TARGETS.update(SEARCH_TARGETS)
+
+
+def _target_all(args: argparse.Namespace) -> int:
+    """Every table and figure (with --json FILE, one FILE-stem.<target>.json per table)."""
+    status = 0
+    for name, function in TARGETS.items():
+        if name == "all":
+            continue
+        one = argparse.Namespace(**vars(args))
+        one._all = True
+        if name == "table1" and args.json is not None:
+            one.json = json_path(one, "table1")
+        status = max(status, function(one))
+    return status
+
+
+TARGETS["all"] = _target_all
 
 
 def _run(args: argparse.Namespace) -> int:

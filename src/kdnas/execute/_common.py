@@ -1,25 +1,38 @@
-"""What both executors share: replaying a stored run, safe evaluation, callbacks, summaries."""
+"""What both executors share: replaying a stored run, the store step of the evaluation loop
+(``kdnas.search.loop``), callbacks and summaries."""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kdnas.core import EvalResult, Objective, Optimizer, Suggestion
-from kdnas.store import SQLiteStore, StoredEvaluation
+from kdnas.search.loop import (
+    STOP_REASONS,
+    Finished,
+    LoopLimits,
+    Workers,
+    check_result,
+    evaluate_safely,
+    failed_result,
+    run_loop,
+)
+from kdnas.store import Store, StoredEvaluation
 
 __all__ = [
     "ExecutionCallback",
     "ExecutionLimits",
     "ExecutionSummary",
     "ReplayDivergedError",
+    "check_result",
     "evaluate_safely",
+    "failed_result",
     "loss_hyperparameters_of",
     "replay_run",
+    "run_stored",
 ]
 
 logger = logging.getLogger(__name__)
@@ -29,26 +42,11 @@ class ReplayDivergedError(RuntimeError):
     """A resumed optimizer did not ask what the store recorded (it is not deterministic)."""
 
 
-@dataclass(frozen=True)
-class ExecutionLimits:
-    """When an executor stops, besides the optimizer running out of suggestions.
-
-    Args:
-        max_evaluations: finished evaluations of the run in all (replayed ones included),
-            or None for no limit. Counting replayed ones makes a resumed run stop where the
-            uninterrupted one would have.
-        max_wall_s: wall-clock seconds of this call, or None. Not reproducible: the optimizer's
-            own budget (evaluations or summed evaluation seconds) is the reproducible limit.
-    """
-
-    max_evaluations: int | None = None
-    max_wall_s: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_evaluations is not None and self.max_evaluations < 0:
-            raise ValueError(f"max_evaluations must be >= 0, got {self.max_evaluations!r}")
-        if self.max_wall_s is not None and not self.max_wall_s > 0:
-            raise ValueError(f"max_wall_s must be positive, got {self.max_wall_s!r}")
+#: When an executor stops, besides the optimizer running out of suggestions: the evaluation
+#: loop's limits (``max_evaluations`` counts replayed evaluations too, so a resumed run stops
+#: where the uninterrupted one would have; ``max_wall_s`` is not reproducible, the optimizer's
+#: own budget is).
+ExecutionLimits = LoopLimits
 
 
 class ExecutionCallback(Protocol):
@@ -71,8 +69,8 @@ class ExecutionSummary:
         n_replayed: evaluations read back from the store and told without running them.
         n_new: evaluations run and stored by this call.
         wall_s: seconds this call took.
-        stop_reason: "exhausted" (the optimizer has nothing more to ask), "max_evaluations"
-            or "max_wall_s".
+        stop_reason: one of ``kdnas.search.loop.STOP_REASONS``: "exhausted" (the optimizer
+            has nothing more to ask), "max_evaluations", "max_wall_s", ...
         extras: executor-specific facts (the Ray executor: its address).
     """
 
@@ -85,7 +83,7 @@ class ExecutionSummary:
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.stop_reason not in ("exhausted", "max_evaluations", "max_wall_s"):
+        if self.stop_reason not in STOP_REASONS:
             raise ValueError(f"unknown stop_reason {self.stop_reason!r}")
         object.__setattr__(self, "evaluations", tuple(self.evaluations))
 
@@ -120,62 +118,6 @@ def loss_hyperparameters_of(
     }
 
 
-def failed_result(suggestion: Suggestion, cost_s: float, message: str) -> EvalResult:
-    """A "failed" result carrying the seconds spent and the error message."""
-    return EvalResult(
-        arch_key=suggestion.arch.key(),
-        fidelity=suggestion.fidelity,
-        valid_acc=math.nan,
-        test_acc=math.nan,
-        cost_s=max(0.0, float(cost_s)) if math.isfinite(cost_s) else 0.0,
-        status="failed",
-        info={"error": message[:2000]},
-    )
-
-
-def check_result(suggestion: Suggestion, result: object, cost_s: float) -> EvalResult:
-    """``result`` if it is a well-formed answer to ``suggestion``, else a failed result."""
-    if not isinstance(result, EvalResult):
-        return failed_result(
-            suggestion, cost_s, f"objective returned {type(result).__name__}, not EvalResult"
-        )
-    if result.arch_key != suggestion.arch.key() or result.fidelity != suggestion.fidelity:
-        return failed_result(
-            suggestion,
-            cost_s,
-            f"objective answered {result.arch_key} at {result.fidelity.label()}, "
-            f"asked {suggestion.arch.key()} at {suggestion.fidelity.label()}",
-        )
-    return result
-
-
-def evaluate_safely(
-    objective: Objective, suggestion: Suggestion
-) -> tuple[EvalResult, float, float]:
-    """Evaluate one suggestion; an exception becomes a "failed" result instead of a crash.
-
-    Objectives return "failed" or "diverged" results themselves for bad architectures and
-    diverged losses; this guard catches the unexpected (a bug, an out-of-memory error) so one
-    bad evaluation never ends a long search.
-
-    Returns:
-        The result, and the Unix times (seconds) the evaluation started and finished.
-    """
-    started = time.time()
-    clock = time.perf_counter()
-    try:
-        result: object = objective.evaluate(suggestion.arch, suggestion.fidelity)
-    except Exception as error:
-        logger.exception(
-            "evaluation of %s at %s raised", suggestion.arch.key(), suggestion.fidelity.label()
-        )
-        result = failed_result(
-            suggestion, time.perf_counter() - clock, f"{type(error).__name__}: {error}"
-        )
-    checked = check_result(suggestion, result, time.perf_counter() - clock)
-    return checked, started, time.time()
-
-
 @dataclass
 class ReplayState:
     """An optimizer put back in its stored state, and what is left to evaluate."""
@@ -184,7 +126,7 @@ class ReplayState:
     unfinished: list[Suggestion]
 
 
-def replay_run(optimizer: Optimizer, store: SQLiteStore, run_id: str) -> ReplayState:
+def replay_run(optimizer: Optimizer, store: Store, run_id: str) -> ReplayState:
     """Replay a stored run's asks and tells, in their recorded order, into ``optimizer``.
 
     The optimizer must be fresh and built with the run's seed and configuration. Every
@@ -261,3 +203,82 @@ def notify_result(
         )
         if hook is not None:
             hook(evaluation, replayed)
+
+
+class _StoreStep:
+    """The loop's store step for one run: record each ask, commit each finished evaluation
+    (before the optimizer is told), and notify the callbacks."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        objective: Objective,
+        callbacks: Sequence[object],
+        evaluations: list[StoredEvaluation],
+    ) -> None:
+        self.store, self.run_id, self.objective = store, run_id, objective
+        self.callbacks, self.evaluations = callbacks, evaluations
+
+    def asked(self, suggestion: Suggestion) -> None:
+        self.store.record_ask(self.run_id, suggestion)
+
+    def started(self, suggestion: Suggestion) -> None:
+        notify_start(self.callbacks, suggestion)
+
+    def finished(self, finished: Finished) -> None:
+        suggestion, result = finished.suggestion, finished.result
+        evaluation = self.store.put(
+            self.run_id,
+            suggestion,
+            result,
+            loss_hyperparameters=loss_hyperparameters_of(self.objective, suggestion, result),
+            started_at=finished.started_at,
+            finished_at=finished.finished_at,
+            worker=finished.worker or None,
+        )
+        self.evaluations.append(evaluation)
+        notify_result(self.callbacks, evaluation, False)
+
+
+def run_stored(
+    optimizer: Optimizer,
+    objective: Objective,
+    make_workers: Callable[[], Workers],
+    store: Store,
+    *,
+    run_id: str,
+    config: Mapping[str, Any] | None,
+    limits: ExecutionLimits | None,
+    callbacks: Sequence[object],
+    poll_s: float = 1.0,
+    extras: Mapping[str, Any] | None = None,
+) -> ExecutionSummary:
+    """Run (or resume) the stored search ``run_id`` through the evaluation loop: open the run,
+    replay its history into the fresh optimizer, then (only then, so a refused run starts no
+    workers) ``make_workers()``, evaluate the interrupted suggestions first, and ask,
+    evaluate, store, tell until a stop."""
+    clock = time.perf_counter()
+    store.open_run(run_id, config or {})
+    state = replay_run(optimizer, store, run_id)
+    for evaluation in state.told:
+        notify_result(callbacks, evaluation, True)
+    evaluations: list[StoredEvaluation] = list(state.told)
+    trace = run_loop(
+        optimizer,
+        make_workers(),
+        limits=limits,
+        recorder=_StoreStep(store, run_id, objective, callbacks, evaluations),
+        resume=state.unfinished,
+        already_finished=len(state.told),
+        poll_s=poll_s,
+    )
+    return ExecutionSummary(
+        run_id=run_id,
+        evaluations=evaluations,
+        n_replayed=len(state.told),
+        n_new=len(trace.steps),
+        wall_s=time.perf_counter() - clock,
+        stop_reason=trace.stop_reason,
+        extras=dict(extras or {}),
+    )

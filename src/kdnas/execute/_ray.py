@@ -1,10 +1,10 @@
 """The Ray executor: each evaluation a Ray task, several running at once.
 
-The driver (this process) owns the optimizer and the store: it asks for a new suggestion
-whenever a slot is free, while other evaluations are still running (the optimizer accounts for
-those pending ones, e.g. by fantasising their posterior mean), and commits each result the
-moment its task returns. Workers only evaluate. Ray is imported when the executor runs, so
-``import kdnas`` works without it.
+The driver (this process) runs the evaluation loop (``kdnas.search.loop``) with Ray tasks as
+its workers: it asks for a new suggestion whenever a slot is free, while other evaluations are
+still running (the optimizer accounts for those pending ones, e.g. by fantasising their
+posterior mean), and commits each result the moment its task returns. Workers only evaluate.
+Ray is imported when the executor runs, so ``import kdnas`` works without it.
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from kdnas.execute._common import (
     check_result,
     evaluate_safely,
     failed_result,
-    loss_hyperparameters_of,
-    notify_result,
-    notify_start,
-    replay_run,
+    run_stored,
 )
 from kdnas.execute._reaper import ProcessReaper
-from kdnas.store import SQLiteStore, StoredEvaluation
+from kdnas.search.loop import Finished
+from kdnas.store import Store
 
 __all__ = ["RayExecutor", "import_ray"]
 
@@ -236,7 +234,7 @@ class RayExecutor:
         self,
         optimizer: Optimizer,
         objective: Objective,
-        store: SQLiteStore,
+        store: Store,
         *,
         run_id: str,
         config: Mapping[str, Any] | None = None,
@@ -253,163 +251,122 @@ class RayExecutor:
             ConnectionError: the cluster at ``address`` cannot be joined.
         """
         ray = import_ray()
-        limits = limits or ExecutionLimits()
-        clock = time.perf_counter()
-        store.open_run(run_id, config or {})
-        state = replay_run(optimizer, store, run_id)
-        for evaluation in state.told:
-            notify_result(callbacks, evaluation, True)
-        finished: list[StoredEvaluation] = list(state.told)
-        started_ray = self._start(ray) or self._owns_ray
-        self._owns_ray = False
+        started_ray = False
+
+        def make_workers() -> _RayWorkers:
+            # After the store accepted the run and replayed it: a refused run starts no Ray.
+            nonlocal started_ray
+            started_ray = self._start(ray) or self._owns_ray
+            self._owns_ray = False
+            task = ray.remote(**self.task_options())(_evaluate_task)
+            concurrency = self._concurrency(ray)
+            logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)
+            return _RayWorkers(
+                ray, task, ray.put(objective), concurrency, self.infrastructure_retries
+            )
+
         try:
-            n_new, stop_reason = self._loop(
-                ray,
+            return run_stored(
                 optimizer,
                 objective,
+                make_workers,
                 store,
-                run_id,
-                state.unfinished,
-                finished,
-                limits,
-                callbacks,
-                clock,
+                run_id=run_id,
+                config=config,
+                limits=limits,
+                callbacks=callbacks,
+                poll_s=self.poll_s,
+                extras={"executor": "ray", "address": self.address or "local"},
             )
         finally:
             if started_ray and self.shutdown:
                 ray.shutdown()
                 self._release_reaper()
-        return ExecutionSummary(
-            run_id=run_id,
-            evaluations=finished,
-            n_replayed=len(state.told),
-            n_new=n_new,
-            wall_s=time.perf_counter() - clock,
-            stop_reason=stop_reason,
-            extras={"executor": "ray", "address": self.address or "local"},
+
+
+class _RayWorkers:
+    """The evaluation loop's workers on Ray: one task per evaluation, ``capacity`` at once.
+
+    The driver owns the optimizer and the store; tasks only evaluate. A task lost to the
+    infrastructure (its worker or node died) is submitted again, up to ``retries`` times,
+    and the failures are recorded in the result's info; a task whose code raised is not.
+    """
+
+    def __init__(
+        self, ray: Any, task: Any, objective_ref: Any, capacity: int, retries: int
+    ) -> None:
+        self.ray, self.task, self.objective_ref = ray, task, objective_ref
+        self.capacity = capacity
+        self.retries = retries
+        self.origin = time.perf_counter()
+        self.running: dict[Any, tuple[Suggestion, float]] = {}
+        self.lost: dict[int, list[str]] = {}  # trial id -> infrastructure failures so far
+
+    @property
+    def busy(self) -> int:
+        return len(self.running)
+
+    def submit(self, suggestion: Suggestion) -> None:
+        reference = self.task.remote(
+            self.objective_ref, suggestion.arch, suggestion.fidelity, suggestion.trial_id
+        )
+        self.running[reference] = (suggestion, time.perf_counter())
+
+    def wait(self, timeout_s: float | None) -> list[Finished]:
+        deadline = None if timeout_s is None else time.perf_counter() + timeout_s
+        while self.running:
+            remaining = None if deadline is None else max(0.0, deadline - time.perf_counter())
+            done, rest = self.ray.wait(list(self.running), num_returns=1, timeout=remaining)
+            if not done:
+                return []
+            if rest:
+                # Others that ended meanwhile are told together, as the loop expects.
+                more, _ = self.ray.wait(rest, num_returns=len(rest), timeout=0)
+                done = done + more
+            collected = [self._collect(reference) for reference in done]
+            finished = [item for item in collected if item is not None]
+            if finished:
+                return finished
+            # Every task that ended was lost and submitted again: wait on.
+        return []
+
+    def _collect(self, reference: Any) -> Finished | None:
+        """The finished evaluation, or None when its task was lost and submitted again."""
+        suggestion, submitted = self.running.pop(reference)
+        worker = ""
+        try:
+            payload = self.ray.get(reference)
+            result = check_result(suggestion, payload[0], time.perf_counter() - submitted)
+            started, ended, worker = float(payload[1]), float(payload[2]), str(payload[3])
+        except Exception as error:
+            failures = self.lost.setdefault(suggestion.trial_id, [])
+            if _is_infrastructure_failure(self.ray, error) and len(failures) < self.retries:
+                failures.append(f"{type(error).__name__}: {str(error).strip()[:300]}")
+                logger.warning(
+                    "Ray task of trial %d lost to the infrastructure (%s); running it again "
+                    "(retry %d of %d)",
+                    suggestion.trial_id,
+                    type(error).__name__,
+                    len(failures),
+                    self.retries,
+                )
+                self.submit(suggestion)
+                return None
+            logger.error("Ray task of trial %d failed: %s", suggestion.trial_id, error)
+            elapsed = time.perf_counter() - submitted
+            result = failed_result(suggestion, elapsed, f"{type(error).__name__}: {error}")
+            ended = time.time()
+            started = ended - (elapsed if math.isfinite(elapsed) else 0.0)
+        if self.lost.get(suggestion.trial_id):
+            result = _with_retries(result, self.lost.pop(suggestion.trial_id))
+        now = time.perf_counter() - self.origin
+        return Finished(
+            suggestion, result, submitted - self.origin, now, started, ended, worker=worker
         )
 
-    def _loop(
-        self,
-        ray: Any,
-        optimizer: Optimizer,
-        objective: Objective,
-        store: SQLiteStore,
-        run_id: str,
-        unfinished: list[Suggestion],
-        finished: list[StoredEvaluation],
-        limits: ExecutionLimits,
-        callbacks: Sequence[object],
-        clock: float,
-    ) -> tuple[int, str]:
-        task = ray.remote(**self.task_options())(_evaluate_task)
-        objective_ref = ray.put(objective)
-        concurrency = self._concurrency(ray)
-        logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)
-        queue = list(unfinished)
-        running: dict[Any, tuple[Suggestion, float]] = {}
-        lost: dict[int, list[str]] = {}  # trial id -> infrastructure failures so far
-        # ask() returning None while evaluations run may only mean "wait for results" (a phase
-        # change needs them); ask again after the next tell.
-        optimizer_waiting = False
-        n_new = 0
-        stop_reason = "exhausted"
-
-        def out_of_time() -> bool:
-            return (
-                limits.max_wall_s is not None and time.perf_counter() - clock >= limits.max_wall_s
-            )
-
-        while True:
-            while len(running) < concurrency:
-                if limits.max_evaluations is not None and (
-                    len(finished) + len(running) >= limits.max_evaluations
-                ):
-                    break
-                if out_of_time():
-                    break
-                if queue:
-                    suggestion = queue.pop(0)
-                elif optimizer_waiting:
-                    break
-                else:
-                    asked = optimizer.ask()
-                    if asked is None:
-                        optimizer_waiting = True
-                        break
-                    suggestion = asked
-                    store.record_ask(run_id, suggestion)
-                notify_start(callbacks, suggestion)
-                reference = task.remote(
-                    objective_ref, suggestion.arch, suggestion.fidelity, suggestion.trial_id
-                )
-                running[reference] = (suggestion, time.perf_counter())
-            if not running:
-                if limits.max_evaluations is not None and len(finished) >= limits.max_evaluations:
-                    stop_reason = "max_evaluations"
-                elif out_of_time():
-                    stop_reason = "max_wall_s"
-                break
-            timeout = None if limits.max_wall_s is None else self.poll_s
-            done, _ = ray.wait(list(running), num_returns=1, timeout=timeout)
-            if not done:
-                if out_of_time():
-                    for reference in running:
-                        ray.cancel(reference, force=True)
-                    logger.info(
-                        "run %s: wall-clock limit; %d running evaluations cancelled",
-                        run_id,
-                        len(running),
-                    )
-                    stop_reason = "max_wall_s"
-                    break
-                continue
-            reference = done[0]
-            suggestion, submitted = running.pop(reference)
-            worker = ""
-            try:
-                payload = ray.get(reference)
-                result = check_result(suggestion, payload[0], time.perf_counter() - submitted)
-                started, ended, worker = float(payload[1]), float(payload[2]), str(payload[3])
-            except Exception as error:
-                failures = lost.setdefault(suggestion.trial_id, [])
-                if (
-                    _is_infrastructure_failure(ray, error)
-                    and len(failures) < self.infrastructure_retries
-                ):
-                    failures.append(f"{type(error).__name__}: {str(error).strip()[:300]}")
-                    logger.warning(
-                        "Ray task of trial %d lost to the infrastructure (%s); running it "
-                        "again (retry %d of %d)",
-                        suggestion.trial_id,
-                        type(error).__name__,
-                        len(failures),
-                        self.infrastructure_retries,
-                    )
-                    reference = task.remote(
-                        objective_ref, suggestion.arch, suggestion.fidelity, suggestion.trial_id
-                    )
-                    running[reference] = (suggestion, time.perf_counter())
-                    continue
-                logger.error("Ray task of trial %d failed: %s", suggestion.trial_id, error)
-                elapsed = time.perf_counter() - submitted
-                result = failed_result(suggestion, elapsed, f"{type(error).__name__}: {error}")
-                ended = time.time()
-                started = ended - (elapsed if math.isfinite(elapsed) else 0.0)
-            if lost.get(suggestion.trial_id):
-                result = _with_retries(result, lost.pop(suggestion.trial_id))
-            evaluation = store.put(
-                run_id,
-                suggestion,
-                result,
-                loss_hyperparameters=loss_hyperparameters_of(objective, suggestion, result),
-                started_at=started,
-                finished_at=ended,
-                worker=worker or None,
-            )
-            optimizer.tell(suggestion, result)
-            optimizer_waiting = False
-            finished.append(evaluation)
-            n_new += 1
-            notify_result(callbacks, evaluation, False)
-        return n_new, stop_reason
+    def cancel(self) -> list[Suggestion]:
+        for reference in self.running:
+            self.ray.cancel(reference, force=True)
+        abandoned = [suggestion for suggestion, _ in self.running.values()]
+        self.running.clear()
+        return abandoned

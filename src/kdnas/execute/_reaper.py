@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -96,11 +97,13 @@ def _end(processes: dict[int, int], grace_s: float) -> None:
 
 def _watch(driver: int, poll_s: float, grace_s: float) -> None:
     """The watchdog's body: record until the pipe on stdin closes, then end the rest."""
-    import select
-
     recorded: dict[int, int] = {}
+    first = True
     while True:
         recorded.update(ray_descendants(driver))
+        if first:  # the driver waits for this before it starts Ray
+            os.write(sys.stdout.fileno(), b"ready\n")
+            first = False
         ready, _, _ = select.select([sys.stdin], [], [], poll_s)
         if ready and not os.read(sys.stdin.fileno(), 1024):
             break
@@ -123,26 +126,40 @@ class ProcessReaper:
         self._process = process
 
     @classmethod
-    def start(cls, poll_s: float = 0.5, grace_s: float = 2.0) -> ProcessReaper | None:
-        """Start the watchdog for this process; None where ``/proc`` is unavailable."""
+    def start(
+        cls, poll_s: float = 0.5, grace_s: float = 2.0, ready_timeout_s: float = 60.0
+    ) -> ProcessReaper | None:
+        """Start the watchdog for this process and wait until it watches (at most
+        ``ready_timeout_s`` seconds); None where ``/proc`` is unavailable."""
         if not sys.platform.startswith("linux") or not _PROC.is_dir():
             return None
+        # This file is run by path, not imported as part of kdnas: importing the package
+        # would import torch, seconds during which the watchdog records nothing.
         command = [
             sys.executable,
             "-c",
-            f"from kdnas.execute._reaper import _watch; _watch({os.getpid()}, {poll_s!r}, "
-            f"{grace_s!r})",
+            f"import runpy; runpy.run_path({__file__!r})['_watch']"
+            f"({os.getpid()}, {poll_s!r}, {grace_s!r})",
         ]
         # Its own session: a Ctrl-C or SIGTERM sent to the driver's process group, which
         # Ray's processes share, does not reach the watchdog before it has done its job.
         process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
         )
+        # Ray starts only once the watchdog watches: a driver killed in between would
+        # otherwise leave processes nobody recorded.
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], ready_timeout_s)
+        if not ready or not process.stdout.readline():
+            process.kill()
+            process.wait()
+            raise RuntimeError("the Ray process watchdog did not start")
+        process.stdout.close()
         return cls(process)
 
     def release(self, timeout_s: float = 10.0) -> None:

@@ -1,23 +1,15 @@
-"""The in-process executor: one evaluation at a time, in the calling process."""
+"""The in-process executor: the evaluation loop with one worker, in the calling process."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kdnas.core import Objective, Optimizer, Suggestion
-from kdnas.execute._common import (
-    ExecutionLimits,
-    ExecutionSummary,
-    evaluate_safely,
-    loss_hyperparameters_of,
-    notify_result,
-    notify_start,
-    replay_run,
-)
-from kdnas.store import SQLiteStore
+from kdnas.core import Objective, Optimizer
+from kdnas.execute._common import ExecutionLimits, ExecutionSummary, run_stored
+from kdnas.search.loop import InProcessWorkers
+from kdnas.store import Store
 
 __all__ = ["SerialExecutor"]
 
@@ -42,7 +34,7 @@ class SerialExecutor:
         self,
         optimizer: Optimizer,
         objective: Objective,
-        store: SQLiteStore,
+        store: Store,
         *,
         run_id: str,
         config: Mapping[str, Any] | None = None,
@@ -65,50 +57,15 @@ class SerialExecutor:
         Returns:
             A summary with every finished evaluation of the run.
         """
-        limits = limits or ExecutionLimits()
-        clock = time.perf_counter()
-        store.open_run(run_id, config or {})
-        state = replay_run(optimizer, store, run_id)
-        for evaluation in state.told:
-            notify_result(callbacks, evaluation, True)
-        finished = list(state.told)
-        queue: list[Suggestion] = list(state.unfinished)
-        n_new = 0
-        stop_reason = "exhausted"
-        while True:
-            if limits.max_evaluations is not None and len(finished) >= limits.max_evaluations:
-                stop_reason = "max_evaluations"
-                break
-            if limits.max_wall_s is not None and time.perf_counter() - clock >= limits.max_wall_s:
-                stop_reason = "max_wall_s"
-                break
-            if queue:
-                suggestion = queue.pop(0)
-            else:
-                asked = optimizer.ask()
-                if asked is None:
-                    break
-                suggestion = asked
-                store.record_ask(run_id, suggestion)
-            notify_start(callbacks, suggestion)
-            result, started, ended = evaluate_safely(objective, suggestion)
-            evaluation = store.put(
-                run_id,
-                suggestion,
-                result,
-                loss_hyperparameters=loss_hyperparameters_of(objective, suggestion, result),
-                started_at=started,
-                finished_at=ended,
-            )
-            optimizer.tell(suggestion, result)
-            finished.append(evaluation)
-            n_new += 1
-            notify_result(callbacks, evaluation, False)
-        return ExecutionSummary(
+        # One evaluation at a time in this process: the loop's in-process workers, whose
+        # exceptions become stored "failed" results so one bad evaluation never ends a search.
+        return run_stored(
+            optimizer,
+            objective,
+            lambda: InProcessWorkers(objective, 1, contain_errors=True),
+            store,
             run_id=run_id,
-            evaluations=finished,
-            n_replayed=len(state.told),
-            n_new=n_new,
-            wall_s=time.perf_counter() - clock,
-            stop_reason=stop_reason,
+            config=config,
+            limits=limits,
+            callbacks=callbacks,
         )

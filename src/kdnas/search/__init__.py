@@ -3,7 +3,9 @@
 - ``kdnas.search.gp``: the GP (isotropic RBF on standardised features, marginal likelihood).
 - ``kdnas.search.optimizers``: ask/tell optimizers (random search, Algorithm 1, GP-UCB,
   Algorithm 2) implementing ``kdnas.core.Optimizer``.
-- ``kdnas.search.harness``: the serial evaluation loop and run statistics.
+- ``kdnas.search.loop``: the one evaluation loop (ask, evaluate, tell, store, stop) with
+  pluggable workers; ``InProcessWorkers`` simulates N asynchronous workers on a clock.
+- ``kdnas.search.harness``: run statistics (``Trace``) and the paper's percentile.
 - ``kdnas.search.engine``: the batched simulation of many runs at once (torch).
 - ``kdnas.search.reproduction``: the paper's Tables 2 and 4 and its figures' data.
 - ``kdnas.search.multifidelity``: proxy-prior and screening GP-UCB (beyond the paper), with
@@ -14,7 +16,15 @@ from __future__ import annotations
 
 from kdnas.search.candidates import CandidateSet, random_subsets, standardize_columns
 from kdnas.search.gp import NORMALIZATIONS, FittedGP, GPConfig, fit_gp
-from kdnas.search.harness import Trace, TraceStep, percentile_in_space, run_many, run_optimizer
+from kdnas.search.harness import Trace, TraceStep, percentile_in_space
+from kdnas.search.loop import (
+    InProcessWorkers,
+    LoopLimits,
+    Workers,
+    run_loop,
+    run_many,
+    run_optimizer,
+)
 from kdnas.search.multifidelity import (
     ScreeningConfig,
     ScreeningGPUCB,
@@ -31,6 +41,8 @@ __all__ = [
     "CandidateSet",
     "FittedGP",
     "GPConfig",
+    "InProcessWorkers",
+    "LoopLimits",
     "LowFidelityGP",
     "MultiFidelityGPUCB",
     "RandomSearch",
@@ -38,11 +50,13 @@ __all__ = [
     "ScreeningGPUCB",
     "Trace",
     "TraceStep",
+    "Workers",
     "fit_gp",
     "multiply_add_proxy",
     "percentile_in_space",
     "random_subsets",
     "register_table4_rows",
+    "run_loop",
     "run_many",
     "run_optimizer",
     "simulate_screening",

@@ -23,17 +23,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdnas.search.gp import squared_distances
+
 __all__ = ["LOG_LENGTH_GRID", "NoisyGP", "fit_noisy_gp", "log_marginal_likelihoods"]
 
 #: log length scales tried by the marginal-likelihood search (1e-2 .. 1e5, 90 points).
 LOG_LENGTH_GRID: np.ndarray = np.linspace(math.log(1e-2), math.log(1e5), 90)
 
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d, 0.0)
 
 
 def log_marginal_likelihoods(
@@ -84,10 +81,15 @@ class NoisyGP:
     alpha: np.ndarray
     log_marginal_likelihood: float
 
-    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation of f at ``features`` [N, d] -> ([N], [N])."""
-        cross = np.exp(-0.5 * _sq_dists(self.features, features) / self.length_scale**2)
+    def predict(
+        self, features: np.ndarray, return_std: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Posterior mean and standard deviation of f at ``features`` [N, d] -> ([N], [N]);
+        the std is None unless ``return_std`` (``kdnas.search.gp.GaussianPosterior``)."""
+        cross = np.exp(-0.5 * squared_distances(self.features, features) / self.length_scale**2)
         mean = self.mean + cross.T @ self.alpha
+        if not return_std:
+            return mean, None
         solved = np.linalg.solve(self.chol, cross)
         var = np.maximum(1.0 - (solved * solved).sum(0), 0.0)
         return mean, np.sqrt(var)
@@ -125,7 +127,7 @@ def fit_noisy_gp(
         raise ValueError("fit_noisy_gp: targets must be finite and noise variances finite >= 0")
     mean = float(y.mean())
     centred = y - mean
-    sq = _sq_dists(x, x)
+    sq = squared_distances(x, x)
     if length_scale is None:
         length_scale = 1.0 if len(y) == 1 else _best_length(sq, centred, v, log_lengths)
     kernel = np.exp(-0.5 * sq / length_scale**2) + np.diag(v)

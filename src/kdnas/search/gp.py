@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from scipy.linalg import LinAlgError, cho_solve, cholesky, solve_triangular
@@ -37,8 +38,11 @@ __all__ = [
     "NORMALIZATIONS",
     "FittedGP",
     "GPConfig",
+    "GaussianPosterior",
     "fit_gp",
     "log_marginal_likelihood",
+    "squared_distances",
+    "upper_confidence_bound",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,6 +51,8 @@ logger = logging.getLogger(__name__)
 NORMALIZATIONS: tuple[str, ...] = ("none", "center", "standardize")
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+ArrayT = TypeVar("ArrayT")
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,22 @@ class GPConfig:
         return cls(normalize="center", n_restarts=3)
 
 
-def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+class GaussianPosterior(Protocol):
+    """What every fitted GP of kdnas answers (``FittedGP``, ``_noisy_gp.NoisyGP``, and per run
+    ``engine.BatchedGP`` with a leading run axis): the posterior of f at query points."""
+
+    def predict(self, x: Any, return_std: bool = False) -> tuple[Any, Any]:
+        """(mean, std) of f at ``x`` [m, d], in the targets' units; std is None unless
+        ``return_std`` (it costs a triangular solve the mean does not need)."""
+
+
+def upper_confidence_bound(mean: ArrayT, std: ArrayT, beta: float) -> ArrayT:
+    """GP-UCB's acquisition, mean + beta * std (numpy arrays or torch tensors alike)."""
+    return mean + beta * std
+
+
+def squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[n, m] squared Euclidean distances between the rows of ``a`` [n, d] and ``b`` [m, d]."""
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return np.maximum(d, 0.0)
 
@@ -159,17 +180,19 @@ class FittedGP:
     y_mean: float
     y_scale: float
 
-    def predict(self, x: np.ndarray, return_std: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, x: np.ndarray, return_std: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Posterior mean and standard deviation at ``x`` [m, d], in the targets' units.
 
         Returns:
-            (mean [m], std [m]); std is zeros unless ``return_std``.
+            (mean [m], std [m]); std is None unless ``return_std``.
         """
         x = np.asarray(x, dtype=float)
-        cross = np.exp(-0.5 * _sq_dists(x, self.x_train) / self.length_scale**2)
+        cross = np.exp(-0.5 * squared_distances(x, self.x_train) / self.length_scale**2)
         mean = self.y_mean + self.y_scale * (cross @ self.alpha)
         if not return_std:
-            return mean, np.zeros_like(mean)
+            return mean, None
         v = solve_triangular(self.chol, cross.T, lower=True, check_finite=False)
         var = np.clip(1.0 - (v * v).sum(0), 0.0, None)
         return mean, self.y_scale * np.sqrt(var)
@@ -197,7 +220,7 @@ def fit_gp(
         raise ValueError("fit_gp needs finite x and y (drop failed evaluations first)")
     y_mean, y_scale = _normalizer(y, config.normalize)
     target = (y - y_mean) / y_scale
-    dists = _sq_dists(x, x)
+    dists = squared_distances(x, x)
     low, high = (math.log(b) for b in config.length_scale_bounds)
     theta = math.log(config.length_scale)
     best_value = log_marginal_likelihood(theta, dists, target, config.jitter)[0]

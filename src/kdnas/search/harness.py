@@ -1,32 +1,26 @@
-"""Running ask/tell optimizers against an objective, and the statistics of such runs.
+"""The statistics of optimizer runs: what ``kdnas.search.loop`` records and the paper asks.
 
-``run_optimizer`` is the plain serial loop (ask, evaluate, tell) with budgets in evaluations
-or seconds; ``Trace`` records what happened and answers the paper's questions: the time to
-reach the optimum (seconds of every evaluation made, low and high fidelity, until the optimum
-has been evaluated at high fidelity), the anytime curve of the incumbent, the chosen
+``Trace`` records the evaluations of one run, each with its start and end on the workers'
+clock, and answers the paper's questions: the time to reach the optimum (the clock when the
+optimum's high-fidelity evaluation ended; with one worker, the seconds of every evaluation
+made, low and high fidelity, until then), the anytime curve of the incumbent, the chosen
 architecture. ``percentile_in_space`` is the paper's rank measure.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Objective, Suggestion
+from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Suggestion
 
 __all__ = [
     "Trace",
     "TraceStep",
     "percentile_in_space",
-    "run_many",
-    "run_optimizer",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def percentile_in_space(values: np.ndarray, chosen: np.ndarray | int) -> np.ndarray:
@@ -46,28 +40,38 @@ def percentile_in_space(values: np.ndarray, chosen: np.ndarray | int) -> np.ndar
 
 @dataclass(frozen=True)
 class TraceStep:
-    """One evaluation of a run: what was asked, what came back, seconds spent so far."""
+    """One evaluation of a run: what was asked, what came back, and when it started and
+    ended on the workers' clock (seconds since the run began; with one worker, the seconds
+    of every evaluation so far)."""
 
     suggestion: Suggestion
     result: EvalResult
     elapsed_s: float
+    started_s: float = math.nan
 
 
 @dataclass(frozen=True)
 class Trace:
-    """The evaluations of one optimizer run, in the order they were told."""
+    """The evaluations of one optimizer run, in the order they were told, and why it ended
+    (one of ``kdnas.search.loop.STOP_REASONS``)."""
 
     steps: tuple[TraceStep, ...]
     seed: int | None = None
+    stop_reason: str = "exhausted"
 
     @property
     def cost_s(self) -> float:
-        """Seconds of all evaluations made."""
-        return self.steps[-1].elapsed_s if self.steps else 0.0
+        """Seconds of all evaluations made (summed over workers)."""
+        return float(sum(step.result.cost_s for step in self.steps))
+
+    @property
+    def elapsed_s(self) -> float:
+        """The workers' clock when the last evaluation ended (the cost with one worker)."""
+        return max((step.elapsed_s for step in self.steps), default=0.0)
 
     def time_to(self, arch: Architecture, fidelity: Fidelity = HIGH_FIDELITY) -> float:
-        """Seconds spent until ``arch`` had been evaluated at ``fidelity`` (that evaluation
-        included); inf if it never was."""
+        """The clock when ``arch``'s evaluation at ``fidelity`` ended (with one worker: the
+        seconds spent until then, that evaluation included); inf if it never was."""
         for step in self.steps:
             if step.suggestion.arch == arch and step.result.fidelity == fidelity:
                 return step.elapsed_s
@@ -93,66 +97,3 @@ class Trace:
                 times.append(step.elapsed_s)
                 values.append(getattr(best, metric))
         return np.asarray(times), np.asarray(values)
-
-
-def run_optimizer(
-    optimizer: object,
-    objective: Objective,
-    max_evaluations: int | None = None,
-    max_cost_s: float | None = None,
-    stop: Callable[[TraceStep], bool] | None = None,
-) -> Trace:
-    """The serial evaluation loop: ask, evaluate, tell, until the optimizer has nothing to ask,
-    a budget is spent, or ``stop(step)`` returns True.
-
-    Args:
-        optimizer: a ``kdnas.core.Optimizer``.
-        objective: evaluates (arch, fidelity) -> ``EvalResult`` with ``cost_s`` in seconds.
-        max_evaluations: at most this many evaluations.
-        max_cost_s: stop once this many seconds have been spent (the evaluation that crosses
-            the limit is completed and counted).
-        stop: called after each tell; True ends the run (e.g. "the optimum was found").
-    """
-    steps: list[TraceStep] = []
-    elapsed = 0.0
-    while max_evaluations is None or len(steps) < max_evaluations:
-        if max_cost_s is not None and elapsed >= max_cost_s:
-            break
-        suggestion = optimizer.ask()  # type: ignore[attr-defined]
-        if suggestion is None:
-            break
-        result = objective.evaluate(suggestion.arch, suggestion.fidelity)
-        optimizer.tell(suggestion, result)  # type: ignore[attr-defined]
-        elapsed += result.cost_s
-        step = TraceStep(suggestion, result, elapsed)
-        steps.append(step)
-        if stop is not None and stop(step):
-            break
-    return Trace(tuple(steps), getattr(optimizer, "seed", None))
-
-
-def run_many(
-    make_optimizer: Callable[[int], object],
-    objective: Objective,
-    seeds: Sequence[int],
-    stop_at: Architecture | None = None,
-    stop_fidelity: Fidelity = HIGH_FIDELITY,
-    max_evaluations: int | None = None,
-    max_cost_s: float | None = None,
-) -> list[Trace]:
-    """One ``run_optimizer`` per seed; with ``stop_at``, each run ends once that architecture
-    has been evaluated at ``stop_fidelity`` (time-to-optimum experiments)."""
-
-    def found(step: TraceStep) -> bool:
-        return step.suggestion.arch == stop_at and step.result.fidelity == stop_fidelity
-
-    return [
-        run_optimizer(
-            make_optimizer(seed),
-            objective,
-            max_evaluations=max_evaluations,
-            max_cost_s=max_cost_s,
-            stop=found if stop_at is not None else None,
-        )
-        for seed in seeds
-    ]

@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,10 +55,16 @@ import numpy as np
 from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Suggestion
 from kdnas.search._noisy_gp import fit_noisy_gp
 from kdnas.search.candidates import CandidateSet
-from kdnas.search.optimizers import Budget, _Pool
+from kdnas.search.gp import upper_confidence_bound
+from kdnas.search.optimizers import Budget, TrialPool
+from kdnas.search.reproduction import (
+    TABLE4_ROWS,
+    SpaceArrays,
+    register_optimizer,
+    run_on_arrays,
+)
 
 if TYPE_CHECKING:
-    from kdnas.search.reproduction import SpaceArrays, Table4Settings
     from kdnas.spaces import SearchSpace
 
 __all__ = [
@@ -201,7 +208,7 @@ class ScreeningGPUCB:
         target_value: float | None = None,
         proxy: np.ndarray | Sequence[float] | None = None,
     ) -> None:
-        self._pool = _Pool(candidates, seed, budget)
+        self._pool = TrialPool(candidates, seed, budget)
         self.config = config or ScreeningConfig()
         self.target_value = target_value
         self._start = None if start is None else candidates.index_of(start)
@@ -295,10 +302,10 @@ class ScreeningGPUCB:
             # amplitude plus the slope's uncertainty).
             z = self._proxy[free]
             prior_std = np.sqrt(1.0 + (cfg.proxy_slope_std * z) ** 2)
-            score[free] = cfg.proxy_slope * z + cfg.beta * prior_std
+            score[free] = upper_confidence_bound(cfg.proxy_slope * z, prior_std, cfg.beta)
             return int(np.argmax(score)), first
         mean, std = self._posterior(high_idx, high_val, screen_idx, screen_val)
-        score[free] = mean[free] + cfg.beta * std[free]
+        score[free] = upper_confidence_bound(mean[free], std[free], cfg.beta)
         best = int(np.argmax(score))
         screened = set(screen_idx.tolist())
         if cfg.screen_fidelity is None or best in screened:
@@ -316,10 +323,10 @@ class ScreeningGPUCB:
         features = self.candidates.features
         idx, targets, noise = self._training_data(high_idx, high_val, screen_idx, screen_val)
         if self._proxy is None:
-            return fit_noisy_gp(features[idx], targets, noise).predict(features)
+            return fit_noisy_gp(features[idx], targets, noise).predict(features, return_std=True)
         trend = self._proxy_slope(idx, targets) * self._proxy
         with_proxy = fit_noisy_gp(features[idx], targets - trend[idx], noise)
-        mean, std = with_proxy.predict(features)
+        mean, std = with_proxy.predict(features, return_std=True)
         mean = mean + trend
         if not self.config.proxy_averaging:
             return mean, std
@@ -329,7 +336,7 @@ class ScreeningGPUCB:
         difference = plain.log_marginal_likelihood - with_proxy.log_marginal_likelihood
         weight = 1.0 / (1.0 + math.exp(min(difference, 700.0)))
         self._proxy_weight = weight
-        plain_mean, plain_std = plain.predict(features)
+        plain_mean, plain_std = plain.predict(features, return_std=True)
         mixed = weight * mean + (1.0 - weight) * plain_mean
         second_moment = weight * (std**2 + mean**2) + (1.0 - weight) * (
             plain_std**2 + plain_mean**2
@@ -458,30 +465,52 @@ def simulate_screening(
     config: ScreeningConfig | None = None,
     seeds: Sequence[int] = tuple(range(100)),
     max_cost_s: float = 1e6,
+    workers: int = 1,
 ) -> ScreeningRuns:
-    """Run ``ScreeningGPUCB`` against one benchmark space for each seed, charging every
-    evaluation its benchmark ``wall_time``, until the optimum (best high-fidelity valid_acc)
-    has been evaluated at high fidelity.
+    """Run ``ScreeningGPUCB`` against one benchmark space for each seed, through the evaluation
+    loop (``run_on_arrays``) charging every evaluation its benchmark ``wall_time``, until the
+    optimum (best high-fidelity valid_acc) has been evaluated at high fidelity.
 
-    The loop is the plain ask/tell loop with array lookups for results, so the same optimizer
-    code runs here and on real training. About 50 runs per second on one core. With
-    ``config.uses_proxy`` the proxy is the log of ``arrays.multiply_adds``.
+    About 50 runs per second on one core. With ``config.uses_proxy`` the proxy is the log of
+    ``arrays.multiply_adds``.
 
     Args:
         arrays: the space (``kdnas.search.reproduction.load_space_arrays``).
         config: optimizer settings (its fidelities must be in the benchmark).
         seeds: one run per seed.
         max_cost_s: stop a run that has not found the optimum after this many seconds.
+        workers: simulated asynchronous workers (times are then the clock's).
     """
     config = config or ScreeningConfig()
     if not config.high_fidelity.is_high:
         raise ValueError("simulate_screening: the benchmark's high fidelity is part 1, nokd")
-    screen = config.screen_fidelity
-    screen_valid = screen_test = screen_time = np.full(arrays.size, math.nan)
-    if screen is not None:
-        screen_valid = arrays.low_column(screen.method, screen.part, "valid_acc")
-        screen_test = arrays.low_column(screen.method, screen.part, "test_acc")
-        screen_time = arrays.low_column(screen.method, screen.part, "wall_time")
+    candidates = arrays.placeholder_candidates()
+    optimum = candidates.archs[arrays.optimum]
+    times = np.full(len(seeds), math.inf)
+    events: list[tuple[tuple[float, int], ...]] = []
+    screens = np.zeros(len(seeds), dtype=int)
+    for run, seed in enumerate(seeds):
+        optimizer = _screening_optimizer(candidates, arrays, int(seed), config, max_cost_s)
+        trace = run_on_arrays(arrays, optimizer, workers)
+        times[run] = trace.time_to(optimum)
+        events.append(
+            tuple(
+                (step.elapsed_s, candidates.index_of(step.suggestion.arch))
+                for step in trace.steps
+                if step.result.fidelity.is_high
+            )
+        )
+        screens[run] = sum(not step.result.fidelity.is_high for step in trace.steps)
+    return ScreeningRuns(tuple(int(s) for s in seeds), times, tuple(events), screens)
+
+
+def _screening_optimizer(
+    candidates: CandidateSet,
+    arrays: SpaceArrays,
+    seed: int,
+    config: ScreeningConfig,
+    max_cost_s: float = 1e6,
+) -> ScreeningGPUCB:
     proxy = None
     if config.uses_proxy:
         if arrays.multiply_adds is None:
@@ -489,98 +518,37 @@ def simulate_screening(
                 f"simulate_screening: {arrays.space} has no multiply-adds for the proxy"
             )
         proxy = np.log(arrays.multiply_adds)
-    archs = tuple(Architecture(arrays.space, (i,)) for i in range(arrays.size))
-    candidates = CandidateSet(archs, arrays.features)
-    optimum = arrays.optimum
-    times = np.full(len(seeds), math.inf)
-    events: list[tuple[tuple[float, int], ...]] = []
-    screens = np.zeros(len(seeds), dtype=int)
-    for run, seed in enumerate(seeds):
-        optimizer = ScreeningGPUCB(
-            candidates,
-            config,
-            seed=int(seed),
-            budget=Budget(max_cost_s=max_cost_s),
-            proxy=proxy,
-        )
-        elapsed = 0.0
-        run_events: list[tuple[float, int]] = []
-        while (suggestion := optimizer.ask()) is not None:
-            i = candidates.index_of(suggestion.arch)
-            high = suggestion.fidelity.is_high
-            valid = arrays.hf_valid[i] if high else screen_valid[i]
-            test = arrays.hf_test[i] if high else screen_test[i]
-            cost = arrays.hf_time[i] if high else screen_time[i]
-            elapsed += float(cost)
-            result = EvalResult(
-                suggestion.arch.key(), suggestion.fidelity, float(valid), float(test), float(cost)
-            )
-            optimizer.tell(suggestion, result)
-            if high:
-                run_events.append((elapsed, i))
-                if i == optimum:
-                    times[run] = elapsed
-                    break
-            else:
-                screens[run] += 1
-        events.append(tuple(run_events))
-    return ScreeningRuns(tuple(int(s) for s in seeds), times, tuple(events), screens)
+    return ScreeningGPUCB(
+        candidates, config, seed=seed, budget=Budget(max_cost_s=max_cost_s), proxy=proxy
+    )
 
 
 # ---------------------------------------------------------------------------- Table 4 rows
 
-#: Screening fidelities that get a Table 4 row, as (part, method).
-TABLE4_SCREENS: tuple[tuple[int, str], ...] = ((3, "kd"),)
-
-
-def _row_screening(
-    arrays: SpaceArrays,
-    settings: Table4Settings,
-    progress: Callable[[str], None] | None,
-) -> Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]:
-    out: dict[str, dict[str, np.ndarray]] = {}
-    # Seeds from 1000 on: seeds 0-99 chose the defaults, so the table reports fresh ones.
-    seeds = [1000 + settings.seed * 1_000_003 + r for r in range(settings.runs)]
-    for part, method in TABLE4_SCREENS:
-        if (method, part) not in arrays.low:
-            continue
-        # The optimizer's own beta (its default), not the paper's 0.5 of settings.beta.
-        config = ScreeningConfig(screen_fidelity=Fidelity(part=part, method=method))
-        runs = simulate_screening(arrays, config, seeds)
-        out.setdefault(str(part), {})[method] = runs.time_to_optimum_s
-        if progress is not None:
-            progress(f"{arrays.space} screening GP-UCB, 1/{part} {method}")
-    return {"screening GP-UCB": out}
-
-
-def _row_proxy(
-    arrays: SpaceArrays,
-    settings: Table4Settings,
-    progress: Callable[[str], None] | None,
-) -> Mapping[str, np.ndarray]:
-    if arrays.multiply_adds is None:
-        return {}
-    seeds = [1000 + settings.seed * 1_000_003 + r for r in range(settings.runs)]
-    runs = simulate_screening(arrays, ScreeningConfig.proxy_prior(), seeds)
-    if progress is not None:
-        progress(f"{arrays.space} proxy-prior GP-UCB")
-    return {"proxy-prior GP-UCB (log multiply-adds)": runs.time_to_optimum_s}
+#: The screening fidelity of the Table 4 row, as (part, method).
+TABLE4_SCREEN: tuple[int, str] = (3, "kd")
 
 
 def register_table4_rows() -> None:
-    """Add the screening and proxy-prior GP-UCB rows to ``kdnas reproduce table4``
-    (idempotent)."""
-    from kdnas.search.reproduction import TABLE4_ROWS, register_table4_row
-
+    """Put the screening and proxy-prior GP-UCB rows into ``kdnas reproduce table4``
+    (idempotent; done when this module is imported, as ``import kdnas.search`` does)."""
+    part, method = TABLE4_SCREEN
+    # The optimizers' own beta (their default), not the paper's 0.5 of Table4Settings.beta.
+    screening = ScreeningConfig(screen_fidelity=Fidelity(part=part, method=method))
     if "screening" not in TABLE4_ROWS:
-        register_table4_row(
+        register_optimizer(
             "screening",
-            _row_screening,
-            steps=lambda arrays, settings: sum((m, p) in arrays.low for p, m in TABLE4_SCREENS),
+            partial(_screening_optimizer, config=screening),
+            label=f"screening GP-UCB 1/{part} {method}",
+            applies=lambda arrays: (method, part) in arrays.low,
         )
     if "proxy" not in TABLE4_ROWS:
-        register_table4_row(
+        register_optimizer(
             "proxy",
-            _row_proxy,
-            steps=lambda arrays, settings: int(arrays.multiply_adds is not None),
+            partial(_screening_optimizer, config=ScreeningConfig.proxy_prior()),
+            label="proxy-prior GP-UCB (log multiply-adds)",
+            applies=lambda arrays: arrays.multiply_adds is not None,
         )
+
+
+register_table4_rows()

@@ -33,7 +33,7 @@ from scipy.linalg import LinAlgError
 
 from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Suggestion
 from kdnas.search.candidates import CandidateSet, random_subsets
-from kdnas.search.gp import FittedGP, GPConfig, fit_gp
+from kdnas.search.gp import FittedGP, GPConfig, fit_gp, upper_confidence_bound
 
 __all__ = [
     "GPUCB",
@@ -41,6 +41,7 @@ __all__ = [
     "LowFidelityGP",
     "MultiFidelityGPUCB",
     "RandomSearch",
+    "TrialPool",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,8 +73,16 @@ def _draw_seed(seed: int | None) -> int:
     return seed
 
 
-class _Pool:
-    """Bookkeeping shared by the optimizers: ids, pending and told suggestions, spent cost."""
+class TrialPool:
+    """The bookkeeping every optimizer here keeps: trial ids, pending and told suggestions,
+    seconds spent, the seeded random stream. Optimizers made of phases (Algorithm 2's two
+    GP-UCBs) share one pool, so trial ids and the budget run across the phases.
+
+    Args:
+        candidates: the architectures.
+        seed: seeds ``rng`` (None draws one and logs it).
+        budget: when ``budget_left`` turns False (default: never).
+    """
 
     def __init__(self, candidates: CandidateSet, seed: int | None, budget: Budget | None):
         if not isinstance(candidates, CandidateSet):
@@ -156,7 +165,7 @@ class RandomSearch:
         seed: int | None = None,
         budget: Budget | None = None,
     ) -> None:
-        self._pool = _Pool(candidates, seed, budget)
+        self._pool = TrialPool(candidates, seed, budget)
         self.fidelity = fidelity
         self._order = self._pool.rng.permutation(len(candidates))
 
@@ -204,7 +213,7 @@ class LowFidelityGP:
     ) -> None:
         if not 1 <= n_lf <= len(candidates):
             raise ValueError(f"n_lf must lie in [1, {len(candidates)}], got {n_lf}")
-        self._pool = _Pool(candidates, seed, Budget())
+        self._pool = TrialPool(candidates, seed, Budget())
         self.fidelity = fidelity
         self.final_fidelity = final_fidelity
         self.gp = gp or GPConfig.paper_algorithm1()
@@ -278,6 +287,9 @@ class GPUCB:
         start: the first architecture (default: a random one).
         budget: evaluation or seconds budget.
         target_value: stop once a result reaches this valid_acc.
+        pool: share this ``TrialPool`` (a phase of a larger optimizer; seed and budget are
+            then the pool's).
+        max_evaluations: stop after this many evaluations at ``fidelity`` (a phase's length).
     """
 
     def __init__(
@@ -290,17 +302,20 @@ class GPUCB:
         start: Architecture | None = None,
         budget: Budget | None = None,
         target_value: float | None = None,
-        _pool: _Pool | None = None,
+        pool: TrialPool | None = None,
+        max_evaluations: int | None = None,
     ) -> None:
         if not beta >= 0:
             raise ValueError(f"beta must be >= 0, got {beta}")
-        self._pool = _pool or _Pool(candidates, seed, budget)
+        if max_evaluations is not None and max_evaluations < 1:
+            raise ValueError(f"max_evaluations must be >= 1, got {max_evaluations}")
+        self._pool = pool or TrialPool(candidates, seed, budget)
         self.fidelity = fidelity
         self.beta = beta
         self.gp = gp or GPConfig.paper_gp_ucb()
         self.target_value = target_value
         self._start = None if start is None else candidates.index_of(start)
-        self._evaluations_cap: int | None = None
+        self.max_evaluations = max_evaluations
         self.model: FittedGP | None = None
 
     @property
@@ -325,7 +340,7 @@ class GPUCB:
     def finished(self) -> bool:
         if self.target_reached or not self._pool.budget_left():
             return True
-        if self._evaluations_cap is not None and self._count() >= self._evaluations_cap:
+        if self.max_evaluations is not None and self._count() >= self.max_evaluations:
             return True
         return len(self._pool.used(self.fidelity)) >= len(self._pool.candidates)
 
@@ -359,7 +374,7 @@ class GPUCB:
             return int(self._pool.rng.choice(free))
         self.model = model
         mean, std = model.predict(features, return_std=True)
-        score = mean + self.beta * std
+        score = upper_confidence_bound(mean, std, self.beta)
         score[list(used)] = -np.inf
         return int(np.argmax(score))
 
@@ -383,6 +398,7 @@ class MultiFidelityGPUCB:
         beta, gp: as for ``GPUCB`` (one GP setting for both phases).
         budget: over both phases (evaluations, seconds).
         target_value: stop once a high-fidelity result reaches this valid_acc.
+        start: the first low-fidelity architecture (default: a random one).
     """
 
     def __init__(
@@ -396,20 +412,28 @@ class MultiFidelityGPUCB:
         gp: GPConfig | None = None,
         budget: Budget | None = None,
         target_value: float | None = None,
+        start: Architecture | None = None,
     ) -> None:
         if not 1 <= n_lf <= len(candidates):
             raise ValueError(f"n_lf must lie in [1, {len(candidates)}], got {n_lf}")
         if low_fidelity == high_fidelity:
             raise ValueError("Algorithm 2 needs a low fidelity different from the high one")
-        self._pool = _Pool(candidates, seed, budget)
+        self._pool = TrialPool(candidates, seed, budget)
         self.n_lf = n_lf
         self.low_fidelity = low_fidelity
         self.high_fidelity = high_fidelity
         self.beta = beta
         self.gp = gp or GPConfig.paper_gp_ucb()
         self.target_value = target_value
-        self.low = GPUCB(candidates, low_fidelity, beta=beta, gp=self.gp, _pool=self._pool)
-        self.low._evaluations_cap = n_lf
+        self.low = GPUCB(
+            candidates,
+            low_fidelity,
+            beta=beta,
+            gp=self.gp,
+            start=start,
+            pool=self._pool,
+            max_evaluations=n_lf,
+        )
         self.high: GPUCB | None = None
 
     @property
@@ -451,7 +475,7 @@ class MultiFidelityGPUCB:
             gp=self.gp,
             start=start,
             target_value=self.target_value,
-            _pool=self._pool,
+            pool=self._pool,
         )
 
     @property

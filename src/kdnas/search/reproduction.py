@@ -13,8 +13,10 @@ Protocol (from the paper's notebook, checked against its tables):
   until the optimum has been evaluated at high fidelity.
 - Random search evaluates a random order of the space at high fidelity.
 
-Table 4 is assembled from named row builders (``TABLE4_ROWS``); ``register_table4_row`` adds
-another algorithm's row without touching this module.
+Table 4 is assembled from named row builders (``TABLE4_ROWS``). The paper's rows use the
+batched engine (``kdnas.search.engine``), an accelerator tested equivalent to the evaluation
+loop; any other optimizer joins by ``register_optimizer``: one factory, and its runs go through
+``kdnas.search.loop`` on the benchmark (``ArraysObjective``), charged the stored wall times.
 """
 
 from __future__ import annotations
@@ -25,22 +27,26 @@ import warnings
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from kdnas.core import METHODS
-from kdnas.search.candidates import random_subsets, standardize_columns
+from kdnas.core import METHODS, Architecture, EvalResult, Fidelity, Optimizer
+from kdnas.search.candidates import CandidateSet, random_subsets, standardize_columns
 from kdnas.search.engine import EngineConfig, simulate_algorithm1, simulate_gp_ucb_phase
 from kdnas.search.gp import GPConfig
-from kdnas.search.harness import percentile_in_space
+from kdnas.search.harness import Trace, TraceStep, percentile_in_space
+from kdnas.search.loop import InProcessWorkers, LoopLimits, run_loop
 
 __all__ = [
     "TABLE2_PARTS",
     "TABLE4_ROWS",
+    "ArraysObjective",
     "CellStats",
+    "OptimizerFactory",
     "SpaceArrays",
     "Table2Cell",
     "Table4Settings",
@@ -50,9 +56,12 @@ __all__ = [
     "gp_ucb_hf_times",
     "load_space_arrays",
     "random_search_times",
+    "register_optimizer",
     "register_table4_row",
+    "run_on_arrays",
     "run_table2",
     "run_table4",
+    "time_to_optimum_of_orders",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,6 +144,43 @@ class SpaceArrays:
                 f"part 1/{part}"
             ) from None
 
+    def placeholder_candidates(self) -> CandidateSet:
+        """The candidates as optimizers see them: ``Architecture(space key, (i,))`` stands for
+        benchmark index i (the optimizers need only the features), with ``features``."""
+        archs = tuple(Architecture(self.space, (i,)) for i in range(self.size))
+        return CandidateSet(archs, self.features)
+
+
+class ArraysObjective:
+    """An ``Objective`` answering from ``SpaceArrays``: ``candidates.archs[i]`` is benchmark row
+    i; high fidelity reads ``hf_*``, a low fidelity (part, method) reads ``low``; ``cost_s`` is
+    the stored training seconds. The simulations' counterpart of ``TabularObjective``.
+
+    Raises (from ``evaluate``):
+        KeyError: the architecture is not a candidate.
+        ValueError: the benchmark holds no such fidelity.
+    """
+
+    def __init__(self, arrays: SpaceArrays, candidates: CandidateSet | None = None) -> None:
+        self.arrays = arrays
+        self.candidates = candidates or arrays.placeholder_candidates()
+        if len(self.candidates) != arrays.size:
+            raise ValueError(
+                f"ArraysObjective: {len(self.candidates)} candidates for {arrays.size} rows"
+            )
+        self._keys = tuple(arch.key() for arch in self.candidates.archs)
+
+    def evaluate(self, arch: Architecture, fidelity: Fidelity) -> EvalResult:
+        i = self.candidates.index_of(arch)
+        arrays = self.arrays
+        if fidelity.is_high:
+            valid, test, cost = arrays.hf_valid[i], arrays.hf_test[i], arrays.hf_time[i]
+        else:
+            valid = arrays.low_column(fidelity.method, fidelity.part, "valid_acc")[i]
+            test = arrays.low_column(fidelity.method, fidelity.part, "test_acc")[i]
+            cost = arrays.low_column(fidelity.method, fidelity.part, "wall_time")[i]
+        return EvalResult(self._keys[i], fidelity, float(valid), float(test), float(cost))
+
 
 def load_space_arrays(
     bench: Any, space_key: str, listed_dir: str | Path | None = None, dataset: str = "cifar100"
@@ -144,8 +190,8 @@ def load_space_arrays(
     Args:
         bench: the benchmark.
         space_key: "mobilenet" or "shufflenet".
-        listed_dir: folder of the paper's random_arcs_*.pickle (default: the benchmark's
-            sibling data folder, see ``kdnas.spaces.load_listed_architectures``).
+        listed_dir: folder of the paper's random_arcs_*.pickle (default: ``$KDNAS_DATA``,
+            see ``kdnas.spaces.load_listed_architectures``).
     """
     from kdnas.spaces import load_listed_architectures, space_for_benchmark_key
 
@@ -322,13 +368,20 @@ def _order_times(order: np.ndarray, times: np.ndarray) -> np.ndarray:
     return np.where(order >= 0, times[np.maximum(order, 0)], 0.0).sum(1)
 
 
+def time_to_optimum_of_orders(arrays: SpaceArrays, orders: np.ndarray) -> np.ndarray:
+    """[runs] seconds one worker needs to reach the optimum evaluating, at high fidelity, each
+    row of ``orders`` [runs, N] (permutations of the space) in turn: what the loop measures
+    for ``RandomSearch`` with those orders (tests/search/test_loop.py)."""
+    orders = np.asarray(orders)
+    position = np.argmax(orders == arrays.optimum, axis=1)
+    costs = np.cumsum(arrays.hf_time[orders], axis=1)
+    return costs[np.arange(len(orders)), position]
+
+
 def random_search_times(arrays: SpaceArrays, runs: int, rng: np.random.Generator) -> np.ndarray:
     """[runs] seconds random search (a random order at high fidelity) needs to reach the
-    optimum."""
-    order = np.argsort(rng.random((runs, arrays.size)), axis=1)
-    position = np.argmax(order == arrays.optimum, axis=1)
-    costs = np.cumsum(arrays.hf_time[order], axis=1)
-    return costs[np.arange(runs), position]
+    optimum: uniformly random orders, timed by ``time_to_optimum_of_orders``."""
+    return time_to_optimum_of_orders(arrays, np.argsort(rng.random((runs, arrays.size)), axis=1))
 
 
 def gp_ucb_hf_times(
@@ -524,6 +577,92 @@ def run_table4(
     return out
 
 
+#: (candidates, arrays, seed) -> a fresh optimizer for one simulated run on one space. The
+#: candidates are ``arrays.placeholder_candidates()``; the arrays give what a factory may need
+#: besides the features (a zero-cost proxy, which low fidelities exist).
+OptimizerFactory = Callable[[CandidateSet, SpaceArrays, int], Optimizer]
+
+
+def run_on_arrays(
+    arrays: SpaceArrays,
+    optimizer: Optimizer,
+    workers: int = 1,
+    max_cost_s: float | None = None,
+) -> Trace:
+    """One run of ``optimizer`` through the evaluation loop on one benchmark space, with
+    ``workers`` simulated asynchronous workers, until the optimum (best high-fidelity
+    valid_acc) has been evaluated at high fidelity, the optimizer stops, or ``max_cost_s``
+    evaluation seconds are spent. ``trace.time_to(optimum)`` is then its time to the optimum.
+    """
+    objective = ArraysObjective(arrays)
+    optimum = objective.candidates.archs[arrays.optimum]
+
+    def found(step: TraceStep) -> bool:
+        return step.result.fidelity.is_high and step.suggestion.arch == optimum
+
+    return run_loop(
+        optimizer,
+        InProcessWorkers(objective, workers),
+        limits=LoopLimits(max_cost_s=max_cost_s),
+        stop=found,
+    )
+
+
+def comparison_seeds(settings: Table4Settings) -> list[int]:
+    """Seeds of the registered optimizers' runs: from 1000 on (seeds 0-99 chose the defaults
+    of the optimizers beyond the paper, so the table reports fresh ones)."""
+    return [1000 + settings.seed * 1_000_003 + r for r in range(settings.runs)]
+
+
+def _row_of_optimizer(
+    label: str,
+    factory: OptimizerFactory,
+    applies: Callable[[SpaceArrays], bool],
+    arrays: SpaceArrays,
+    settings: Table4Settings,
+    progress: Progress | None,
+) -> dict[str, np.ndarray]:
+    if not applies(arrays):
+        return {}
+    candidates = arrays.placeholder_candidates()
+    optimum = candidates.archs[arrays.optimum]
+    times = np.array(
+        [
+            run_on_arrays(arrays, factory(candidates, arrays, seed)).time_to(optimum)
+            for seed in comparison_seeds(settings)
+        ]
+    )
+    if progress is not None:
+        progress(f"{arrays.space} {label}")
+    return {label: times}
+
+
+def register_optimizer(
+    name: str,
+    factory: OptimizerFactory,
+    label: str | None = None,
+    applies: Callable[[SpaceArrays], bool] | None = None,
+    replace: bool = False,
+) -> None:
+    """Put an optimizer into Table 4 (``kdnas reproduce table4``): one factory, and each of
+    its runs goes through the evaluation loop on each space of the benchmark, charged the
+    stored wall times, until the optimum is evaluated at high fidelity.
+
+    Args:
+        name: the Table 4 row's name (for ``run_table4(rows=...)``).
+        factory: ``(candidates, arrays, seed) -> Optimizer``.
+        label: the row's label and JSON key (default ``name``).
+        applies: whether the optimizer can run on a space (e.g. its low fidelity exists);
+            default every space.
+        replace: allow replacing an existing row.
+    """
+    applies = applies or (lambda arrays: True)
+    builder = partial(_row_of_optimizer, label or name, factory, applies)
+    register_table4_row(
+        name, builder, steps=lambda arrays, settings: int(applies(arrays)), replace=replace
+    )
+
+
 # ---------------------------------------------------------------------------- curves
 
 
@@ -572,14 +711,3 @@ def anytime_curve(
         # Grid points before any run's first result are all-NaN columns: NaN is the answer.
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(out_valid, 0), np.nanmean(out_test, 0)
-
-
-def _register_rows_beyond_the_paper() -> None:
-    # Rows of optimizers that go beyond the paper live in their own modules; they join here so
-    # that every user of Table 4 (the CLI included) sees them.
-    from kdnas.search.multifidelity import register_table4_rows
-
-    register_table4_rows()
-
-
-_register_rows_beyond_the_paper()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from kdnas.safe_pickle import load_plain_pickle
 from kdnas.spaces.mobilenetv2 import MobileNetV2Space
 from kdnas.spaces.shufflenetv2 import ShuffleNetV2Space
 
-__all__ = ["BENCHMARK_COUNTS", "LISTED_FILES", "load_listed_architectures"]
+__all__ = ["BENCHMARK_COUNTS", "DATA_ENV_VAR", "LISTED_FILES", "load_listed_architectures"]
 
 #: space name -> file name of its listed architectures in the paper's repository.
 LISTED_FILES: dict[str, str] = {
@@ -22,10 +23,20 @@ LISTED_FILES: dict[str, str] = {
 BENCHMARK_COUNTS: dict[str, int] = {"mobilenetv2": 100, "shufflenetv2": 300}
 
 
+#: Environment variable naming the folder that holds the paper's files (benchmark.pickle and
+#: random_arcs_*.pickle), the default of ``load_listed_architectures``.
+DATA_ENV_VAR = "KDNAS_DATA"
+
+
 def _default_dir() -> Path:
-    # The repository's sibling folder ../shared/data/mf_nas_kd, where the paper's files live
-    # in a development checkout; users pass their own path.
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "mf_nas_kd"
+    folder = os.environ.get(DATA_ENV_VAR)
+    if not folder:
+        raise FileNotFoundError(
+            f"no folder of the paper's listed architectures given: pass it, or set "
+            f"${DATA_ENV_VAR} to the folder holding random_arcs_*.pickle (from "
+            "github.com/IlyaTrofimov/MF_NAS_KD)"
+        )
+    return Path(folder).expanduser()
 
 
 def load_listed_architectures(
@@ -36,7 +47,7 @@ def load_listed_architectures(
     Args:
         space_name: "mobilenetv2" or "shufflenetv2".
         path_or_dir: the pickle itself, or the folder holding it (random_arcs_<space>.pickle);
-            None looks in ``../shared/data/mf_nas_kd`` beside the source checkout.
+            None reads the folder named by ``$KDNAS_DATA``.
         count: how many to return from the start of the list; None gives the benchmark's
             architectures (100 MobileNetV2, 300 ShuffleNetV2).
 
@@ -44,7 +55,7 @@ def load_listed_architectures(
         ValueError: unknown space, bad count, or malformed file content (the message names
             the file and the problem). ``kdnas.safe_pickle.UnsafePickleError`` (a ValueError)
             for a pickle naming any class or function.
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: the file does not exist (or no path and no ``$KDNAS_DATA``).
     """
     if space_name not in LISTED_FILES:
         raise ValueError(

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kdnas.core import Architecture
+from kdnas.paper import SPACE_BENCHMARK_KEYS
 from kdnas.spaces.base import (
     SpaceMembershipMixin,
     check_size_rule,
@@ -220,7 +221,7 @@ class MobileNetV2Space(SpaceMembershipMixin):
     """
 
     name = SPACE_NAME
-    benchmark_key: str | None = "mobilenet"
+    benchmark_key: str | None = SPACE_BENCHMARK_KEYS["mobilenetv2"]
     feature_names: tuple[str, ...] = (
         *(f"{field}{index}" for index in range(1, 8) for field in ("c", "n")),
         "last_channel",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kdnas.core import Architecture
+from kdnas.paper import SPACE_BENCHMARK_KEYS
 from kdnas.spaces.base import SpaceMembershipMixin, check_size_rule, conv_output_size
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ class ShuffleNetV2Space(SpaceMembershipMixin):
     """
 
     name = SPACE_NAME
-    benchmark_key: str | None = "shufflenet"
+    benchmark_key: str | None = SPACE_BENCHMARK_KEYS["shufflenetv2"]
     feature_names: tuple[str, ...] = ("c1", "c2", "c3", "c4", "n1", "n2", "n3")
 
     def __init__(self) -> None:

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kdnas.core import Architecture
+from kdnas.store._protocol import describe_config_difference
 from kdnas.store._records import StoredEvaluation
 
 if TYPE_CHECKING:
     from kdnas.bench.tabular import TabularBenchmark
-    from kdnas.store._sqlite import SQLiteStore
+    from kdnas.store._protocol import Store
 
 __all__ = ["ARCHITECTURES_FILE", "export_benchmark", "store_to_benchmark"]
 
@@ -26,7 +27,7 @@ ARCHITECTURES_FILE = "architectures.json"
 
 
 def _architecture_order(
-    store: SQLiteStore, evaluations: Sequence[StoredEvaluation], run_ids: Sequence[str]
+    store: Store, evaluations: Sequence[StoredEvaluation], run_ids: Sequence[str]
 ) -> dict[str, list[Architecture]]:
     """Per space, the architectures in index order: run candidates first, then the rest."""
     order: dict[str, dict[str, Architecture]] = defaultdict(dict)
@@ -53,26 +54,25 @@ def _training_settings(config: Mapping[str, Any], evaluation: StoredEvaluation) 
 
 
 def _check_same_training(
-    store: SQLiteStore, cell: str, group: Sequence[StoredEvaluation], runs: Mapping[str, Any]
+    store: Store, cell: str, group: Sequence[StoredEvaluation], runs: Mapping[str, Any]
 ) -> None:
     """Refuse to average evaluations of one cell that were trained differently."""
-    from kdnas.store._sqlite import describe_config_difference
-
     first = group[0]
     reference = _training_settings(runs[first.run_id].config, first)
     for evaluation in group[1:]:
         settings = _training_settings(runs[evaluation.run_id].config, evaluation)
         if settings != reference:
             difference = describe_config_difference(reference, settings)
+            where = getattr(store, "path", "in memory")
             raise ValueError(
-                f"store {store.path}: {cell} holds evaluations trained differently (runs "
+                f"store {where}: {cell} holds evaluations trained differently (runs "
                 f"{first.run_id!r} and {evaluation.run_id!r}: {difference}); refusing to "
                 f"average them: export one run at a time with --run-id"
             )
 
 
 def store_to_benchmark(
-    store: SQLiteStore,
+    store: Store,
     *,
     run_ids: Sequence[str] | None = None,
     dataset: str | None = None,
@@ -177,7 +177,7 @@ def store_to_benchmark(
 
 
 def export_benchmark(
-    store: SQLiteStore,
+    store: Store,
     folder: str | os.PathLike[str],
     *,
     run_ids: Sequence[str] | None = None,

@@ -37,19 +37,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kdnas.core import Architecture, EvalResult, Fidelity, Suggestion
+from kdnas.store._protocol import check_answer, check_resumable, describe_config_difference
 from kdnas.store._records import (
     SCHEMA_VERSION,
     IncompatibleStoreError,
     RunInfo,
-    RunMismatchError,
     StoredEvaluation,
     StoreEvent,
     canonical_json,
     config_fingerprint,
-    versions_compatible,
 )
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SQLiteStore", "describe_config_difference"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,40 +135,6 @@ def _from_sql_float(value: float | None) -> float:
 def _json_dumps(value: Mapping[str, Any]) -> str:
     # NaN and infinities are legal in metrics (a diverged loss); Python's json reads them back.
     return json.dumps(dict(value), sort_keys=True, allow_nan=True, default=str)
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping) and value:
-        for key in sorted(value):
-            _flatten(f"{prefix}.{key}" if prefix else str(key), value[key], out)
-    else:
-        out[prefix] = value
-
-
-def describe_config_difference(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
-    """A short text naming the settings that differ, e.g. ``method: 'kd' (stored) vs 'nst'``."""
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    _flatten("", json.loads(canonical_json(dict(stored))), before)
-    _flatten("", json.loads(canonical_json(dict(current))), after)
-    missing = object()
-    differences = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key, missing), after.get(key, missing)
-        if old != new:
-            old_text = "(absent)" if old is missing else repr(old)
-            new_text = "(absent)" if new is missing else repr(new)
-            long = len(old_text) + len(new_text) > 120
-            if long:
-                old_text, new_text = "<list/value>", "<another value>"
-            differences.append((long, f"{key}: {old_text} (stored) vs {new_text} (now)"))
-    # Settings a user types (method, part, seed) first; long lists (candidates) last.
-    differences = [text for _, text in sorted(differences, key=lambda item: item[0])]
-    if not differences:
-        return "the fingerprints differ"
-    shown = "; ".join(differences[:5])
-    more = len(differences) - 5
-    return shown + (f"; and {more} more" if more > 0 else "")
 
 
 class SQLiteStore:
@@ -450,20 +415,7 @@ class SQLiteStore:
     def _check_resumable(
         self, stored: RunInfo, fingerprint: str, config: Mapping[str, Any], version: str
     ) -> None:
-        if not versions_compatible(stored.package_version, version):
-            raise RunMismatchError(
-                f"store {self.path}: run {stored.run_id!r} was made by kdnas "
-                f"{stored.package_version}, whose evaluations may differ from those of this "
-                f"kdnas {version}; resume it with kdnas {stored.package_version}, or start a "
-                f"new run (another run id or store file)"
-            )
-        if stored.fingerprint != fingerprint:
-            raise RunMismatchError(
-                f"store {self.path}: run {stored.run_id!r} was made with another "
-                f"configuration ({describe_config_difference(stored.config, config)}); "
-                f"refusing to mix results: use another run id or store file, or the "
-                f"original settings to resume"
-            )
+        check_resumable(self.path, stored, fingerprint, config, version)
 
     def run(self, run_id: str) -> RunInfo | None:
         """The run ``run_id``, or None if the store has no such run."""
@@ -554,16 +506,7 @@ class SQLiteStore:
                 suggestion, or the run already holds a result for this trial.
         """
         arch, fidelity = suggestion.arch, suggestion.fidelity
-        if result.arch_key != arch.key():
-            raise ValueError(
-                f"result is for architecture {result.arch_key}, suggestion {suggestion.trial_id} "
-                f"is {arch.key()}"
-            )
-        if result.fidelity != fidelity:
-            raise ValueError(
-                f"result is at fidelity {result.fidelity.label()!r}, suggestion "
-                f"{suggestion.trial_id} at {fidelity.label()!r}"
-            )
+        check_answer(suggestion, result)
         finished = time.time() if finished_at is None else float(finished_at)
         started = finished - result.cost_s if started_at is None else float(started_at)
         version = package_version or _current_version()
