@@ -4,6 +4,7 @@ device chosen in the task, and the teacher cache shared by the workers of one ma
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,15 @@ def test_two_ray_workers_share_the_teacher_cache_and_pick_their_own_device(
     store = tmp_path / "search.db"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
+        # Two worker processes up before the search: otherwise, on a loaded machine, the
+        # first student can end before Ray has started a second process, and one process
+        # runs all three (seen under a load average of 10).
+        @ray.remote(num_cpus=1)
+        def occupy() -> int:
+            time.sleep(1.0)
+            return os.getpid()
+
+        assert len(set(ray.get([occupy.remote(), occupy.remote()]))) == 2
         executor = RayExecutor(max_concurrent=2)
         visible = executor.prepare(None, lambda _: os.environ.get("CUDA_VISIBLE_DEVICES"))
         outcome = run_search(settings, store, executor=executor)
