@@ -11,7 +11,14 @@ from __future__ import annotations
 from kdnas.experiment._demo import DemoOutcome, DemoProgress, DemoSettings, run_demo
 from kdnas.experiment._grid import GridSearch, ReuseStored
 from kdnas.experiment._report import plot_lf_vs_hf, plot_trajectory, trajectory, write_json
-from kdnas.experiment._search import SearchOutcome, best_evaluation, run_search, teacher_dir_for
+from kdnas.experiment._search import (
+    SearchOutcome,
+    best_evaluation,
+    run_search,
+    search_cost,
+    teacher_dir_for,
+    time_to_best,
+)
 from kdnas.experiment._settings import (
     ALGORITHMS,
     SearchSettings,
@@ -43,7 +50,9 @@ __all__ = [
     "run_demo",
     "run_search",
     "sample_architectures",
+    "search_cost",
     "teacher_dir_for",
+    "time_to_best",
     "trajectory",
     "write_json",
 ]

@@ -19,7 +19,14 @@ from __future__ import annotations
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import SCHEDULES, TrainConfig, TrainResult
 from kdnas.train._objective import TrainingObjective
-from kdnas.train._teacher import TeacherStore, teacher_key
+from kdnas.train._teacher import (
+    TEACHER_DATA,
+    ChanceLevel,
+    TeacherAtChanceError,
+    TeacherStore,
+    chance_teacher_message,
+    teacher_key,
+)
 from kdnas.train._trainer import (
     LiveTeacher,
     TeacherSource,
@@ -33,8 +40,11 @@ from kdnas.train._trainer import (
 
 __all__ = [
     "SCHEDULES",
+    "TEACHER_DATA",
     "CachedTeacher",
+    "ChanceLevel",
     "LiveTeacher",
+    "TeacherAtChanceError",
     "TeacherCache",
     "TeacherSource",
     "TeacherStore",
@@ -45,6 +55,7 @@ __all__ = [
     "accuracy",
     "autocast",
     "cache_key",
+    "chance_teacher_message",
     "describe_device",
     "pick_device",
     "teacher_key",

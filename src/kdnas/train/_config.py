@@ -146,6 +146,8 @@ class TrainResult:
         terms: mean of each named loss term over the last completed epoch.
         loss_settings: the loss's recorded hyperparameters and term weights.
         error: for "failed", the error message.
+        reused_from: where a result that was read back rather than trained comes from (the
+            teacher's key when the original network's evaluation is the teacher's training).
     """
 
     status: str
@@ -165,6 +167,7 @@ class TrainResult:
     terms: Mapping[str, float] = field(default_factory=dict)
     loss_settings: Mapping[str, float] = field(default_factory=dict)
     error: str = ""
+    reused_from: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -192,6 +195,23 @@ class TrainResult:
 
         return {k: clean(v) for k, v in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainResult:
+        """Inverse of ``to_dict`` (None becomes NaN); unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainResult fields: {', '.join(unknown)}")
+        restored = dict(values)
+        for name in ("valid_acc", "test_acc", "final_loss"):
+            if restored.get(name) is None:
+                restored[name] = math.nan
+        for name in ("terms", "loss_settings"):
+            restored[name] = {
+                k: math.nan if v is None else v for k, v in (restored.get(name) or {}).items()
+            }
+        return cls(**restored)
+
     def to_eval_result(self, arch: Architecture, fidelity: Fidelity) -> EvalResult:
         """The search-facing ``EvalResult`` (its ``cost_s`` is ``wall_time_s``)."""
         metrics: dict[str, float] = {
@@ -207,6 +227,8 @@ class TrainResult:
         info = {"subset_hash": self.subset_hash, "device": self.device, "method": self.method}
         if self.error:
             info["error"] = self.error
+        if self.reused_from:
+            info["reused_from"] = self.reused_from
         return EvalResult(
             arch_key=arch.key(),
             fidelity=fidelity,
