@@ -47,26 +47,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--hf-epochs", type=int, default=None, help="high-fidelity epochs")
     parser.add_argument("--width-multiplier", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="random horizontal flips (default: on for colour images, off for the digits "
-        "and for grayscale image folders, where a mirrored symbol is another symbol)",
-    )
-    parser.add_argument(
-        "--teacher-data",
-        default="full",
-        choices=("full", "subset"),
-        help="where the teacher learns: 'full' (default, as in the paper): the whole "
-        "training split minus validation, with the high-fidelity protocol; 'subset': the "
-        "low-fidelity 1/PART with --epochs (earlier kdnas; resumes their stores)",
-    )
-    parser.add_argument(
-        "--allow-chance-teacher",
-        action="store_true",
-        help="distill even from a teacher no better than chance (default: refuse)",
-    )
+    add_teacher_and_flip_arguments(parser)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument(
@@ -102,6 +83,30 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
+
+
+def add_teacher_and_flip_arguments(parser: argparse.ArgumentParser) -> None:
+    """--flip/--no-flip, --teacher-data and --allow-chance-teacher (search and bench build)."""
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips (default: on for colour images, off for the digits "
+        "and for grayscale image folders, where a mirrored symbol is another symbol)",
+    )
+    parser.add_argument(
+        "--teacher-data",
+        default="full",
+        choices=("full", "subset"),
+        help="where the teacher learns: 'full' (default, as in the paper): the whole "
+        "training split minus validation, with the high-fidelity protocol; 'subset': the "
+        "low-fidelity 1/PART with --epochs (earlier kdnas; resumes their stores)",
+    )
+    parser.add_argument(
+        "--allow-chance-teacher",
+        action="store_true",
+        help="distill even from a teacher no better than chance (default: refuse)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:
