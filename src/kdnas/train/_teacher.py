@@ -192,7 +192,7 @@ def chance_teacher_message(summary: Mapping[str, Any], consequence: str) -> str:
         consequence: what happens next (refused, or going on as told).
     """
     return (
-        f"the teacher (the original network, {summary['epochs']} epochs on "
+        f"the teacher (the original network, {summary['epochs']} epoch(s) on "
         f"{summary['images']} images) reached {summary['valid_acc']:.3f} validation accuracy, "
         f"no better than chance ({summary['chance_acc']:.3f}; threshold "
         f"{summary['chance_threshold']:.3f}): {consequence}. Likely cause: too few "
