@@ -1,4 +1,5 @@
-"""A tiny stand-in search space whose networks train in milliseconds, and CPU thread limits."""
+"""A tiny stand-in search space whose networks train in milliseconds, the digits at 8x8, and
+CPU thread limits."""
 
 from __future__ import annotations
 
@@ -77,6 +78,14 @@ class TinySpace:
             nan="nan" in arch.genotype,
             constant="constant" in arch.genotype,
         )
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The embedded digits at their native 8x8, split and normalised."""
+    from kdnas.data import load_digits, prepare
+
+    return prepare(load_digits(), resolution=8)
 
 
 @pytest.fixture

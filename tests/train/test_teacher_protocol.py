@@ -8,25 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training_objective import _config
 
 from kdnas.core import Architecture, Fidelity
-from kdnas.data import load_digits, prepare
 from kdnas.execute import SerialExecutor
 from kdnas.experiment import GridSearch
 from kdnas.store import SQLiteStore
-from kdnas.train import ChanceLevel, TeacherAtChanceError, TrainConfig, TrainingObjective
+from kdnas.train import ChanceLevel, TeacherAtChanceError, TrainingObjective
 from kdnas.train import _objective as objective_module
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return prepare(load_digits(), resolution=8)
-
-
-def _config(**changes) -> TrainConfig:
-    values = {"epochs": 2, "batch_size": 32, "crop_padding": 1, "horizontal_flip": False}
-    values.update(changes)
-    return TrainConfig(**values)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import numpy as np
 from kdnas.core import Architecture, Fidelity, Suggestion
 from kdnas.execute import SerialExecutor
 from kdnas.experiment._grid import GridSearch, ReuseStored
-from kdnas.experiment._health import FidelityHealth, teacher_warning
+from kdnas.experiment._health import FidelityHealth, check_teacher
 from kdnas.experiment._report import (
     evaluation_rows,
     lf_hf_pairs,
@@ -51,7 +51,6 @@ from kdnas.experiment._settings import (
     sample_architectures,
 )
 from kdnas.store import SQLiteStore, StoredEvaluation
-from kdnas.train import TeacherAtChanceError
 
 __all__ = ["DemoOutcome", "DemoProgress", "DemoSettings", "run_demo"]
 
@@ -275,13 +274,7 @@ def run_demo(
         "teacher", "teacher: original network on all training images (high fidelity)", 1
     )
     teacher = objective.teacher_summary(low.part)
-    warnings: list[str] = []
-    warning = teacher_warning(teacher, refused=not search.allow_chance_teacher)
-    if warning is not None and not search.allow_chance_teacher:
-        raise TeacherAtChanceError(warning)
-    if warning is not None:
-        logger.warning(warning)
-        warnings.append(warning)
+    warnings = check_teacher(teacher, search.allow_chance_teacher)
     progress.advance("teacher", None, False)
     progress.end_phase("teacher")
     health = FidelityHealth(

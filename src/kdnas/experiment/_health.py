@@ -14,9 +14,9 @@ from typing import Any
 
 from kdnas.core import Fidelity
 from kdnas.store import StoredEvaluation
-from kdnas.train import ChanceLevel, chance_teacher_message
+from kdnas.train import ChanceLevel, TeacherAtChanceError, chance_teacher_message
 
-__all__ = ["FidelityHealth", "teacher_warning"]
+__all__ = ["FidelityHealth", "check_teacher", "teacher_warning"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,21 @@ def teacher_warning(summary: Mapping[str, Any], refused: bool) -> str | None:
         else "distilling from it anyway, as told (--allow-chance-teacher)"
     )
     return chance_teacher_message(summary, consequence)
+
+
+def check_teacher(summary: Mapping[str, Any], allow_chance: bool) -> list[str]:
+    """Refuse a teacher at chance unless ``allow_chance``; else its warnings (logged).
+
+    Raises:
+        TeacherAtChanceError: the teacher is no better than chance and not allowed.
+    """
+    warning = teacher_warning(summary, refused=not allow_chance)
+    if warning is None:
+        return []
+    if not allow_chance:
+        raise TeacherAtChanceError(warning)
+    logger.warning(warning)
+    return [warning]
 
 
 class FidelityHealth:

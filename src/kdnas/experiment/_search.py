@@ -13,7 +13,7 @@ from typing import Any
 
 from kdnas.core import Architecture, Fidelity
 from kdnas.execute import ExecutionSummary, RayExecutor, SerialExecutor
-from kdnas.experiment._health import FidelityHealth, teacher_warning
+from kdnas.experiment._health import FidelityHealth, check_teacher
 from kdnas.experiment._report import (
     evaluation_rows,
     lf_hf_pairs,
@@ -32,7 +32,6 @@ from kdnas.experiment._settings import (
     sample_architectures,
 )
 from kdnas.store import SQLiteStore, StoredEvaluation
-from kdnas.train import TeacherAtChanceError
 
 __all__ = [
     "SearchOutcome",
@@ -137,12 +136,7 @@ def run_search(
         # Train (or load) the teacher once, where evaluations run, before the workers start:
         # otherwise every parallel worker would train its own copy at its first task.
         teacher = executor.prepare(objective, _prepare_teacher, settings.part)
-        warning = teacher_warning(teacher, refused=not settings.allow_chance_teacher)
-        if warning is not None and not settings.allow_chance_teacher:
-            raise TeacherAtChanceError(warning)
-        if warning is not None:
-            logger.warning(warning)
-            warnings.append(warning)
+        warnings = check_teacher(teacher, settings.allow_chance_teacher)
     health = FidelityHealth(objective.chance(), lambda f: _steps(objective, f))
     with SQLiteStore(store_path) as store:
         summary = executor.run(

@@ -23,6 +23,13 @@ SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 _NON_PROTOCOL_FIELDS = frozenset({"eval_batch_size"})
 
 
+def _refuse_unknown_fields(cls: type, values: Mapping[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a network is trained. The defaults are the paper's CIFAR-100 protocol.
@@ -105,10 +112,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
+        _refuse_unknown_fields(cls, values)
         return cls(**dict(values))
 
     def protocol_key(self) -> str:
@@ -198,10 +202,7 @@ class TrainResult:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainResult:
         """Inverse of ``to_dict`` (None becomes NaN); unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainResult fields: {', '.join(unknown)}")
+        _refuse_unknown_fields(cls, values)
         restored = dict(values)
         for name in ("valid_acc", "test_acc", "final_loss"):
             if restored.get(name) is None:
