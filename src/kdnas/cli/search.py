@@ -279,9 +279,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     teacher = outcome.teacher
     if teacher is not None:
+        where = "all" if teacher["part"] == 1 else f"1/{teacher['part']} of the"
         console.print(
-            f"Teacher: the original network on {teacher['images']} training images "
-            f"(1/{teacher['part']}), {teacher['epochs']} epochs: valid "
+            f"Teacher: the original network on {where} training images "
+            f"({teacher['images']}), {teacher['epochs']} epochs: valid "
             f"{teacher['valid_acc']:.4f}, test {teacher['test_acc']:.4f} (chance "
             f"{teacher['chance_acc']:.3f}), {teacher['train_time_s']:.1f} s of training"
             + (" (loaded)" if teacher["loaded"] else "")

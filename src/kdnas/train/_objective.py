@@ -535,7 +535,7 @@ class TrainingObjective:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Teacher:
     """A teacher in memory: its network (None when its training failed), its result, whether
     it was loaded from the store, and whether that result is a complete evaluation (teachers
