@@ -17,6 +17,8 @@ _DEFAULT_TEACHERS = Path("kdnas-teachers")
 
 
 def register(subparsers: Any) -> None:
+    from kdnas.cli.search import add_teacher_and_flip_arguments
+
     parser = subparsers.add_parser(
         "train",
         help="train one architecture at one fidelity",
@@ -68,6 +70,7 @@ def register(subparsers: Any) -> None:
         help=f"where teachers are saved and reused (default ./{_DEFAULT_TEACHERS})",
     )
     parser.add_argument("--output", default=None, help="result JSON path (default: results/)")
+    add_teacher_and_flip_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -135,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         # The teacher follows the same protocol, so it trains for the same epochs.
         overrides["epochs"] = args.epochs
+    if args.flip is not None:
+        overrides["horizontal_flip"] = args.flip
     config = TrainConfig.for_data(data, **overrides)
     objective = TrainingObjective(
         space,
@@ -144,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         hyperparameters={args.loss: hyperparameters} if hyperparameters else None,
+        teacher_data=args.teacher_data,
+        allow_chance_teacher=args.allow_chance_teacher,
     )
     result = objective.train(arch, fidelity)
     record = {
