@@ -91,7 +91,7 @@ class DemoSettings:
     n_candidates: int = 30
     n_lf: int = 8
     n_hf: int = 3
-    n_correlation: int = 8
+    n_correlation: int = 7
     lf_epochs: int = 10
     hf_epochs: int = 8
     width_multiplier: float = 0.25
