@@ -177,7 +177,7 @@ def test_a_degenerate_search_is_refused_then_warned_about_in_log_and_report(
     # Both low-fidelity students learned nothing: at chance (and here identical too).
     lf = [w for w in warnings if w.startswith("fidelity 1/9 kd")]
     assert lf and all("too few optimisation steps" in w and "--part" in w for w in lf)
-    assert all(w in caplog.text for w in warnings)
+    assert all(w.split(":")[0] in caplog.text for w in warnings)  # counts may grow
     report = json.loads((tmp_path / "degenerate.db.report" / "report.json").read_text())
     assert report["warnings"] == warnings
     assert report["teacher"]["valid_acc"] == teacher["valid_acc"]
@@ -215,6 +215,7 @@ def test_fidelity_health_fires_on_degenerate_fidelities_and_stays_silent_otherwi
         degenerate.on_result(evaluation, False)
     assert len(degenerate.warnings) == 2  # logged at the third result, not repeated
     assert degenerate.finish(stuck) == degenerate.warnings
+    assert all("all 6 results" in w for w in degenerate.warnings)  # the final count
     chance_text, identical = degenerate.warnings
     assert "no better than chance" in chance_text and "cannot rank" in identical
     assert all("(24 SGD steps per run)" in w and "--part" in w for w in degenerate.warnings)

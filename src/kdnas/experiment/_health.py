@@ -58,8 +58,8 @@ class FidelityHealth:
 
     A fidelity is degenerate when all its ok results (at least ``min_results``) are no better
     than chance, or all have the same validation accuracy. Each problem is logged once as a
-    warning when it first shows, and ``finish`` checks the whole run again (from two results)
-    for the report.
+    warning when it first shows; its message is kept up to date with the results that follow,
+    and ``finish`` checks the whole run again (from two results) for the report.
 
     Args:
         chance: the validation split's chance level.
@@ -73,9 +73,13 @@ class FidelityHealth:
         self.chance = chance
         self.steps = steps
         self.min_results = min_results
-        self.warnings: list[str] = []
-        self._seen: set[tuple[Fidelity, str]] = set()
+        self._found: dict[tuple[Fidelity, str], str] = {}
         self._accuracies: dict[Fidelity, list[float]] = {}
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every problem found so far, in the order they showed."""
+        return list(self._found.values())
 
     def on_start(self, suggestion: object) -> None:
         pass
@@ -100,7 +104,7 @@ class FidelityHealth:
         for fidelity, values in by_fidelity.items():
             if len(values) >= 2:
                 self._judge(fidelity, values)
-        return list(self.warnings)
+        return self.warnings
 
     def _judge(self, fidelity: Fidelity, values: list[float]) -> None:
         problems = []
@@ -122,12 +126,10 @@ class FidelityHealth:
                 )
             )
         for kind, text in problems:
-            if (fidelity, kind) in self._seen:
-                continue
-            self._seen.add((fidelity, kind))
             message = f"fidelity {fidelity.label()}: {text}. {self._cause(fidelity)}"
-            self.warnings.append(message)
-            logger.warning(message)
+            if (fidelity, kind) not in self._found:
+                logger.warning(message)
+            self._found[(fidelity, kind)] = message
 
     def _cause(self, fidelity: Fidelity) -> str:
         fixes = ["more epochs (--lf-epochs, --hf-epochs, --epochs)"]
