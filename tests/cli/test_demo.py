@@ -50,6 +50,18 @@ def test_tiny_demo_runs_end_to_end_and_resumes_without_training(
     assert len(study) == 3 * tiny.n_correlation + 1
     # Evaluations the search already made are reused by the study, not retrained.
     assert any(row["reused_from"] for row in study)
+    # The teacher learned from all training images at high fidelity; the study's
+    # high-fidelity result of the original network is the teacher's, not a second training.
+    from kdnas.spaces import get_space
+
+    teacher = report["teacher"]
+    assert teacher["part"] == 1 and teacher["epochs"] == tiny.hf_epochs
+    original = get_space("mobilenetv2").original().key()
+    first, *later = [r for r in search + study if r["arch_key"] == original and r["part"] == 1]
+    assert first["reused_from"] == f"teacher {teacher['key']}"
+    assert all(row["reused_from"] for row in later)  # the study reuses the search's
+    assert first["valid_acc"] == teacher["valid_acc"] == report["original"]["valid_acc"]
+    assert report["cost"]["teacher_s"] == teacher["train_time_s"]
 
     with SQLiteStore(out / "store.sqlite") as store:
         assert {run.run_id for run in store.runs()} == {"search", "correlation"}

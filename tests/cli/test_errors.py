@@ -256,11 +256,14 @@ def test_a_diverged_teacher_is_one_line(
 
     from kdnas.train import TrainingObjective
 
-    def diverged(self: TrainingObjective, *args: object) -> SimpleNamespace:
+    def diverged(self: TrainingObjective, *args: object) -> tuple[None, SimpleNamespace]:
         # What training returns when the loss turns NaN (a learning rate of 1e12 does it).
-        return SimpleNamespace(status="diverged", error="")
+        nan = float("nan")
+        return None, SimpleNamespace(
+            status="diverged", error="", valid_acc=nan, test_acc=nan, wall_time_s=0.0
+        )
 
-    monkeypatch.setattr(TrainingObjective, "_train", diverged)
+    monkeypatch.setattr(TrainingObjective, "_fit", diverged)
     status, err = run_cli(tiny_search(tmp_path / "s.sqlite"), capsys)
     assert status == 1
     assert_one_line(err)

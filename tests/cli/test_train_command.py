@@ -42,6 +42,7 @@ def test_train_command_prints_and_saves_the_result(
             str(tmp_path / "teachers"),
             "--output",
             str(output),
+            "--allow-chance-teacher",  # one epoch teaches the teacher nothing
         ]
     )
     torch.set_num_threads(threads)  # the command sets the process's threads

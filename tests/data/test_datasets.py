@@ -126,3 +126,29 @@ def test_digits_load_offline_with_a_fixed_stratified_test_split() -> None:
     assert int(first.train.images.max()) == 255 and not first.flip_invariant
     prepared = prepare(first)
     assert prepared.resolution == 16 and prepare(first, resolution=8).resolution == 8
+
+
+def test_flips_are_on_for_colour_image_folders_and_off_for_gray_ones(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from kdnas.train import TrainConfig
+
+    def folder(root: Path, colours: tuple[tuple[int, int, int], ...]) -> Path:
+        for split in ("train", "test"):
+            for label, colour in zip(("a", "b"), colours, strict=True):
+                (root / split / label).mkdir(parents=True)
+                buffer = io.BytesIO()
+                Image.new("RGB", (8, 8), colour).save(buffer, format="PNG")
+                (root / split / label / "0.png").write_bytes(buffer.getvalue())
+        return root
+
+    colour = load_image_folder(folder(tmp_path / "photos", ((255, 0, 0), (0, 0, 255))), 8)
+    gray = load_image_folder(folder(tmp_path / "scans", ((30, 30, 30), (200, 200, 200))), 8)
+    assert colour.flip_invariant and not gray.flip_invariant
+    assert not load_digits().flip_invariant
+    # The protocol follows the data unless told otherwise.
+    assert TrainConfig.for_data(prepare(colour, valid_fraction=0.5)).horizontal_flip
+    assert not TrainConfig.for_data(prepare(gray, valid_fraction=0.5)).horizontal_flip
+    assert TrainConfig.for_data(
+        prepare(gray, valid_fraction=0.5), horizontal_flip=True
+    ).horizontal_flip

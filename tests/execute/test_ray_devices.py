@@ -120,6 +120,7 @@ def test_two_ray_workers_share_the_teacher_cache_and_pick_their_own_device(
         width_multiplier=0.125,
         budget_evaluations=3,
         train={"batch_size": 64},
+        allow_chance_teacher=True,  # 2 epochs teach little; this test is about the cache
     )
     store = tmp_path / "search.db"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

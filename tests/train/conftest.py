@@ -1,4 +1,5 @@
-"""A tiny stand-in search space whose networks train in milliseconds, and CPU thread limits."""
+"""A tiny stand-in search space whose networks train in milliseconds, the digits at 8x8, and
+CPU thread limits."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from kdnas.core import Architecture, Taps
 
 
 class TinyNet(nn.Module):
-    """conv-BN-ReLU, strided conv-BN-ReLU, pooled embedding, linear head; optional NaN logits."""
+    """conv-BN-ReLU, strided conv-BN-ReLU, pooled embedding, linear head; optional NaN logits,
+    or constant ones (the head sees no input: a network that cannot beat chance)."""
 
-    def __init__(self, width: int, num_classes: int, in_channels: int, nan: bool) -> None:
+    def __init__(
+        self, width: int, num_classes: int, in_channels: int, nan: bool, constant: bool = False
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
@@ -28,12 +32,13 @@ class TinyNet(nn.Module):
         )
         self.head = nn.Linear(2 * width, num_classes)
         self.nan = nan
+        self.constant = constant
 
     def forward_taps(self, x: torch.Tensor) -> Taps:
         f0 = self.stem(x)
         f1 = self.stage(f0)
         embedding = f1.mean(dim=(2, 3))
-        logits = self.head(embedding)
+        logits = self.head(embedding * 0 if self.constant else embedding)
         if self.nan:
             logits = logits * float("nan")
         return Taps([f0, f1], [None, None], embedding, logits)
@@ -43,7 +48,8 @@ class TinyNet(nn.Module):
 
 
 class TinySpace:
-    """Genotype (width,) or (width, "nan") for a network whose loss is always NaN."""
+    """Genotype (width,), (width, "nan") for a network whose loss is always NaN, or
+    (width, "constant") for one whose output ignores its input."""
 
     name = "tiny"
     benchmark_key = None
@@ -65,7 +71,21 @@ class TinySpace:
         if arch.genotype[0] < 1:
             raise ValueError(f"width must be >= 1, got {arch.genotype[0]}")
         width = max(2, round(arch.genotype[0] * width_multiplier))
-        return TinyNet(width, num_classes, in_channels, nan="nan" in arch.genotype)
+        return TinyNet(
+            width,
+            num_classes,
+            in_channels,
+            nan="nan" in arch.genotype,
+            constant="constant" in arch.genotype,
+        )
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The embedded digits at their native 8x8, split and normalised."""
+    from kdnas.data import load_digits, prepare
+
+    return prepare(load_digits(), resolution=8)
 
 
 @pytest.fixture

@@ -10,13 +10,8 @@ import pytest
 import torch
 
 from kdnas.core import Architecture, EvalResult, Fidelity, Objective
-from kdnas.data import epoch_plan, load_digits, prepare
+from kdnas.data import epoch_plan
 from kdnas.train import LiveTeacher, TeacherCache, TrainConfig, TrainingObjective
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return prepare(load_digits(), resolution=8)
 
 
 def _config(**changes) -> TrainConfig:

@@ -23,6 +23,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def register(subparsers: Any) -> None:
     from kdnas.cli import non_negative_int, positive_int
+    from kdnas.cli.search import add_teacher_and_flip_arguments
     from kdnas.core import METHODS
 
     parser = subparsers.add_parser(
@@ -61,6 +62,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("--cpus-per-eval", type=float, default=1.0)
     build.add_argument("--gpus-per-eval", type=float, default=0.0)
     build.add_argument("--device", default=None)
+    add_teacher_and_flip_arguments(build)
     build.set_defaults(func=run_build)
 
     export = commands.add_parser("export", help="write a store as an open-format benchmark")
@@ -116,7 +118,9 @@ def run_build(args: argparse.Namespace) -> int:
     if args.executor == "ray" and args.gpus_per_eval > 0 and device is None:
         device = "cuda"  # built on the driver, which may have no GPU; tasks run on GPU workers
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    train = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    train: dict[str, Any] = {"batch_size": args.batch_size} if args.batch_size is not None else {}
+    if args.flip is not None:
+        train["horizontal_flip"] = args.flip
     settings = SearchSettings(
         space=args.space,
         dataset=args.dataset,
@@ -134,6 +138,8 @@ def run_build(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction,
         train=train,
         device=device,
+        teacher_data=args.teacher_data,
+        allow_chance_teacher=args.allow_chance_teacher,
     )
     grid = BenchGrid(settings, args.parts, methods, high_fidelity=not args.no_high_fidelity)
     total = args.archs * (

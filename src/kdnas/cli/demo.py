@@ -103,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
         f"(not CIFAR-100), {settings.n_candidates} candidate architectures; low fidelity = "
         f"1/{settings.part} of the data with {settings.method!r} distillation, "
         f"{settings.lf_epochs} epochs; high fidelity = all data, plain cross-entropy, "
-        f"{settings.hf_epochs} epochs; teacher = the original network, "
-        f"{settings.teacher_epochs} epochs on the same 1/{settings.part}; "
-        f"{torch.get_num_threads()} CPU threads."
+        f"{settings.hf_epochs} epochs; teacher = the original network trained at high "
+        f"fidelity (all training images, never the validation ones, as in the paper), "
+        f"which is also its high-fidelity result; {torch.get_num_threads()} CPU threads."
     )
     clock = time.perf_counter()
     with Progress(
@@ -155,6 +155,15 @@ def run(args: argparse.Namespace) -> int:
             _number(values["kendall"]),
         )
     console.print(correlations)
+    teacher = outcome.report["teacher"]
+    evaluations_s = outcome.report["cost"]["summed_evaluation_s"]
+    console.print(
+        f"Teacher: valid {teacher['valid_acc']:.3f}, test {teacher['test_acc']:.3f} (chance "
+        f"{teacher['chance_acc']:.3f}); {teacher['train_time_s']:.1f} s of training, counted "
+        f"once: the search's evaluations took {evaluations_s:.1f} s."
+    )
+    for warning in outcome.report["warnings"]:
+        console.print(f"[bold yellow]Warning:[/bold yellow] {warning}")
     console.print(
         f"Report: {outcome.report_dir / 'report.json'}, trajectory.png, lf_vs_hf.png; "
         f"store: {outcome.store_path}. Wall time {wall:.0f} s."

@@ -59,6 +59,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--width-multiplier", type=float, default=1.0)
     parser.add_argument("--batch-size", type=positive_int, default=None)
+    add_teacher_and_flip_arguments(parser)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument(
@@ -108,6 +109,30 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def add_teacher_and_flip_arguments(parser: argparse.ArgumentParser) -> None:
+    """--flip/--no-flip, --teacher-data and --allow-chance-teacher (search and bench build)."""
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips (default: on for colour images, off for the digits "
+        "and for grayscale image folders, where a mirrored symbol is another symbol)",
+    )
+    parser.add_argument(
+        "--teacher-data",
+        default="full",
+        choices=("full", "subset"),
+        help="where the teacher learns: 'full' (default, as in the paper): the whole "
+        "training split minus validation, with the high-fidelity protocol; 'subset': the "
+        "low-fidelity 1/PART with --epochs (earlier kdnas; resumes their stores)",
+    )
+    parser.add_argument(
+        "--allow-chance-teacher",
+        action="store_true",
+        help="distill even from a teacher no better than chance (default: refuse)",
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The ``SearchSettings`` of the command line (validated: bad names list valid ones)."""
     from kdnas.cli import hyperparameter_overrides
@@ -123,6 +148,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         train["lr"] = args.lr
     if args.deterministic:
         train["deterministic"] = True
+    if args.flip is not None:
+        train["horizontal_flip"] = args.flip
     return SearchSettings(
         space=args.space,
         dataset=args.dataset,
@@ -144,6 +171,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         train=train,
         hyperparameters={args.method: overrides} if overrides else {},
         device=args.device,
+        teacher_data=args.teacher_data,
+        allow_chance_teacher=args.allow_chance_teacher,
     )
 
 
@@ -181,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
 
     from kdnas.cli import UsageError, check_device_option, check_store_option
     from kdnas.execute import EXECUTORS, RayExecutor, import_ray, make_executor
-    from kdnas.experiment import run_search
+    from kdnas.experiment import run_search, search_cost
+    from kdnas.store import RunMismatchError
 
     settings = settings_from_args(args)
     if args.executor not in EXECUTORS:
@@ -242,15 +272,24 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        outcome = run_search(
-            settings,
-            args.store,
-            run_id=args.run_id,
-            executor=executor,
-            callbacks=[_Bar(progress, console, total, seconds)],
-            report_dir=report,
-        )
+        try:
+            outcome = run_search(
+                settings,
+                args.store,
+                run_id=args.run_id,
+                executor=executor,
+                callbacks=[_Bar(progress, console, total, seconds)],
+                report_dir=report,
+            )
+        except RunMismatchError as error:
+            if "teacher." not in str(error):
+                raise
+            raise UsageError(
+                f"{error}. Stores made before the teacher learned from the whole training "
+                f"set resume with --teacher-data subset"
+            ) from None
     best = outcome.best
+    cost = search_cost(outcome.summary.evaluations, settings.high_fidelity, outcome.teacher)
     summary = {
         "run_id": outcome.run_id,
         "store": str(outcome.store_path),
@@ -259,6 +298,9 @@ def run(args: argparse.Namespace) -> int:
         "replayed": outcome.summary.n_replayed,
         "new": outcome.summary.n_new,
         "wall_s": round(outcome.wall_s, 3),
+        "teacher": outcome.teacher,
+        "cost": cost,
+        "warnings": list(outcome.warnings),
         "best": None
         if best is None
         else {
@@ -269,7 +311,31 @@ def run(args: argparse.Namespace) -> int:
     }
     if args.json:
         print(json.dumps(summary, indent=2))
-    elif best is None:
+        return 0
+    teacher = outcome.teacher
+    if teacher is not None:
+        where = "all" if teacher["part"] == 1 else f"1/{teacher['part']} of the"
+        console.print(
+            f"Teacher: the original network on {where} training images "
+            f"({teacher['images']}), {teacher['epochs']} epochs: valid "
+            f"{teacher['valid_acc']:.4f}, test {teacher['test_acc']:.4f} (chance "
+            f"{teacher['chance_acc']:.3f}), {teacher['train_time_s']:.1f} s of training"
+            + (" (loaded)" if teacher["loaded"] else "")
+        )
+    to_best = cost["time_to_best_s"]
+    console.print(
+        f"Seconds: {cost['summed_evaluation_s']:.1f} of evaluations + "
+        f"{cost['teacher_s']:.1f} of teacher"
+        + (
+            ""
+            if to_best is None
+            else f"; to the best network {to_best:.1f} without the teacher, "
+            f"{cost['time_to_best_with_teacher_s']:.1f} with it"
+        )
+    )
+    for warning in outcome.warnings:
+        console.print(f"[bold yellow]Warning:[/bold yellow] {warning}")
+    if best is None:
         console.print("No high-fidelity evaluation finished; see the report for the rest.")
     else:
         console.print(

@@ -18,6 +18,7 @@ _DEFAULT_TEACHERS = Path("kdnas-teachers")
 
 def register(subparsers: Any) -> None:
     from kdnas.cli import non_negative_int, positive_int
+    from kdnas.cli.search import add_teacher_and_flip_arguments
 
     parser = subparsers.add_parser(
         "train",
@@ -79,6 +80,7 @@ def register(subparsers: Any) -> None:
         help=f"where teachers are saved and reused (default ./{_DEFAULT_TEACHERS})",
     )
     parser.add_argument("--output", default=None, help="result JSON path (default: results/)")
+    add_teacher_and_flip_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -149,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
     if args.epochs is not None:
         # The teacher follows the same protocol, so it trains for the same epochs.
         overrides["epochs"] = args.epochs
+    if args.flip is not None:
+        overrides["horizontal_flip"] = args.flip
     config = TrainConfig.for_data(data, **overrides)
     objective = TrainingObjective(
         space,
@@ -158,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         hyperparameters={args.loss: hyperparameters} if hyperparameters else None,
+        teacher_data=args.teacher_data,
+        allow_chance_teacher=args.allow_chance_teacher,
     )
     result = objective.train(arch, fidelity)
     record = {

@@ -306,6 +306,12 @@ def load_image_folder(
     that its shorter side is ``resolution`` pixels and centre-cropped to a square. The test
     part may be named ``test``, ``val``, ``valid`` or ``validation``.
 
+    Horizontal flips are taken to preserve the classes of colour photographs, not of
+    grayscale images (digits, letters, documents: a mirrored symbol is another symbol or
+    none), so ``flip_invariant`` is False when every training image is gray (one channel, or
+    three equal ones). The training protocol's flips follow it unless set explicitly
+    (``TrainConfig.horizontal_flip``, ``kdnas search --flip/--no-flip``).
+
     Raises:
         DatasetError: the folder, its ``train`` part or its test part is missing or empty.
     """
@@ -323,7 +329,17 @@ def load_image_folder(
         raise DatasetError(f"{root / 'train'}: found {len(classes)} class folders, need >= 2")
     train = _read_class_folders(root / "train", classes, resolution, channels)
     test = _read_class_folders(test_root, classes, resolution, channels)
-    return Dataset(name=root.name, train=train, test=test, num_classes=len(classes))
+    pixels = train.images
+    gray = pixels.shape[1] == 1 or bool(
+        (pixels[:, 0] == pixels[:, 1]).all() and (pixels[:, 1] == pixels[:, 2]).all()
+    )
+    return Dataset(
+        name=root.name,
+        train=train,
+        test=test,
+        num_classes=len(classes),
+        flip_invariant=not gray,
+    )
 
 
 # ---------------------------------------------------------------- embedded

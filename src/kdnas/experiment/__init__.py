@@ -15,8 +15,10 @@ from kdnas.experiment._search import (
     SearchOutcome,
     best_evaluation,
     run_search,
+    search_cost,
     teacher_cache_dir_for,
     teacher_dir_for,
+    time_to_best,
 )
 from kdnas.experiment._settings import (
     ALGORITHMS,
@@ -49,8 +51,10 @@ __all__ = [
     "run_demo",
     "run_search",
     "sample_architectures",
+    "search_cost",
     "teacher_cache_dir_for",
     "teacher_dir_for",
+    "time_to_best",
     "trajectory",
     "write_json",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -10,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdnas.core import Architecture
+from kdnas.core import Architecture, Fidelity
 from kdnas.execute import ExecutionSummary, RayExecutor, SerialExecutor
+from kdnas.experiment._health import FidelityHealth, check_teacher
 from kdnas.experiment._report import (
     evaluation_rows,
     lf_hf_pairs,
@@ -36,8 +38,10 @@ __all__ = [
     "SearchOutcome",
     "best_evaluation",
     "run_search",
+    "search_cost",
     "teacher_cache_dir_for",
     "teacher_dir_for",
+    "time_to_best",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,6 +59,10 @@ class SearchOutcome:
         best: the high-fidelity evaluation with the best validation accuracy, if any.
         report_dir: where the report was written, if asked.
         wall_s: seconds of the whole call (data loading and teacher training included).
+        teacher: ``TrainingObjective.teacher_summary`` of the teacher the search distilled
+            from (accuracies, recorded training seconds), or None when it needs none.
+        warnings: what the guard rails found (a teacher or a fidelity no better than chance,
+            identical low-fidelity results), also logged and written to the report.
     """
 
     settings: SearchSettings
@@ -64,6 +72,8 @@ class SearchOutcome:
     best: StoredEvaluation | None
     report_dir: Path | None
     wall_s: float
+    teacher: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def teacher_dir_for(store_path: str | os.PathLike[str]) -> Path | None:
@@ -128,6 +138,8 @@ def run_search(
     archs = sample_architectures(space, settings.n_candidates, settings.candidate_seed)
     candidates = build_candidates(space, archs)
     config = run_config(settings, data, archs)
+    warnings: list[str] = []
+    teacher = None
     # Everything cheap is checked before the teacher trains or its folder is made: the store
     # is a kdnas store, and the run is new or was made with these settings.
     with SQLiteStore(store_path) as store:
@@ -138,22 +150,27 @@ def run_search(
         objective = build_objective(settings, data, teachers, teacher_cache_dir_for(store_path))
         optimizer = build_optimizer(settings, candidates, data.resolution)
         executor = executor or SerialExecutor()
-        if settings.algorithm in ("alg1", "alg2") and settings.method != "nokd":
+        if settings.needs_teacher:
             # Train (or load) the teacher once, where evaluations run, before the workers
             # start: otherwise every parallel worker would train its own copy at its first task.
-            executor.prepare(objective, _prepare_teacher, settings.part)
+            teacher = executor.prepare(objective, _prepare_teacher, settings.part)
+            warnings = check_teacher(teacher, settings.allow_chance_teacher)
+        health = FidelityHealth(objective.chance(), lambda f: _steps(objective, f))
         summary = executor.run(
             optimizer,
             objective,
             store,
             run_id=run_id,
             config=config,
-            callbacks=callbacks,
+            callbacks=[*callbacks, health],
         )
+    warnings.extend(health.finish(summary.evaluations))
     best = best_evaluation(summary.evaluations, settings)
     report = None
     if report_dir is not None:
-        report = write_search_report(Path(report_dir), settings, summary, best, archs)
+        report = write_search_report(
+            Path(report_dir), settings, summary, best, archs, teacher, warnings
+        )
     return SearchOutcome(
         settings=settings,
         run_id=run_id,
@@ -162,11 +179,30 @@ def run_search(
         best=best,
         report_dir=report,
         wall_s=time.perf_counter() - clock,
+        teacher=teacher,
+        warnings=tuple(warnings),
     )
 
 
-def _prepare_teacher(objective: Any, part: int) -> None:
-    objective.teacher(part)
+def _prepare_teacher(objective: Any, part: int) -> dict[str, Any]:
+    summary = objective.teacher_summary(part)
+    if summary["status"] != "ok":
+        objective.teacher(part)  # raises TeacherTrainingError, naming how the training ended
+    return summary
+
+
+def _steps(objective: Any, fidelity: Fidelity) -> int:
+    return objective.optimisation_steps(fidelity.part, fidelity.epochs)
+
+
+def time_to_best(evaluations: Sequence[StoredEvaluation], high: Fidelity) -> float | None:
+    """Summed evaluation seconds until the search first held its final incumbent (the best
+    high-fidelity validation accuracy), or None without an ok high-fidelity result."""
+    points = trajectory(evaluations, high)
+    if not points or not math.isfinite(points[-1]["best_valid_acc"]):
+        return None
+    final = points[-1]["best_valid_acc"]
+    return next(p["seconds"] for p in points if p["best_valid_acc"] == final)
 
 
 def write_search_report(
@@ -175,8 +211,13 @@ def write_search_report(
     summary: ExecutionSummary,
     best: StoredEvaluation | None,
     archs: Sequence[Architecture],
+    teacher: dict[str, Any] | None = None,
+    warnings: Sequence[str] = (),
 ) -> Path:
-    """Write report.json, trajectory.png and, when some architecture has both, lf_vs_hf.png."""
+    """Write report.json, trajectory.png and, when some architecture has both, lf_vs_hf.png.
+
+    The teacher's seconds are reported once, beside the summed evaluation seconds, and the
+    seconds to the final incumbent are given with and without them."""
     from kdnas.bench.correlation import correlations
     from kdnas.spaces import get_space
 
@@ -206,6 +247,9 @@ def write_search_report(
         "n_replayed": summary.n_replayed,
         "stop_reason": summary.stop_reason,
         "summed_evaluation_s": sum(e.result.cost_s for e in evaluations),
+        "teacher": teacher,
+        "cost": search_cost(evaluations, high, teacher),
+        "warnings": list(warnings),
         "best": None
         if best is None
         else {
@@ -221,3 +265,18 @@ def write_search_report(
     }
     write_json(folder / "report.json", payload)
     return folder
+
+
+def search_cost(
+    evaluations: Sequence[StoredEvaluation], high: Fidelity, teacher: dict[str, Any] | None
+) -> dict[str, float | None]:
+    """Seconds of a search: evaluations, the teacher (once), and to the final incumbent with
+    and without the teacher's training."""
+    teacher_s = float(teacher["train_time_s"]) if teacher is not None else 0.0
+    to_best = time_to_best(evaluations, high)
+    return {
+        "summed_evaluation_s": sum(e.result.cost_s for e in evaluations),
+        "teacher_s": teacher_s,
+        "time_to_best_s": to_best,
+        "time_to_best_with_teacher_s": None if to_best is None else to_best + teacher_s,
+    }

@@ -79,6 +79,12 @@ class SearchSettings:
         hyperparameters: per-method loss overrides, e.g. {"kd": {"tau": 4.0}}.
         device: "cpu", "cuda", ...; None picks CUDA when available (not part of the run's
             fingerprint: it changes timings, not what is searched).
+        teacher_data: "full" (default, the paper's): the teacher learns once from the whole
+            training pool (never the validation split) with the high-fidelity protocol, and
+            that training is the original network's high-fidelity evaluation; "subset": from
+            the low-fidelity subset with ``epochs`` epochs (earlier kdnas versions).
+        allow_chance_teacher: distill even from a teacher no better than chance (default:
+            the search refuses to start; a guard, not part of the fingerprint).
     """
 
     space: str = "mobilenetv2"
@@ -101,8 +107,16 @@ class SearchSettings:
     train: Mapping[str, Any] = field(default_factory=dict)
     hyperparameters: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     device: str | None = None
+    teacher_data: str = "full"
+    allow_chance_teacher: bool = False
 
     def __post_init__(self) -> None:
+        from kdnas.train import TEACHER_DATA
+
+        if self.teacher_data not in TEACHER_DATA:
+            raise ValueError(
+                f"unknown teacher_data {self.teacher_data!r}; valid: {', '.join(TEACHER_DATA)}"
+            )
         if self.algorithm not in ALGORITHMS:
             raise ValueError(
                 f"unknown algorithm {self.algorithm!r}; valid algorithms: {', '.join(ALGORITHMS)}"
@@ -166,6 +180,16 @@ class SearchSettings:
     @property
     def high_fidelity(self) -> Fidelity:
         return Fidelity(part=1, method="nokd", epochs=self.hf_epochs)
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether the search distills (its low fidelity uses a teacher)."""
+        return self.algorithm in ("alg1", "alg2") and self.method != "nokd"
+
+    @property
+    def teacher_epochs(self) -> int | None:
+        """The teacher's epochs: the high fidelity's for "full", the protocol's otherwise."""
+        return self.hf_epochs if self.teacher_data == "full" else None
 
     @property
     def ucb_beta(self) -> float:
@@ -254,6 +278,9 @@ def build_objective(
         device=settings.device,
         hyperparameters=settings.hyperparameters,
         cache=TeacherCache(directory=cache_dir) if cache_dir is not None else None,
+        teacher_data=settings.teacher_data,
+        teacher_epochs=settings.teacher_epochs,
+        allow_chance_teacher=settings.allow_chance_teacher,
     )
 
 
@@ -322,11 +349,18 @@ def run_config(
     deterministic kernels are left out because they change timings and bits, not what is
     searched. The candidates are listed in full and the dataset is identified by its name and
     the content hash of its training pool, not by the path it was given as: ``imgs``,
-    ``./imgs/`` and its absolute path resume one run.
+    ``./imgs/`` and its absolute path resume one run. The teacher's protocol is part of it;
+    stores made before the teacher had one (``teacher_data`` "subset") keep their
+    fingerprint, so they resume with ``teacher_data="subset"``.
     """
     values = settings.to_dict()
-    for name in ("budget_evaluations", "budget_seconds", "device"):
+    for name in ("budget_evaluations", "budget_seconds", "device", "allow_chance_teacher"):
         values.pop(name)
+    if values.pop("teacher_data") == "full":
+        values["teacher"] = {
+            "data": "full",
+            **_fidelity_dict(Fidelity(part=1, method="nokd", epochs=settings.teacher_epochs)),
+        }
     values["beta"] = settings.ucb_beta  # what the search uses, however it was given
     values["dataset"] = data.name
     values["dataset_hash"] = data.subset(1, 0).content_hash

@@ -19,7 +19,15 @@ from __future__ import annotations
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import SCHEDULES, TrainConfig, TrainResult
 from kdnas.train._objective import TrainingObjective
-from kdnas.train._teacher import TeacherStore, TeacherTrainingError, teacher_key
+from kdnas.train._teacher import (
+    TEACHER_DATA,
+    ChanceLevel,
+    TeacherAtChanceError,
+    TeacherStore,
+    TeacherTrainingError,
+    chance_teacher_message,
+    teacher_key,
+)
 from kdnas.train._trainer import (
     LiveTeacher,
     TeacherSource,
@@ -36,8 +44,11 @@ from kdnas.train._trainer import (
 
 __all__ = [
     "SCHEDULES",
+    "TEACHER_DATA",
     "CachedTeacher",
+    "ChanceLevel",
     "LiveTeacher",
+    "TeacherAtChanceError",
     "TeacherCache",
     "TeacherSource",
     "TeacherStore",
@@ -49,6 +60,7 @@ __all__ = [
     "accuracy",
     "autocast",
     "cache_key",
+    "chance_teacher_message",
     "check_device_available",
     "describe_device",
     "kernel_mode",

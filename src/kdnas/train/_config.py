@@ -23,6 +23,13 @@ SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 _NON_PROTOCOL_FIELDS = frozenset({"eval_batch_size", "deterministic"})
 
 
+def _refuse_unknown_fields(cls: type, values: Mapping[str, Any]) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {', '.join(unknown)}")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How a network is trained. The defaults are the paper's CIFAR-100 protocol.
@@ -110,10 +117,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown TrainConfig fields: {', '.join(unknown)}")
+        _refuse_unknown_fields(cls, values)
         return cls(**dict(values))
 
     def protocol_key(self) -> str:
@@ -153,6 +157,8 @@ class TrainResult:
         error: for "failed", the error message.
         teacher_cache_hits: epochs whose teacher summaries came from the teacher cache.
         teacher_cache_misses: epochs whose teacher summaries were computed by the teacher.
+        reused_from: where a result that was read back rather than trained comes from (the
+            teacher's key when the original network's evaluation is the teacher's training).
     """
 
     status: str
@@ -174,6 +180,7 @@ class TrainResult:
     error: str = ""
     teacher_cache_hits: int = 0
     teacher_cache_misses: int = 0
+    reused_from: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -201,6 +208,20 @@ class TrainResult:
 
         return {k: clean(v) for k, v in dataclasses.asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainResult:
+        """Inverse of ``to_dict`` (None becomes NaN); unknown keys are an error naming them."""
+        _refuse_unknown_fields(cls, values)
+        restored = dict(values)
+        for name in ("valid_acc", "test_acc", "final_loss"):
+            if restored.get(name) is None:
+                restored[name] = math.nan
+        for name in ("terms", "loss_settings"):
+            restored[name] = {
+                k: math.nan if v is None else v for k, v in (restored.get(name) or {}).items()
+            }
+        return cls(**restored)
+
     def to_eval_result(self, arch: Architecture, fidelity: Fidelity) -> EvalResult:
         """The search-facing ``EvalResult`` (its ``cost_s`` is ``wall_time_s``)."""
         metrics: dict[str, float] = {
@@ -219,6 +240,8 @@ class TrainResult:
         info = {"subset_hash": self.subset_hash, "device": self.device, "method": self.method}
         if self.error:
             info["error"] = self.error
+        if self.reused_from:
+            info["reused_from"] = self.reused_from
         return EvalResult(
             arch_key=arch.key(),
             fidelity=fidelity,

@@ -1,18 +1,24 @@
 """``TrainingObjective``: evaluate an architecture at a fidelity by really training it.
 
 ``Fidelity.part`` picks the fixed 1/part subset, ``Fidelity.method`` the loss, and
-``Fidelity.epochs`` (or the config's) the length of training. The teacher of a subset is
-trained once (or loaded from the ``TeacherStore``), and its summaries for every (epoch, batch)
-are computed once per loss and reused by every student through the ``TeacherCache``.
+``Fidelity.epochs`` (or the config's) the length of training. The teacher (the space's
+original network) is trained once (or loaded from the ``TeacherStore``): by default on the whole
+training pool with the high-fidelity protocol, as in the paper, so it serves every part. Its
+summaries for every (epoch, batch) are computed once per loss and subset and reused by every
+student through the ``TeacherCache``. Since the teacher's training is an evaluation of the
+original network at the teacher's fidelity, ``evaluate`` answers that evaluation with it
+rather than training the same network twice.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +29,17 @@ from kdnas.core import Architecture, EvalResult, Fidelity
 from kdnas.data import DeviceImages, ImageSet, PreparedData, Subset, stream_seed
 from kdnas.distill import build_loss
 from kdnas.distill.base import TrainingLoss
-from kdnas.distill.logit import CrossEntropyLoss
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import TrainConfig, TrainResult
-from kdnas.train._teacher import TeacherStore, TeacherTrainingError, teacher_key
+from kdnas.train._teacher import (
+    TEACHER_DATA,
+    ChanceLevel,
+    TeacherAtChanceError,
+    TeacherStore,
+    TeacherTrainingError,
+    chance_teacher_message,
+    teacher_key,
+)
 from kdnas.train._trainer import (
     LiveTeacher,
     TeacherSource,
@@ -66,6 +79,14 @@ class TrainingObjective:
         hyperparameters: per-method overrides of the loss defaults, e.g.
             ``{"kd": {"tau": 4, "lambda": 0.9}}``.
         use_cache: reuse teacher summaries across students (default True).
+        teacher_data: "full" (default, the paper's): the teacher learns from the whole
+            training pool (never the validation split) at ``teacher_epochs``, one teacher for
+            every part; "subset": from each student's own 1/part subset at the config's
+            epochs (the behaviour of earlier kdnas versions).
+        teacher_epochs: the teacher's epochs (None: the config's); pass the high fidelity's
+            epochs so that the teacher's training is the original's high-fidelity evaluation.
+        allow_chance_teacher: distill even from a teacher no better than chance (default:
+            refuse with ``TeacherAtChanceError``; its students would learn noise).
     """
 
     def __init__(
@@ -81,7 +102,20 @@ class TrainingObjective:
         cache: TeacherCache | None = None,
         hyperparameters: Mapping[str, Mapping[str, float]] | None = None,
         use_cache: bool = True,
+        teacher_data: str = "full",
+        teacher_epochs: int | None = None,
+        allow_chance_teacher: bool = False,
     ) -> None:
+        if teacher_data not in TEACHER_DATA:
+            raise ValueError(
+                f"unknown teacher_data {teacher_data!r}; valid: {', '.join(TEACHER_DATA)}"
+            )
+        if teacher_epochs is not None and (
+            isinstance(teacher_epochs, bool)
+            or not isinstance(teacher_epochs, int)
+            or teacher_epochs < 1
+        ):
+            raise ValueError(f"teacher_epochs must be a positive integer, got {teacher_epochs!r}")
         self.space = space
         self.data = data
         self.config = config if config is not None else TrainConfig.for_data(data)
@@ -97,7 +131,10 @@ class TrainingObjective:
         self.hyperparameters = {k: dict(v) for k, v in (hyperparameters or {}).items()}
         self._train_images: dict[int, DeviceImages] = {}
         self._eval_images: dict[str, DeviceImages] = {}
-        self._teachers: dict[str, nn.Module] = {}
+        self.teacher_data = teacher_data
+        self.teacher_epochs = teacher_epochs
+        self.allow_chance_teacher = allow_chance_teacher
+        self._teachers: dict[str, _Teacher] = {}
 
     @property
     def device(self) -> torch.device:
@@ -115,7 +152,11 @@ class TrainingObjective:
         state["_train_images"] = {}
         state["_eval_images"] = {}
         state["_teachers"] = {
-            key: copy.deepcopy(network).cpu() for key, network in self._teachers.items()
+            key: dataclasses.replace(
+                entry,
+                network=None if entry.network is None else copy.deepcopy(entry.network).cpu(),
+            )
+            for key, entry in self._teachers.items()
         }
         return state
 
@@ -166,47 +207,172 @@ class TrainingObjective:
         memory = torch.channels_last if self.config.channels_last else torch.contiguous_format
         return network.to(self.device, memory_format=memory)
 
+    # -- the teacher -----------------------------------------------------------------------
+    def teacher_fidelity(self, part: int) -> Fidelity:
+        """The fidelity the teacher of 1/``part`` students is trained at (cross-entropy): the
+        whole training pool for ``teacher_data="full"``, else the students' own subset."""
+        teacher_part = 1 if self.teacher_data == "full" else part
+        return Fidelity(part=teacher_part, method="nokd", epochs=self.teacher_epochs)
+
+    def chance(self) -> ChanceLevel:
+        """The chance level of the validation split (what a constant guess scores)."""
+        return ChanceLevel.of_labels(self.data.valid.labels)
+
     def teacher_key(self, part: int) -> str:
+        fidelity = self.teacher_fidelity(part)
+        # Epochs join the key only when they differ from the protocol's, so that teachers
+        # saved before the teacher had its own epochs keep their keys.
+        extra = (
+            {"epochs": fidelity.epochs}
+            if fidelity.epochs not in (None, self.config.epochs)
+            else {}
+        )
         return teacher_key(
             dataset=self.data.name,
-            subset=self.subset(part).content_hash,
+            subset=self.subset(fidelity.part).content_hash,
             protocol=self.config.protocol_key(),
             seed=self.seed,
             space=self.space.name,
             arch=self.space.original().key(),
+            **extra,
         )
 
     def teacher(self, part: int) -> nn.Module:
-        """The teacher of the 1/part subset: loaded if saved and intact, else trained."""
+        """The teacher of 1/part students: loaded if saved and intact, else trained.
+
+        Raises:
+            TeacherTrainingError: the teacher's training diverged or failed.
+            TeacherAtChanceError: the teacher is no better than chance on the validation
+                split and ``allow_chance_teacher`` is off.
+        """
+        entry = self._teacher_entry(part)
+        if entry.network is None:
+            raise TeacherTrainingError(
+                f"the teacher's training {entry.result.status}"
+                + (
+                    f": {entry.result.error}"
+                    if entry.result.error
+                    else " (is the learning rate too high?)"
+                )
+            )
+        chance = self.chance()
+        if not self.allow_chance_teacher and not chance.beaten_by(entry.result.valid_acc):
+            raise TeacherAtChanceError(
+                chance_teacher_message(
+                    self.teacher_summary(part),
+                    "refusing to distill from it (allow_chance_teacher=True, or "
+                    "--allow-chance-teacher, distills anyway)",
+                )
+            )
+        return entry.network
+
+    def teacher_result(self, part: int) -> TrainResult:
+        """The teacher's own training result (trained or loaded now if needed; never raises
+        for a teacher at chance, so that its accuracy can be reported)."""
+        return self._teacher_entry(part).result
+
+    def teacher_summary(self, part: int) -> dict[str, Any]:
+        """What a report says about the teacher of 1/part students: where and how long it
+        learned, its accuracies (fractions) and seconds, and how they compare with chance."""
+        entry = self._teacher_entry(part)
+        fidelity = self.teacher_fidelity(part)
+        chance = self.chance()
+        epochs = fidelity.epochs if fidelity.epochs is not None else self.config.epochs
+        return {
+            "key": self.teacher_key(part),
+            "data": self.teacher_data,
+            "part": fidelity.part,
+            "images": len(self.subset(fidelity.part)),
+            "epochs": epochs,
+            "steps": self.optimisation_steps(fidelity.part, epochs),
+            "status": entry.result.status,
+            "valid_acc": entry.result.valid_acc,
+            "test_acc": entry.result.test_acc,
+            "train_time_s": entry.result.wall_time_s,
+            "loaded": entry.loaded,
+            "chance_acc": chance.accuracy,
+            "chance_threshold": chance.threshold,
+            "above_chance": chance.beaten_by(entry.result.valid_acc),
+        }
+
+    def optimisation_steps(self, part: int, epochs: int | None) -> int:
+        """SGD steps of a run of ``epochs`` (None: the config's) on the 1/part subset."""
+        images = len(self.subset(part))
+        batches = images // self.config.batch_size
+        if images % self.config.batch_size > 1:  # a last batch of one image is dropped
+            batches += 1
+        return batches * (epochs if epochs is not None else self.config.epochs)
+
+    def _teacher_entry(self, part: int) -> _Teacher:
         key = self.teacher_key(part)
         if key in self._teachers:
-            return self._teachers[key].to(self.device)
-        original = self.space.original()
-        with _seeded(self.device, stream_seed(self.seed, 0, "init")):
-            network = self.build(original)
+            entry = self._teachers[key]
+            if entry.network is not None:  # a copy made for another process holds CPU ones
+                entry.network.to(self.device)
+            return entry
         if self.teachers is None:
-            self._train_teacher(key, part, network)
+            entry = self._train_teacher(key, part)
         else:
             # Another process sharing the folder may be training this teacher: wait for it and
             # load its result rather than train a second copy.
             with self.teachers.lock(key):
-                if self.teachers.load(key, network) is None:
-                    self._train_teacher(key, part, network)
-        network.to(self.device).eval()
-        for parameter in network.parameters():
-            parameter.requires_grad_(False)
-        self._teachers[key] = network
-        return network
+                entry = self._load_teacher(key, part) or self._train_teacher(key, part)
+        if entry.network is not None:
+            entry.network.to(self.device).eval()
+            for parameter in entry.network.parameters():
+                parameter.requires_grad_(False)
+        self._teachers[key] = entry
+        return entry
 
-    def _train_teacher(self, key: str, part: int, network: nn.Module) -> None:
+    def _load_teacher(self, key: str, part: int) -> _Teacher | None:
+        assert self.teachers is not None
+        with _seeded(self.device, stream_seed(self.seed, 0, "init")):
+            network = self.build(self.space.original())
+        record = self.teachers.load(key, network)
+        if record is None:
+            return None
+        try:
+            result = TrainResult.from_dict(record["result"])
+        except (KeyError, TypeError, ValueError):
+            # Saved by an earlier kdnas without its full result: rebuild what reports need.
+            result = self._result_from_old_record(record, network, part)
+            return _Teacher(network, result, loaded=True, complete=False)
+        return _Teacher(network, result, loaded=True)
+
+    def _result_from_old_record(
+        self, record: dict[str, Any], network: nn.Module, part: int
+    ) -> TrainResult:
+        from kdnas.models import count_parameters
+
+        return TrainResult(
+            status="ok",
+            valid_acc=float(record.get("valid_acc", math.nan)),
+            test_acc=float(record.get("test_acc", math.nan)),
+            wall_time_s=float(record.get("train_time_s", 0.0)),
+            train_time_s=float(record.get("train_time_s", 0.0)),
+            teacher_time_s=0.0,
+            params=count_parameters(network),
+            multiply_adds=0,
+            epochs=self.config.epochs,
+            final_loss=math.nan,
+            seed=self.seed,
+            subset_hash=self.subset(self.teacher_fidelity(part).part).content_hash,
+            device=describe_device(self.device),
+        )
+
+    def _train_teacher(self, key: str, part: int) -> _Teacher:
         original = self.space.original()
-        logger.info("training the teacher for 1/%d of %s (key %s)", part, self.data.name, key)
-        result = self._train(original, network, CrossEntropyLoss(), part, None, None)
+        fidelity = self.teacher_fidelity(part)
+        logger.info(
+            "training the teacher on 1/%d of %s (%s, key %s)",
+            fidelity.part,
+            self.data.name,
+            fidelity.label(),
+            key,
+        )
+        network, result = self._fit(original, fidelity)
         if result.status != "ok":
-            raise TeacherTrainingError(
-                f"the teacher's training {result.status}"
-                + (f": {result.error}" if result.error else " (is the learning rate too high?)")
-            )
+            return _Teacher(None, result, loaded=False)
         if self.teachers is not None:
             self.teachers.save(
                 key,
@@ -214,16 +380,42 @@ class TrainingObjective:
                 {
                     "dataset": self.data.name,
                     "subset_hash": result.subset_hash,
-                    "part": part,
+                    "part": fidelity.part,
+                    "teacher_data": self.teacher_data,
                     "protocol": self.config.to_dict(),
                     "seed": self.seed,
                     "space": self.space.name,
                     "arch": original.to_json(),
                     "valid_acc": result.valid_acc,
                     "test_acc": result.test_acc,
-                    "train_time_s": result.train_time_s,
+                    "train_time_s": result.wall_time_s,
+                    "result": result.to_dict(),
                 },
             )
+        return _Teacher(network, result, loaded=False)
+
+    def _serves_as_teacher(self, arch: Architecture, fidelity: Fidelity) -> bool:
+        """Whether evaluating ``arch`` at ``fidelity`` is exactly the teacher's training."""
+        return arch == self.space.original() and fidelity == self.teacher_fidelity(fidelity.part)
+
+    def _teacher_evaluation(self, fidelity: Fidelity) -> TrainResult:
+        """The original network at the teacher's fidelity: the teacher's own result.
+
+        Trained now if no teacher exists yet (and then kept as the teacher); otherwise read
+        back, so this evaluation costs only the seconds of the look-up: the training's
+        seconds are the teacher's, reported once per search.
+        """
+        start = time.perf_counter()
+        key = self.teacher_key(fidelity.part)
+        existed = key in self._teachers
+        entry = self._teacher_entry(fidelity.part)
+        if not entry.complete:  # an earlier kdnas saved too little to answer with it
+            return self._fit(self.space.original(), fidelity)[1]
+        if entry.loaded or existed:
+            return _replace(
+                entry.result, wall_time_s=time.perf_counter() - start, reused_from=f"teacher {key}"
+            )
+        return entry.result
 
     def _teacher_source(
         self, fidelity: Fidelity, loss: TrainingLoss, teacher: nn.Module
@@ -233,6 +425,8 @@ class TrainingObjective:
             return live
         key = cache_key(
             teacher=self.teacher_key(fidelity.part),
+            # One teacher serves every part, and each part's subset makes other batches.
+            students=self.subset(fidelity.part).content_hash,
             summary=loss.name,
             batch_size=self.config.batch_size,
             padding=self.config.crop_padding,
@@ -271,7 +465,16 @@ class TrainingObjective:
         return self.train(arch, fidelity).to_eval_result(arch, fidelity)
 
     def train(self, arch: Architecture, fidelity: Fidelity) -> TrainResult:
-        """Train ``arch`` at ``fidelity``; the detailed ``TrainResult``."""
+        """Train ``arch`` at ``fidelity``; the detailed ``TrainResult``.
+
+        The original network at the teacher's fidelity is the teacher: its result is the
+        teacher's (trained once, ``reused_from`` naming it when read back)."""
+        if self._serves_as_teacher(arch, fidelity):
+            return self._teacher_evaluation(fidelity)
+        return self._fit(arch, fidelity)[1]
+
+    def _fit(self, arch: Architecture, fidelity: Fidelity) -> tuple[nn.Module | None, TrainResult]:
+        """Train ``arch`` at ``fidelity``: the trained network (None unless ok) and result."""
         start = time.perf_counter()
         teacher_s = 0.0
         subset_hash = ""
@@ -293,7 +496,7 @@ class TrainingObjective:
             logger.warning(
                 "evaluation of %s at %s failed: %s", arch.key(), fidelity.label(), error
             )
-            return TrainResult(
+            return None, TrainResult(
                 status="failed",
                 valid_acc=math.nan,
                 test_acc=math.nan,
@@ -311,7 +514,8 @@ class TrainingObjective:
                 error=f"{type(error).__name__}: {error}",
             )
         wall = time.perf_counter() - start
-        return _replace(result, wall_time_s=wall, teacher_time_s=teacher_s)
+        trained = network if result.status == "ok" else None
+        return trained, _replace(result, wall_time_s=wall, teacher_time_s=teacher_s)
 
     def _loss(
         self, fidelity: Fidelity, network: nn.Module, teacher: nn.Module | None
@@ -383,6 +587,18 @@ class TrainingObjective:
                 source.epochs_computed if isinstance(source, CachedTeacher) else 0
             ),
         )
+
+
+@dataclass(frozen=True)
+class _Teacher:
+    """A teacher in memory: its network (None when its training failed), its result, whether
+    it was loaded from the store, and whether that result is a complete evaluation (teachers
+    saved by earlier kdnas versions recorded only their accuracies)."""
+
+    network: nn.Module | None
+    result: TrainResult
+    loaded: bool
+    complete: bool = True
 
 
 def _replace(result: TrainResult, **changes: Any) -> TrainResult:

@@ -1,7 +1,8 @@
 """Saved teachers, keyed by (dataset, subset, protocol, seed) and verified by checksum.
 
-A teacher is the space's original architecture trained on the same subset with the same
-protocol as its students (as the paper did). ``TeacherStore`` saves its weights as
+A teacher is the space's original architecture; by default it is trained once on the whole
+training pool with the high-fidelity protocol and shared by every student of every part, as
+in the paper (see ``TEACHER_DATA``). ``TeacherStore`` saves its weights as
 ``<key>.pt`` with a ``<key>.json`` record holding the file's SHA-256 and how it was trained.
 A teacher whose file is missing, fails its checksum or does not load into the network is
 reported and retrained, never used; weights are read with ``torch.load(weights_only=True)``.
@@ -20,18 +21,28 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import pickle
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["TeacherStore", "TeacherTrainingError", "teacher_key"]
+__all__ = [
+    "TEACHER_DATA",
+    "ChanceLevel",
+    "TeacherAtChanceError",
+    "TeacherStore",
+    "TeacherTrainingError",
+    "chance_teacher_message",
+    "teacher_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -148,3 +159,70 @@ class TeacherStore:
         atomic_write(record_path, json.dumps(full, indent=2, sort_keys=True).encode())
         logger.info("saved teacher %s", weights_path)
         return weights_path
+
+
+# -- how good a teacher (or any result) must be to be worth anything ---------------------------
+
+#: Where the teacher learns: "full" (default, as in the paper): the whole training pool (the
+#: training split minus validation) with the high-fidelity protocol, shared by every part;
+#: "subset": the student's own 1/part subset with the protocol's epochs (the
+#: behaviour of earlier kdnas versions, kept to resume their stores).
+TEACHER_DATA: tuple[str, ...] = ("full", "subset")
+
+#: Standard errors above the chance level an accuracy must reach to count as learning.
+_CHANCE_MARGIN_SE = 2.0
+
+
+class TeacherAtChanceError(ValueError):
+    """The teacher is no better than chance: distilling from it would teach noise."""
+
+
+@dataclass(frozen=True)
+class ChanceLevel:
+    """What guessing achieves on a split, and the accuracy that is significantly better.
+
+    Args:
+        accuracy: the share of the split's most frequent class (a constant guess), a fraction.
+        n: images in the split.
+    """
+
+    accuracy: float
+    n: int
+
+    @classmethod
+    def of_labels(cls, labels: torch.Tensor) -> ChanceLevel:
+        """The chance level of a split with these labels."""
+        n = int(labels.numel())
+        if n == 0:
+            return cls(accuracy=0.0, n=0)
+        return cls(accuracy=float(torch.bincount(labels).max()) / n, n=n)
+
+    @property
+    def threshold(self) -> float:
+        """Chance plus two binomial standard errors (one-sided p of about 0.02): an accuracy
+        at or below it is no better than guessing on a split of this size."""
+        if self.n == 0:
+            return self.accuracy
+        spread = math.sqrt(self.accuracy * (1.0 - self.accuracy) / self.n)
+        return self.accuracy + _CHANCE_MARGIN_SE * spread
+
+    def beaten_by(self, accuracy: float) -> bool:
+        """Whether ``accuracy`` (a fraction) is significantly better than chance."""
+        return math.isfinite(accuracy) and accuracy > self.threshold
+
+
+def chance_teacher_message(summary: Mapping[str, Any], consequence: str) -> str:
+    """Why a teacher at chance is a problem, its likely cause and the fixes.
+
+    Args:
+        summary: ``TrainingObjective.teacher_summary`` of the teacher.
+        consequence: what happens next (refused, or going on as told).
+    """
+    return (
+        f"the teacher (the original network, {summary['epochs']} epoch(s) on "
+        f"{summary['images']} images) reached {summary['valid_acc']:.3f} validation accuracy, "
+        f"no better than chance ({summary['chance_acc']:.3f}; threshold "
+        f"{summary['chance_threshold']:.3f}): {consequence}. Likely cause: too few "
+        f"optimisation steps ({summary['steps']} SGD steps). Fix: more epochs (--epochs, "
+        f"--hf-epochs), a smaller --batch-size, or a wider network (--width-multiplier)"
+    )
