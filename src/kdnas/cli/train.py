@@ -68,7 +68,43 @@ def register(subparsers: Any) -> None:
         help=f"where teachers are saved and reused (default ./{_DEFAULT_TEACHERS})",
     )
     parser.add_argument("--output", default=None, help="result JSON path (default: results/)")
-    parser.set_defaults(func=run)
+    full = parser.add_argument_group(
+        "high fidelity at scale (plain cross-entropy; see docs/training.md)"
+    )
+    full.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="train with DistributedDataParallel on N processes of this machine, launched by "
+        "torchrun (one per GPU on CUDA, gloo on the CPU)",
+    )
+    full.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream an image folder from disk (decoded in DataLoader workers) instead of "
+        "holding it in memory",
+    )
+    full.add_argument("--workers", type=int, default=2, help="decoding workers for --stream")
+    full.add_argument(
+        "--crop",
+        choices=("resized", "pad", "none"),
+        default="resized",
+        help="--stream training crop: random-resized (ImageNet protocol, default) or random "
+        "crop of the padded image (CIFAR protocol)",
+    )
+    full.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="checkpoint every epoch here and resume from it (default with --nproc/--stream: "
+        "results/checkpoints/<arch>-1of<part>-seed<seed>)",
+    )
+    full.add_argument(
+        "--stop-after-epochs",
+        type=int,
+        default=None,
+        help="end after N epochs of this call, keeping the checkpoint to resume later",
+    )
+    parser.set_defaults(func=run, train_parser=parser)
 
 
 def _parse_arch(text: str, space: Any, archs: str | None) -> Architecture:
@@ -117,6 +153,19 @@ def run(args: argparse.Namespace) -> int:
     # Checked before any data is read or anything trains.
     hyperparameters = hyperparameter_overrides(args.hp, args.loss, space.name)
     arch = _parse_arch(args.arch, space, args.archs)
+    from kdnas.cli._train_full import relaunch_with_torchrun, run_full, wants_full_path
+
+    if args.nproc < 1:
+        raise UsageError(f"--nproc must be >= 1, got {args.nproc}")
+    if wants_full_path(args):
+        if args.loss != "nokd":
+            raise UsageError(
+                "--nproc, --stream and --checkpoint-dir train high fidelity with plain "
+                f"cross-entropy: use --loss nokd (got {args.loss!r})"
+            )
+        if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+            return relaunch_with_torchrun(args, args.train_parser)
+        return run_full(args, space, arch)
     fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
     data = prepare(
         load_dataset(args.dataset, resolution=args.resolution),

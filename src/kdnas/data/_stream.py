@@ -400,6 +400,9 @@ class StreamingLoader:
         self.world_size = world_size
         self.channels_last = channels_last
         self.workers = workers
+        self.plan_padding = augment.plan_padding
+        self.plan_flip = augment.flip
+        self.image_shape = (folder.channels, folder.resolution, folder.resolution)
         self._sampler = _EpochBatches()
         self._train = torch.utils.data.DataLoader(
             folder.images("train", augment),

@@ -18,6 +18,14 @@ from __future__ import annotations
 
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import SCHEDULES, TrainConfig, TrainResult
+from kdnas.train._distributed import (
+    BatchSource,
+    DistributedContext,
+    FullRun,
+    FullTrainingOutcome,
+    ResidentBatches,
+    train_full,
+)
 from kdnas.train._objective import TrainingObjective
 from kdnas.train._teacher import TeacherStore, teacher_key
 from kdnas.train._trainer import (
@@ -33,8 +41,13 @@ from kdnas.train._trainer import (
 
 __all__ = [
     "SCHEDULES",
+    "BatchSource",
     "CachedTeacher",
+    "DistributedContext",
+    "FullRun",
+    "FullTrainingOutcome",
     "LiveTeacher",
+    "ResidentBatches",
     "TeacherCache",
     "TeacherSource",
     "TeacherStore",
@@ -48,5 +61,6 @@ __all__ = [
     "describe_device",
     "pick_device",
     "teacher_key",
+    "train_full",
     "train_network",
 ]
