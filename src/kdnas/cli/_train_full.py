@@ -60,14 +60,8 @@ def run_full(args: argparse.Namespace, space: Any, arch: Architecture) -> int:
     """Train ``arch`` on the full-training path and save the result JSON (rank 0)."""
     import torch
 
-    from kdnas.data import (
-        StreamAugment,
-        StreamingFolder,
-        StreamingLoader,
-        load_dataset,
-        prepare,
-        stream_seed,
-    )
+    from kdnas.cli.train import config_overrides, prepared_data
+    from kdnas.data import StreamAugment, StreamingFolder, StreamingLoader, stream_seed
     from kdnas.train import (
         DistributedContext,
         FullRun,
@@ -80,16 +74,7 @@ def run_full(args: argparse.Namespace, space: Any, arch: Architecture) -> int:
     context = DistributedContext.from_environment(args.device)
     if args.threads is None and context.device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // context.world_size))
-    overrides = {
-        name: value
-        for name, value in (
-            ("batch_size", args.batch_size),
-            ("lr", args.lr),
-            ("width_multiplier", args.width_multiplier),
-            ("epochs", args.epochs),
-        )
-        if value is not None
-    }
+    overrides = config_overrides(args)
     if args.stream:
         folder = StreamingFolder(
             args.dataset, resolution=args.resolution or 224, valid_fraction=args.valid_fraction
@@ -111,11 +96,7 @@ def run_full(args: argparse.Namespace, space: Any, arch: Architecture) -> int:
         )
         name, num_classes, channels = folder.name, folder.num_classes, folder.channels
     else:
-        data = prepare(
-            load_dataset(args.dataset, resolution=args.resolution),
-            valid_fraction=args.valid_fraction,
-            resolution=args.resolution,
-        )
+        data = prepared_data(args)
         config = TrainConfig.for_data(data, **overrides)
         subset = data.subset(args.part, args.seed)
         batches = ResidentBatches(data, subset, config, context)

@@ -137,6 +137,28 @@ def _parse_arch(text: str, space: Any, archs: str | None) -> Architecture:
     return arch
 
 
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainConfig`` fields the command line sets (those given)."""
+    given = (
+        ("batch_size", args.batch_size),
+        ("lr", args.lr),
+        ("width_multiplier", args.width_multiplier),
+        ("epochs", args.epochs),
+    )
+    return {name: value for name, value in given if value is not None}
+
+
+def prepared_data(args: argparse.Namespace) -> Any:
+    """The dataset of ``--dataset``, held in memory, split and normalised."""
+    from kdnas.data import load_dataset, prepare
+
+    return prepare(
+        load_dataset(args.dataset, resolution=args.resolution),
+        valid_fraction=args.valid_fraction,
+        resolution=args.resolution,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from kdnas.cli import UsageError, hyperparameter_overrides
 
@@ -144,7 +166,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown loss {args.loss!r}; valid losses: {', '.join(METHODS)}")
     import torch
 
-    from kdnas.data import load_dataset, prepare
     from kdnas.spaces import get_space
     from kdnas.train import TrainConfig, TrainingObjective
 
@@ -167,24 +188,9 @@ def run(args: argparse.Namespace) -> int:
             return relaunch_with_torchrun(args, args.train_parser)
         return run_full(args, space, arch)
     fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
-    data = prepare(
-        load_dataset(args.dataset, resolution=args.resolution),
-        valid_fraction=args.valid_fraction,
-        resolution=args.resolution,
-    )
-    overrides = {
-        name: value
-        for name, value in (
-            ("batch_size", args.batch_size),
-            ("lr", args.lr),
-            ("width_multiplier", args.width_multiplier),
-        )
-        if value is not None
-    }
-    if args.epochs is not None:
-        # The teacher follows the same protocol, so it trains for the same epochs.
-        overrides["epochs"] = args.epochs
-    config = TrainConfig.for_data(data, **overrides)
+    data = prepared_data(args)
+    # The teacher follows the same protocol, so with --epochs it trains as long.
+    config = TrainConfig.for_data(data, **config_overrides(args))
     objective = TrainingObjective(
         space,
         data,
