@@ -26,6 +26,7 @@ from kdnas.train._distributed import (
     ResidentBatches,
     train_full,
 )
+from kdnas.train._high_fidelity import DistributedHighFidelity
 from kdnas.train._objective import TrainingObjective
 from kdnas.train._teacher import TeacherStore, teacher_key
 from kdnas.train._trainer import (
@@ -44,6 +45,7 @@ __all__ = [
     "BatchSource",
     "CachedTeacher",
     "DistributedContext",
+    "DistributedHighFidelity",
     "FullRun",
     "FullTrainingOutcome",
     "LiveTeacher",
