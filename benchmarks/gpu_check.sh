@@ -4,8 +4,8 @@
 #   bash benchmarks/gpu_check.sh            # on a CUDA machine (skips with a message elsewhere)
 #   bash benchmarks/gpu_check.sh --cpu      # the same steps on the CPU at toy sizes (smoke run)
 #
-# Steps (each PASS/FAIL/SKIP, all figures printed; results under $GPU_CHECK_OUT, default
-# ./gpu-check, or $OUT/gpu-check when $OUT is set):
+# Steps (each PASS/FAIL/SKIP, all figures printed; at most 8 result files, the whole output in
+# gpu_check.log, under $GPU_CHECK_OUT, default ./gpu-check, or $OUT/gpu-check when $OUT is set):
 #   1. benchmarks/gpu_check.py: bf16 autocast + channels-last training against float32, every
 #      loss under autocast against float32, the teacher cache filled and served on the GPU,
 #      a Ray task with a GPU (skipped without Ray);
@@ -34,6 +34,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 RESULTS="${GPU_CHECK_OUT:-${OUT:+$OUT/gpu-check}}"
 RESULTS="${RESULTS:-gpu-check}"
 mkdir -p "$RESULTS"
+: >"$RESULTS/gpu_check.log"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
@@ -65,7 +66,8 @@ step() {  # step NAME SECONDS COMMAND...
     [ "$limit" -gt "$left" ] && limit=$left
     echo "=== $name (limit ${limit} s)"
     local began=$SECONDS
-    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee "$RESULTS/$name.log"
+    echo "=== $name" >>"$RESULTS/gpu_check.log"
+    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee -a "$RESULTS/gpu_check.log"
     local code=${PIPESTATUS[0]}
     local took=$((SECONDS - began))
     if [ "$code" = 0 ]; then SUMMARY+="PASS  $name (${took} s)"$'\n'
@@ -90,21 +92,23 @@ else
     TRAIN=(--resolution 32 --part 1 --epochs 2 --batch-size 128)
     STREAM=(--workers 4)
 fi
+# kdnas train prints its whole result JSON; the file has it, the log keeps stderr only.
+QUIET=(bash -c '"$@" >/dev/null' quiet)
 DIGITS=(-m kdnas train --arch original --dataset digits "${TRAIN[@]}")
-step ddp-nproc1 60 "$PY" "${DIGITS[@]}" --nproc 1 --checkpoint-dir "$WORK/ddp1" \
+step ddp-nproc1 60 "${QUIET[@]}" "$PY" "${DIGITS[@]}" --nproc 1 --checkpoint-dir "$WORK/ddp1" \
     --output "$RESULTS/ddp-nproc1.json"
 # Run again: every epoch is in the checkpoint, so it only evaluates (resumed_from_epoch > 0).
-step ddp-resume 30 "$PY" "${DIGITS[@]}" --nproc 1 --checkpoint-dir "$WORK/ddp1" \
+step ddp-resume 30 "${QUIET[@]}" "$PY" "${DIGITS[@]}" --nproc 1 --checkpoint-dir "$WORK/ddp1" \
     --output "$RESULTS/ddp-resume.json"
 if [ "$GPUS" -ge 2 ]; then
-    step ddp-nproc2 90 "$PY" "${DIGITS[@]}" --nproc 2 --checkpoint-dir "$WORK/ddp2" \
+    step ddp-nproc2 90 "${QUIET[@]}" "$PY" "${DIGITS[@]}" --nproc 2 --checkpoint-dir "$WORK/ddp2" \
         --output "$RESULTS/ddp-nproc2.json"
 else
     SUMMARY+="SKIP  ddp-nproc2 (fewer than 2 GPUs)"$'\n'
 fi
 "$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); from stream_throughput import make_folder
 from pathlib import Path; make_folder(Path('$WORK/jpegs'), 256, 96, classes=4)"
-step stream 60 "$PY" -m kdnas train --arch original --dataset "$WORK/jpegs" --stream \
+step stream 60 "${QUIET[@]}" "$PY" -m kdnas train --arch original --dataset "$WORK/jpegs" --stream \
     --resolution 32 --epochs 1 --batch-size 32 --width-multiplier 0.25 "${STREAM[@]}" \
     --checkpoint-dir "$WORK/stream" --output "$RESULTS/stream.json"
 if [ -f benchmarks/gpu_check_defects.py ]; then
@@ -113,6 +117,7 @@ else
     SUMMARY+="SKIP  defects (benchmarks/gpu_check_defects.py is absent)"$'\n'
 fi
 
+{
 echo "=== figures"
 "$PY" - "$RESULTS" <<'EOF'
 import json, sys
@@ -128,4 +133,5 @@ for name in ("ddp-nproc1", "ddp-resume", "ddp-nproc2", "stream"):
 EOF
 echo "=== summary ($((SECONDS - START)) s; results in $RESULTS)"
 printf "%s" "$SUMMARY"
+} 2>&1 | tee -a "$RESULTS/gpu_check.log"
 exit "$FAILED"
