@@ -14,7 +14,8 @@
 #   3. kdnas train --nproc 1 (DDP path, checkpoints) on the digits, and --nproc 2 when the
 #      machine has two GPUs or more; a resume of the finished run;
 #   4. kdnas train --stream on a generated JPEG folder (decoding workers, pinned memory);
-#   5. benchmarks/gpu_check_defects.py, when it exists.
+#   5. benchmarks/gpu_check_defects.py, when it exists;
+#   6. benchmarks/stream_throughput.py: decoding images/s with 8 workers against none.
 # Python: $PYTHON, else .venv/bin/python when present, else python3; kdnas is read from src/.
 # The exit code is the number of failed steps.
 set -uo pipefail
@@ -115,6 +116,14 @@ if [ -f benchmarks/gpu_check_defects.py ]; then
     step defects 90 "$PY" benchmarks/gpu_check_defects.py
 else
     SUMMARY+="SKIP  defects (benchmarks/gpu_check_defects.py is absent)"$'\n'
+fi
+
+if [ "$CPU" = 1 ]; then
+    step stream-throughput 60 "$PY" benchmarks/stream_throughput.py --sizes 100 --side 64 \
+        --resolution 32 --batch 32 --workers 2
+else
+    step stream-throughput 60 "$PY" benchmarks/stream_throughput.py --sizes 2000 --side 256 \
+        --resolution 224 --workers 8
 fi
 
 {

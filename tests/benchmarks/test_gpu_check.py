@@ -47,6 +47,13 @@ def test_without_cuda_it_skips_with_a_message(tmp_path) -> None:
 def test_cpu_smoke_run_passes_every_step(tmp_path) -> None:
     done = _run("--cpu", out=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]
-    for step in ("checks", "throughput", "ddp-nproc1", "ddp-resume", "stream"):
+    for step in (
+        "checks",
+        "throughput",
+        "ddp-nproc1",
+        "ddp-resume",
+        "stream",
+        "stream-throughput",
+    ):
         assert f"PASS  {step}" in done.stdout
     assert (tmp_path / "ddp-resume.json").is_file()
