@@ -151,6 +151,13 @@ def test_stop_and_resume_equals_one_uninterrupted_run(setup, tmp_path) -> None:
     assert rest.resumed_from_epoch == 1 and rest.result.epochs == 3
     assert rest.step_losses == pytest.approx(whole.step_losses, rel=1e-6)
     assert rest.result.valid_acc == pytest.approx(whole.result.valid_acc)
+    assert rest.result.final_loss == pytest.approx(whole.result.final_loss, rel=1e-6)
+    # Started again once finished: nothing to train, the same result.
+    again = train_full(
+        _network(data, config), batches, config, run, checkpoint_dir=tmp_path, context=context
+    )
+    assert again.resumed_from_epoch == 3 and again.step_losses == rest.step_losses
+    assert again.result.final_loss == rest.result.final_loss
     other = dataclasses.replace(run, seed=1)
     with pytest.raises(ValueError, match="belongs to another run"):
         train_full(

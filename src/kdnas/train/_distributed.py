@@ -95,6 +95,11 @@ class DistributedContext:
         rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if device is None and torch.cuda.is_available():
+            if local_rank >= torch.cuda.device_count():
+                raise ValueError(
+                    f"process {local_rank} of this machine needs GPU {local_rank}, but it has "
+                    f"{torch.cuda.device_count()}: start at most that many processes"
+                )
             chosen = torch.device("cuda", local_rank)
         else:
             chosen = pick_device(device)
@@ -334,7 +339,8 @@ def train_full(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     status = "ok"
-    final_loss = step_losses[-1] if step_losses else math.nan
+    # The mean loss of the last epoch done (restored with the checkpoint).
+    final_loss = float(state["final_loss"]) if state is not None else math.nan
     last = run.epochs if stop_after_epochs is None else min(run.epochs, done + stop_after_epochs)
     resumed_from = done
     cuda = [device.index or 0] if device.type == "cuda" else []
@@ -382,6 +388,7 @@ def train_full(
                         "epoch": done,
                         "step_losses": step_losses,
                         "train_time_s": train_time,
+                        "final_loss": final_loss,
                         "world_size": context.world_size,
                         "fingerprint": run.fingerprint(),
                     },
