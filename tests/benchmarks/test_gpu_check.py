@@ -44,6 +44,7 @@ def test_without_cuda_it_skips_with_a_message(tmp_path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(660)  # about 90 s on 2 busy cores; the script stops itself at 290 s
 def test_cpu_smoke_run_passes_every_step(tmp_path) -> None:
     done = _run("--cpu", out=tmp_path, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:]
