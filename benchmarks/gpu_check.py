@@ -10,8 +10,9 @@ Sections (``--sections``, default all):
   batch, under autocast and in float32, same weights and state; prints the relative
   difference of each "total" (fails above ``--loss-tolerance``, or on a non-finite value).
 * ``cache``: the teacher cache on the device: a first KD student fills it, a second is served
-  from it (hits, no misses), and the second equals the same student trained with the live
-  teacher; prints the cached student's seconds against the live one's.
+  from it (hits, no misses), and the second matches the same student trained with the live
+  teacher (final loss within 5 %: cuDNN may choose other kernels for the live teacher);
+  prints the cached student's seconds against the live one's.
 * ``ray``: a Ray task asking for one GPU reports the device it sees (skipped without Ray).
 
 Prints every figure and ``PASS``/``FAIL`` per section; the exit code is the number of failed
@@ -189,11 +190,13 @@ def section_cache(args: argparse.Namespace, data: Any, report: dict) -> bool:
         "train_time_cached_s": cached.train_time_s,
         "train_time_live_s": live.train_time_s,
     }
+    # Bit-for-bit equal on the CPU (tests/train); cuDNN may pick other kernels for the live
+    # teacher, so on a GPU the two students may drift apart a little over the epochs.
     return (
         cached.status == live.status == "ok"
         and served > 0
         and new_misses == 0
-        and (difference <= 1e-2)
+        and difference <= 0.05
     )
 
 
