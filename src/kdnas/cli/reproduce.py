@@ -20,6 +20,7 @@ from rich.table import Table
 from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
 from kdnas.cli import non_negative_int, positive_int
 from kdnas.cli._search_targets import SEARCH_TARGETS, json_path
+from kdnas.cli._table3_target import TABLE3_TARGETS
 from kdnas.paper import METHOD_LABELS, SPACE_TITLES, TABLE1_TOLERANCE, paper_figures
 
 __all__ = ["TABLE1_TOLERANCE", "TARGETS", "register"]
@@ -111,6 +112,8 @@ TARGETS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 # The search experiments (Tables 2 and 4, figures) live in their own module.
 TARGETS.update(SEARCH_TARGETS)
+# Table 3 (ImageNet) too ("all" runs every target in this dict, whatever the order).
+TARGETS.update(TABLE3_TARGETS)
 
 
 def _target_all(args: argparse.Namespace) -> int:

@@ -81,7 +81,45 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--output", default=None, help="result JSON path (default: results/)")
     add_teacher_and_flip_arguments(parser)
-    parser.set_defaults(func=run)
+    full = parser.add_argument_group(
+        "high fidelity at scale (plain cross-entropy; see docs/training.md)"
+    )
+    full.add_argument(
+        "--nproc",
+        type=positive_int,
+        default=1,
+        help="train with DistributedDataParallel on N processes of this machine, launched by "
+        "torchrun (one per GPU on CUDA, gloo on the CPU)",
+    )
+    full.add_argument(
+        "--stream",
+        action="store_true",
+        help="stream an image folder from disk (decoded in DataLoader workers) instead of "
+        "holding it in memory",
+    )
+    full.add_argument(
+        "--workers", type=non_negative_int, default=2, help="decoding workers for --stream"
+    )
+    full.add_argument(
+        "--crop",
+        choices=("resized", "pad", "none"),
+        default="resized",
+        help="--stream training crop: random-resized (ImageNet protocol, default) or random "
+        "crop of the padded image (CIFAR protocol)",
+    )
+    full.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="checkpoint every epoch here and resume from it (default with --nproc/--stream: "
+        "results/checkpoints/<arch>-1of<part>-seed<seed>)",
+    )
+    full.add_argument(
+        "--stop-after-epochs",
+        type=positive_int,
+        default=None,
+        help="end after N epochs of this call, keeping the checkpoint to resume later",
+    )
+    parser.set_defaults(func=run, train_parser=parser)
 
 
 def _parse_arch(text: str, space: Any, archs: str | None) -> Architecture:
@@ -121,7 +159,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown loss {args.loss!r}; valid losses: {', '.join(METHODS)}")
     import torch
 
-    from kdnas.data import load_dataset, prepare
     from kdnas.spaces import get_space
     from kdnas.train import TrainConfig, TrainingObjective
 
@@ -131,29 +168,27 @@ def run(args: argparse.Namespace) -> int:
     # Checked before any data is read or anything trains.
     hyperparameters = hyperparameter_overrides(args.hp, args.loss, space.name)
     arch = _parse_arch(args.arch, space, args.archs)
-    fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
-    data = prepare(
-        load_dataset(args.dataset, resolution=args.resolution),
-        valid_fraction=args.valid_fraction,
-        resolution=args.resolution,
+    from kdnas.cli._train_full import (
+        config_overrides,
+        prepared_data,
+        relaunch_with_torchrun,
+        run_full,
+        wants_full_path,
     )
-    overrides = {
-        name: value
-        for name, value in (
-            ("batch_size", args.batch_size),
-            ("lr", args.lr),
-            ("width_multiplier", args.width_multiplier),
-        )
-        if value is not None
-    }
-    if args.deterministic:
-        overrides["deterministic"] = True
-    if args.epochs is not None:
-        # The teacher follows the same protocol, so it trains for the same epochs.
-        overrides["epochs"] = args.epochs
-    if args.flip is not None:
-        overrides["horizontal_flip"] = args.flip
-    config = TrainConfig.for_data(data, **overrides)
+
+    if wants_full_path(args):
+        if args.loss != "nokd":
+            raise UsageError(
+                "--nproc, --stream and --checkpoint-dir train high fidelity with plain "
+                f"cross-entropy: use --loss nokd (got {args.loss!r})"
+            )
+        if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+            return relaunch_with_torchrun(args, args.train_parser)
+        return run_full(args, space, arch)
+    fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
+    data = prepared_data(args)
+    # The teacher follows the same protocol, so with --epochs it trains as long.
+    config = TrainConfig.for_data(data, **config_overrides(args))
     objective = TrainingObjective(
         space,
         data,

@@ -247,13 +247,37 @@ def _assemble_cifar(variant: int, read: object, where: str) -> Dataset:
 # ---------------------------------------------------------------- image folders
 
 
-def _read_class_folders(
-    root: Path, classes: list[str], resolution: int, channels: int
-) -> ImageSet:
+def decode_square(file: Path, resolution: int, channels: int = 3) -> np.ndarray:
+    """Decode an image file, resize its shorter side to ``resolution`` and centre-crop it.
+
+    Returns:
+        ``resolution x resolution x channels`` uint8 array.
+
+    Raises:
+        DatasetError: the file is not a readable image.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    mode = "RGB" if channels == 3 else "L"
-    arrays: list[np.ndarray] = []
+    try:
+        with Image.open(file) as image:
+            image = image.convert("RGB" if channels == 3 else "L")
+            width, height = image.size
+            scale = resolution / min(width, height)
+            new = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+            image = image.resize(new, Image.Resampling.BILINEAR)
+            left = (new[0] - resolution) // 2
+            top = (new[1] - resolution) // 2
+            image = image.crop((left, top, left + resolution, top + resolution))
+            array = np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as error:
+        raise DatasetError(f"{file}: unreadable image ({error})") from None
+    return array.reshape(resolution, resolution, channels)
+
+
+def class_folder_files(root: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
+    """The image files under ``root/<class>/`` (sorted per class) and their int64 labels, the
+    class index being the position of the folder's name in ``classes``."""
+    files: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(classes):
         folder = root / name
@@ -261,27 +285,9 @@ def _read_class_folders(
             continue
         found = len(labels)
         for file in sorted(folder.iterdir()):
-            if file.suffix.lower() not in _IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as image:
-                    # Resize the shorter side, then centre-crop to a square.
-                    image = image.convert(mode)
-                    width, height = image.size
-                    scale = resolution / min(width, height)
-                    new = (
-                        max(resolution, round(width * scale)),
-                        max(resolution, round(height * scale)),
-                    )
-                    image = image.resize(new, Image.Resampling.BILINEAR)
-                    left = (new[0] - resolution) // 2
-                    top = (new[1] - resolution) // 2
-                    image = image.crop((left, top, left + resolution, top + resolution))
-                    array = np.asarray(image, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as error:
-                raise DatasetError(f"{file}: unreadable image ({error})") from None
-            arrays.append(array.reshape(resolution, resolution, channels).transpose(2, 0, 1))
-            labels.append(label)
+            if file.suffix.lower() in _IMAGE_SUFFIXES:
+                files.append(file)
+                labels.append(label)
         if len(labels) == found:
             logger.warning(
                 "%s holds no image (%s): class %r has no examples in this part",
@@ -289,8 +295,37 @@ def _read_class_folders(
                 ", ".join(_IMAGE_SUFFIXES),
                 name,
             )
-    if not arrays:
+    if not files:
         raise DatasetError(f"{root}: no images found in its class sub-folders")
+    return files, np.asarray(labels, dtype=np.int64)
+
+
+def image_folder_layout(
+    root: Path, test_names: tuple[str, ...] = ("test", "val", "valid", "validation")
+) -> tuple[list[str], Path]:
+    """The sorted class names of ``root/train`` and the test part's folder.
+
+    Raises:
+        DatasetError: the folder, its ``train`` part or its test part is missing, or fewer
+            than two classes.
+    """
+    expected = "sub-folders train/<class>/ and test/<class>/ (or val/) holding images"
+    if not (root / "train").is_dir():
+        raise DatasetError(f"dataset not found: {root / 'train'} is missing; expected {expected}")
+    test_root = next((root / n for n in test_names if (root / n).is_dir()), None)
+    if test_root is None:
+        raise DatasetError(f"{root}: no test part ({'/'.join(test_names)}); expected {expected}")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise DatasetError(f"{root / 'train'}: found {len(classes)} class folders, need >= 2")
+    return classes, test_root
+
+
+def _read_class_folders(
+    root: Path, classes: list[str], resolution: int, channels: int
+) -> ImageSet:
+    files, labels = class_folder_files(root, classes)
+    arrays = [decode_square(file, resolution, channels).transpose(2, 0, 1) for file in files]
     return _image_set(np.stack(arrays), labels)
 
 
@@ -304,7 +339,8 @@ def load_image_folder(
 
     Class indices follow the sorted class-folder names of ``train``. Each image is resized so
     that its shorter side is ``resolution`` pixels and centre-cropped to a square. The test
-    part may be named ``test``, ``val``, ``valid`` or ``validation``.
+    part may be named ``test``, ``val``, ``valid`` or ``validation``. Every image is held in
+    memory; for folders too large for that, see ``kdnas.data.StreamingFolder``.
 
     Horizontal flips are taken to preserve the classes of colour photographs, not of
     grayscale images (digits, letters, documents: a mirrored symbol is another symbol or
@@ -318,15 +354,7 @@ def load_image_folder(
     root = Path(root)
     if resolution < 1 or channels not in (1, 3):
         raise ValueError(f"need resolution >= 1 and channels 1 or 3, got {resolution}, {channels}")
-    expected = "sub-folders train/<class>/ and test/<class>/ (or val/) holding images"
-    if not (root / "train").is_dir():
-        raise DatasetError(f"dataset not found: {root / 'train'} is missing; expected {expected}")
-    test_root = next((root / n for n in test_names if (root / n).is_dir()), None)
-    if test_root is None:
-        raise DatasetError(f"{root}: no test part ({'/'.join(test_names)}); expected {expected}")
-    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
-    if len(classes) < 2:
-        raise DatasetError(f"{root / 'train'}: found {len(classes)} class folders, need >= 2")
+    classes, test_root = image_folder_layout(root, test_names)
     train = _read_class_folders(root / "train", classes, resolution, channels)
     test = _read_class_folders(test_root, classes, resolution, channels)
     pixels = train.images

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from kdnas.data._datasets import Dataset, ImageSet
 
-__all__ = ["PreparedData", "Subset", "prepare", "stratified_split"]
+__all__ = ["PreparedData", "Subset", "prepare", "stratified_split", "subset_positions"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,25 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarr
     for members in _class_permutations(labels, seed).values():
         mask[members[: round(len(members) * fraction)]] = True
     return mask
+
+
+def subset_positions(labels: np.ndarray, part: int, seed: int) -> np.ndarray:
+    """Sorted int64 positions of the fixed, class-stratified ``1/part`` subset of ``labels``.
+
+    Each class keeps max(1, round(n_c / part)) samples, the first of its seeded shuffle, so
+    for one seed the subsets are nested (1/27 inside 1/9 inside 1/3). The resident and the
+    streaming data paths both draw their subsets here, so they train on the same images.
+
+    Raises:
+        ValueError: part is not a positive integer.
+    """
+    if isinstance(part, bool) or not isinstance(part, int) or part < 1:
+        raise ValueError(f"part must be an integer >= 1, got {part!r}")
+    chosen = [
+        members[: max(1, round(len(members) / part))]
+        for members in _class_permutations(labels, seed).values()
+    ]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -111,16 +130,9 @@ class PreparedData:
         Raises:
             ValueError: part is not a positive integer.
         """
-        if not isinstance(part, int) or part < 1:
-            raise ValueError(f"part must be an integer >= 1, got {part!r}")
         key = (part, seed)
         if key not in self._subsets:
-            labels = self.train.labels.numpy()
-            chosen = [
-                members[: max(1, round(len(members) / part))]
-                for members in _class_permutations(labels, seed).values()
-            ]
-            indices = torch.from_numpy(np.sort(np.concatenate(chosen)).astype(np.int64))
+            indices = torch.from_numpy(subset_positions(self.train.labels.numpy(), part, seed))
             digest = hashlib.sha256()
             digest.update(f"{tuple(self.train.images.shape[1:])}|{self.mean}|{self.std}".encode())
             digest.update(self.train.images[indices].numpy().tobytes())

@@ -18,6 +18,15 @@ from __future__ import annotations
 
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import SCHEDULES, TrainConfig, TrainResult
+from kdnas.train._distributed import (
+    BatchSource,
+    DistributedContext,
+    FullRun,
+    FullTrainingOutcome,
+    ResidentBatches,
+    train_full,
+)
+from kdnas.train._high_fidelity import DistributedHighFidelity
 from kdnas.train._objective import TrainingObjective
 from kdnas.train._teacher import (
     TEACHER_DATA,
@@ -45,9 +54,15 @@ from kdnas.train._trainer import (
 __all__ = [
     "SCHEDULES",
     "TEACHER_DATA",
+    "BatchSource",
     "CachedTeacher",
     "ChanceLevel",
+    "DistributedContext",
+    "DistributedHighFidelity",
+    "FullRun",
+    "FullTrainingOutcome",
     "LiveTeacher",
+    "ResidentBatches",
     "TeacherAtChanceError",
     "TeacherCache",
     "TeacherSource",
@@ -67,5 +82,6 @@ __all__ = [
     "pick_device",
     "precision",
     "teacher_key",
+    "train_full",
     "train_network",
 ]

@@ -1,0 +1,219 @@
+"""Full training on one process or many (DDP, gloo on the CPU), checkpoints and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kdnas.data import epoch_plan, load_digits, prepare
+from kdnas.spaces import get_space
+from kdnas.train import DistributedContext, FullRun, ResidentBatches, TrainConfig, train_full
+from kdnas.train._distributed import _usable
+
+_CPU = torch.device("cpu")
+_EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = prepare(load_digits(), resolution=8)
+    subset = data.subset(27, seed=0)  # 50 images: 4 batches of 12 and one of 2
+    config = TrainConfig.for_data(
+        data, epochs=_EPOCHS, batch_size=12, width_multiplier=0.25, lr=0.05
+    )
+    run = FullRun("original", data.name, subset.content_hash, config.protocol_key(), 0, _EPOCHS)
+    return data, subset, config, run
+
+
+def _network(data, config):
+    space = get_space("mobilenetv2")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        network = space.build_network(
+            space.original(), data.num_classes, data.in_channels, config.width_multiplier
+        )
+    network.dropout.p = 0.0  # dropout draws differ per rank; the comparison is of the rest
+    return network
+
+
+def _reference_losses(data, subset, config, run, world: int) -> list[float]:
+    """One process, no DDP: each step averages the mean losses of the ranks' shards, which is
+    what DDP's gradient averaging computes (BatchNorm over each shard, as DDP on the CPU)."""
+    network = _network(data, config).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        network.parameters(), lr=config.lr, momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )  # fmt: skip
+    sources = [
+        ResidentBatches(data, subset, config, DistributedContext(rank, world, _CPU))
+        for rank in range(world)
+    ]
+    losses = []
+    for epoch in range(run.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate(epoch)
+        plan = epoch_plan(
+            len(subset), config.batch_size, 0, epoch, config.crop_padding,
+            config.horizontal_flip,
+        )  # fmt: skip
+        plan = _usable(plan, world)
+        network.train()
+        for shards in zip(*(s.train_batches(plan, epoch, 0) for s in sources), strict=True):
+            assert sum(len(labels) for _, labels in shards) >= 2 * world
+            total = sum(F.cross_entropy(network(x), y) for x, y in shards) / world
+            optimizer.zero_grad()
+            total.backward()
+            optimizer.step()
+            losses.append(float(total.detach()))
+    return losses
+
+
+def test_one_process_equals_a_plain_loop(setup) -> None:
+    data, subset, config, run = setup
+    outcome = train_full(
+        _network(data, config),
+        ResidentBatches(data, subset, config, DistributedContext(device=_CPU)),
+        config,
+        run,
+        context=DistributedContext(device=_CPU),
+    )
+    assert outcome.result.status == "ok" and outcome.result.epochs == _EPOCHS
+    assert 0.0 <= outcome.result.valid_acc <= 1.0 and outcome.world_size == 1
+    reference = _reference_losses(data, subset, config, run, world=1)
+    assert len(outcome.step_losses) == len(reference) == 10
+    assert outcome.step_losses == pytest.approx(reference, rel=1e-5)
+
+
+def _rank_main(rank: int, store: str, out: str, setup) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    data, subset, config, run = setup
+    context = DistributedContext(rank, 2, _CPU)
+    outcome = train_full(
+        _network(data, config), ResidentBatches(data, subset, config, context), config, run,
+        context=context,
+    )  # fmt: skip
+    if rank == 0:
+        result = outcome.result
+        Path(out).write_text(
+            json.dumps({"losses": outcome.step_losses, "valid_acc": result.valid_acc})
+        )
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_follow_the_one_process_trajectory(setup, tmp_path) -> None:
+    data, subset, config, run = setup
+    out = tmp_path / "rank0.json"
+    torch.multiprocessing.start_processes(
+        _rank_main,
+        args=(str(tmp_path / "store"), str(out), setup),
+        nprocs=2,
+        start_method="fork",
+    )
+    saved = json.loads(out.read_text())
+    reference = _reference_losses(data, subset, config, run, world=2)
+    # The last batch of 2 cannot give each rank 2 samples: 4 steps per epoch, not 5.
+    assert len(saved["losses"]) == len(reference) == 8
+    # Same global batch, same steps: equal up to float reduction order.
+    assert saved["losses"] == pytest.approx(reference, rel=1e-4)
+    assert 0.0 <= saved["valid_acc"] <= 1.0
+
+
+def test_stop_and_resume_equals_one_uninterrupted_run(setup, tmp_path) -> None:
+    data, subset, config, run = setup
+    config = dataclasses.replace(config, epochs=3)
+    run = dataclasses.replace(run, epochs=3, protocol=config.protocol_key())
+    context = DistributedContext(device=_CPU)
+    batches = ResidentBatches(data, subset, config, context)
+    whole = train_full(_network(data, config), batches, config, run, context=context)
+    first = train_full(
+        _network(data, config), batches, config, run, checkpoint_dir=tmp_path,
+        context=context, stop_after_epochs=1,
+    )  # fmt: skip
+    assert first.result.epochs == 1 and len(first.step_losses) < len(whole.step_losses)
+    assert json.loads((tmp_path / "progress.json").read_text()) == {"epochs_done": 1, "epochs": 3}
+    # A fresh network: everything the run needs comes from the checkpoint.
+    rest = train_full(
+        _network(data, config), batches, config, run, checkpoint_dir=tmp_path, context=context
+    )
+    assert rest.resumed_from_epoch == 1 and rest.result.epochs == 3
+    assert rest.step_losses == pytest.approx(whole.step_losses, rel=1e-6)
+    assert rest.result.valid_acc == pytest.approx(whole.result.valid_acc)
+    assert rest.result.final_loss == pytest.approx(whole.result.final_loss, rel=1e-6)
+    # Started again once finished: nothing to train, the same result.
+    again = train_full(
+        _network(data, config), batches, config, run, checkpoint_dir=tmp_path, context=context
+    )
+    assert again.resumed_from_epoch == 3 and again.step_losses == rest.step_losses
+    assert again.result.final_loss == rest.result.final_loss
+    other = dataclasses.replace(run, seed=1)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        train_full(
+            _network(data, config), batches, config, other, checkpoint_dir=tmp_path,
+            context=context,
+        )  # fmt: skip
+
+
+_KILLED_RUN = """
+import sys, time, torch
+torch.set_num_threads(1)
+from kdnas.data import load_digits, prepare
+from kdnas.spaces import get_space
+from kdnas.train import DistributedContext, FullRun, ResidentBatches, TrainConfig, train_full
+import kdnas.train._distributed as full
+
+data = prepare(load_digits(), resolution=8)
+subset = data.subset(27, seed=0)
+config = TrainConfig.for_data(data, epochs=4, batch_size=12, width_multiplier=0.25, lr=0.05)
+run = FullRun("original", data.name, subset.content_hash, config.protocol_key(), 0, 4)
+space = get_space("mobilenetv2")
+torch.manual_seed(0)
+network = space.build_network(space.original(), 10, 1, 0.25)
+network.dropout.p = 0.0
+slow = full._train_epoch
+def slowly(*args):
+    time.sleep(0.5)  # time to be killed mid-run
+    return slow(*args)
+full._train_epoch = slowly
+context = DistributedContext(device=torch.device("cpu"))
+train_full(network, ResidentBatches(data, subset, config, context), config, run,
+           checkpoint_dir=sys.argv[1], context=context)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_checkpoint(setup, tmp_path) -> None:
+    data, subset, config, run = setup
+    config = dataclasses.replace(config, epochs=4)
+    run = dataclasses.replace(run, epochs=4, protocol=config.protocol_key())
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(tmp_path)])
+    progress = tmp_path / "progress.json"
+    deadline = time.monotonic() + 120
+    while not progress.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    done = json.loads(progress.read_text())["epochs_done"]
+    assert 1 <= done < 4, "the run was not killed mid-way"
+    context = DistributedContext(device=_CPU)
+    batches = ResidentBatches(data, subset, config, context)
+    resumed = train_full(
+        _network(data, config), batches, config, run, checkpoint_dir=tmp_path, context=context
+    )
+    # At most the epoch in progress is lost: training restarts after the last finished one.
+    assert resumed.resumed_from_epoch == done
+    assert resumed.result.epochs == 4
+    whole = train_full(_network(data, config), batches, config, run, context=context)
+    assert resumed.step_losses == pytest.approx(whole.step_losses, rel=1e-6)
