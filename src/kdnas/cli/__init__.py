@@ -72,6 +72,19 @@ def hyperparameter_overrides(items: list[str], method: str, space: str) -> dict[
     return overrides
 
 
+def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device, --deterministic and --threads: where and how a command trains."""
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic GPU kernels (same bits on a rerun, slower); default: autotuned",
+    )
+    parser.add_argument(
+        "--threads", type=positive_int, default=None, help="CPU threads (default: all)"
+    )
+
+
 def check_device_option(name: str | None, *, here: bool) -> None:
     """Check a ``--device`` value before anything loads or trains.
 

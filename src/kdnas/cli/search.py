@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    from kdnas.cli import non_negative_int, positive_int
+    from kdnas.cli import add_compute_arguments, non_negative_int, positive_int
     from kdnas.core import METHODS
     from kdnas.experiment import ALGORITHMS
 
@@ -96,15 +96,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-concurrent", type=positive_int, default=None, help="Ray tasks at once"
     )
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="deterministic GPU kernels (same bits on a rerun, slower); default: autotuned",
-    )
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, help="CPU threads (default: all)"
-    )
+    add_compute_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 

@@ -17,7 +17,7 @@ _DEFAULT_TEACHERS = Path("kdnas-teachers")
 
 
 def register(subparsers: Any) -> None:
-    from kdnas.cli import non_negative_int, positive_int
+    from kdnas.cli import add_compute_arguments, non_negative_int, positive_int
     from kdnas.cli.search import add_teacher_and_flip_arguments
 
     parser = subparsers.add_parser(
@@ -65,15 +65,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--width-multiplier", type=float, default=None)
     parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
-    parser.add_argument(
-        "--deterministic",
-        action="store_true",
-        help="deterministic GPU kernels (same bits on a rerun, slower); default: autotuned",
-    )
-    parser.add_argument(
-        "--threads", type=positive_int, default=None, help="CPU threads (default: all)"
-    )
+    add_compute_arguments(parser)
     parser.add_argument(
         "--teacher-dir",
         default=str(_DEFAULT_TEACHERS),
