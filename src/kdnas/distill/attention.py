@@ -77,8 +77,7 @@ class AttentionTransferLoss(MethodPlusCrossEntropy):
             [shape[1:] for shape in teacher],
         )
 
-    @torch.no_grad()
-    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {f"attention_{i}": attention_map(m) for i, m in enumerate(middle_maps(teacher))}
 
     def method_term(
@@ -92,10 +91,10 @@ class AttentionTransferLoss(MethodPlusCrossEntropy):
         for i, (s_map, size) in enumerate(
             zip(middle_maps(student), self.common_sizes, strict=True)
         ):
-            a_s = attention_map(pool_to(s_map, size))
-            a_t = teacher[f"attention_{i}"]
+            a_s = attention_map(pool_to(as_float(s_map), size))
+            a_t = as_float(teacher[f"attention_{i}"])
             if spatial_size(a_t) != size:
                 pooled = F.adaptive_avg_pool2d(a_t.unsqueeze(1), size).squeeze(1)
                 a_t = F.normalize(pooled.flatten(1), dim=1).view_as(pooled)
-            total = total + (a_s - as_float(a_t)).pow(2).mean()
+            total = total + (a_s - a_t).pow(2).mean()
         return total
