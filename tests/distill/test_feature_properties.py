@@ -480,6 +480,32 @@ def test_crd_scores_units_negatives_and_bank_updates(generator) -> None:
     assert {"student_bank", "teacher_bank", "normalisers"} <= dict(loss.named_buffers()).keys()
 
 
+def test_crd_negatives_are_distinct_other_class_draws() -> None:
+    """A 1/27 CIFAR-100-like subset (N = 1,851, 100 classes): K is capped at the smallest
+    other-class pool, and every row's K draws are distinct (with replacement only 63 % were)."""
+    torch.manual_seed(0)
+    loss, labels = _crd(1851, 100)
+    assert loss.num_negatives == 1851 - 19
+    indices = torch.randperm(1851)[:64]
+    negatives = loss.draw_negatives(indices)
+    assert negatives.shape == (64, loss.num_negatives)
+    assert (labels[negatives] != labels[indices].unsqueeze(1)).all()
+    distinct = torch.tensor([row.unique().numel() for row in negatives]) / loss.num_negatives
+    assert (distinct == 1.0).all(), distinct.min()
+    # K below the pool: distinct too, and each other-class sample equally likely. 4,000 draws
+    # of K = 90 from a pool of 180 put each member in a row with frequency 0.5, standard
+    # deviation 0.008; over 180 members the largest deviation stays near 0.025 (seeds 0-4:
+    # 0.020-0.026); 0.05 is 6 standard deviations, while a draw that favoured part of the pool
+    # (e.g. its first half twice as likely) would move frequencies by 0.17.
+    loss, labels = _crd(200, 10, num_negatives=90)
+    negatives = loss.draw_negatives(torch.zeros(4000, dtype=torch.long))
+    assert all(row.unique().numel() == 90 for row in negatives[:200])
+    frequency = torch.bincount(negatives.flatten(), minlength=200).float() / 4000
+    pool = labels != labels[0]
+    assert (frequency[~pool] == 0).all()
+    assert (frequency[pool] - 0.5).abs().max() < 0.05
+
+
 def test_crd_gather_route_equals_product_route(generator) -> None:
     loss, _ = _crd(400, 4, num_negatives=8)
     indices = torch.arange(5)
