@@ -212,7 +212,7 @@ def test_attention_pair_bounds_and_disjoint_value(generator) -> None:
 def test_attention_student_larger_map_is_pooled(generator) -> None:
     teacher = make_taps(random_maps(BATCH, [(4, 8, 8), (6, 4, 4), (8, 2, 2)], generator))
     student = make_taps(random_maps(BATCH, [(4, 8, 8), (6, 8, 8), (8, 2, 2)], generator))
-    loss = build("attention", student, teacher)
+    loss = build("attention", student, teacher, reference_side=8)  # an 8x8 stem: scale 1
     pooled = torch.nn.functional.adaptive_avg_pool2d(student.feature_maps[1], (4, 4))
     expected = (attention_map(pooled) - attention_map(teacher.feature_maps[1])).pow(2).mean()
     expected = expected + (
@@ -223,6 +223,57 @@ def test_attention_student_larger_map_is_pooled(generator) -> None:
     assert torch.isclose(run(loss, student, teacher)["attention"], expected)
     # And the other way round (the teacher map is larger): finite and zero for equal energy.
     assert torch.isfinite(run(build("attention", teacher, student), teacher, student)["total"])
+
+
+def test_attention_reproduces_the_paper_at_a_32x32_stem_and_scales_with_its_area(
+    generator,
+) -> None:
+    shapes = [(3, 32, 32), (4, 16, 16), (5, 8, 8), (6, 4, 4)]
+    teacher = make_taps(random_maps(BATCH, shapes, generator))
+    student = make_taps(random_maps(BATCH, shapes, generator))
+    paper = sum(
+        (attention_map(s) - attention_map(t)).pow(2).mean()
+        for s, t in zip(student.feature_maps[1:], teacher.feature_maps[1:], strict=True)
+    )
+    assert torch.isclose(
+        run(build("attention", student, teacher), student, teacher)["attention"], paper
+    )
+    assert build("attention", student, teacher).hyperparameters["reference_side"] == 32.0
+    # The same maps behind a 16x16 stem (a 16x16 input): a quarter of the paper's term.
+    small = [
+        make_taps([torch.zeros(BATCH, 3, 16, 16), *t.feature_maps[1:]]) for t in (student, teacher)
+    ]
+    assert torch.isclose(run(build("attention", *small), *small)["attention"], paper / 4)
+    with pytest.raises(ValueError, match="reference_side"):
+        build("attention", student, teacher, reference_side=0.0)
+
+
+def _upsampled(taps, factor: int = 2):
+    return make_taps(
+        [
+            m.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+            for m in taps.feature_maps
+        ],
+        embedding=taps.embedding,
+        logits=taps.logits,
+    )
+
+
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+def test_loss_does_not_depend_on_the_resolution(method: str, generator) -> None:
+    """Every map upsampled 2x by replication (the same image seen at twice the resolution,
+    stem included) gives the same loss: beta means the same at every image size."""
+    teacher = make_taps(random_maps(BATCH, TEACHER_SHAPES, generator))
+    student = make_taps(random_maps(BATCH, STUDENT_SHAPES, generator))
+    big_teacher, big_student = _upsampled(teacher), _upsampled(student)
+    labels, indices = torch.arange(BATCH) % 3, torch.arange(BATCH)
+    loss, big_loss = build(method, student, teacher), build(method, big_student, big_teacher)
+    big_loss.load_state_dict(loss.state_dict())  # same connectors, heads, banks
+    torch.manual_seed(0)
+    value = run(loss, student, teacher, labels, indices)[method]
+    torch.manual_seed(0)
+    big_value = run(big_loss, big_student, big_teacher, labels, indices)[method]
+    assert torch.isclose(big_value, value, rtol=1e-5, atol=1e-9), (big_value, value)
 
 
 # ---------------------------------------------------------------------------------- SP
