@@ -29,15 +29,6 @@ STUDENT_SHAPES = [(3, 8, 8), (5, 8, 8), (7, 4, 4), (12, 2, 2)]
 BATCH = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: a second OpenMP thread only adds spin-waiting on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)

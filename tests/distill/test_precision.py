@@ -23,14 +23,6 @@ STUDENT_SHAPES = [(3, 8, 8), (5, 8, 8), (7, 4, 4), (12, 2, 2)]
 BATCH, N_TRAIN = 8, 40
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _taps(shapes, seed: int, dtype: torch.dtype = torch.float32) -> Taps:
     generator = torch.Generator().manual_seed(seed)
     maps = [m.to(dtype).requires_grad_(True) for m in random_maps(BATCH, shapes, generator)]
