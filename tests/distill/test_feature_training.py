@@ -24,19 +24,20 @@ from kdnas.train import accuracy
 EPOCHS = 4
 
 #: Validation accuracy each method must exceed after the 48 steps (seed 1 here). Measured over
-#: student seeds 1-6 with 1 and 2 torch threads, the lowest value seen is quoted; chance is 0.10.
-#: A loss that stops the student learning ends near chance and fails every floor.
+#: student seeds 1-6 with one torch thread, and seed 1 with two (AT: seeds 1-6 with two);
+#: chance is 0.10. A loss that stops the student learning ends near chance and fails every
+#: floor (dropping the cross-entropy term from the feature methods' total: 0.04-0.13).
 FLOORS = {
-    "nokd": 0.45,  # lowest 0.69 (0.69-0.77)
-    "kd": 0.35,  # lowest 0.52 (0.52-0.76): tau = 32, lambda = 1 trains on the teacher alone
-    "hint": 0.45,  # lowest 0.69
-    "attention": 0.2,  # beta 1,000 (RepDistiller's) instead of 4,000: lowest 0.30, see below
-    "similarity": 0.45,  # lowest 0.69
-    "correlation": 0.4,  # lowest 0.61
-    "vid": 0.45,  # lowest 0.66
-    "pkt": 0.4,  # beta 30,000 (RepDistiller's) instead of 480,000: lowest 0.62, see below
-    "nst": 0.25,  # lowest 0.35 (0.35-0.62): beta 200 dominates 48 steps
-    "crd": 0.3,  # lowest 0.46
+    "nokd": 0.45,  # 0.69-0.77; two threads 0.75
+    "kd": 0.35,  # 0.52-0.76; two threads 0.66 (tau = 32, lambda = 1: the teacher alone)
+    "hint": 0.45,  # 0.69-0.76; two threads 0.83
+    "attention": 0.2,  # beta 1,000: 0.36-0.45; two threads 0.32-0.42
+    "similarity": 0.45,  # 0.69-0.85; two threads 0.76
+    "correlation": 0.4,  # 0.61-0.80; two threads 0.73
+    "vid": 0.45,  # 0.66-0.78; two threads 0.75
+    "pkt": 0.4,  # beta 30,000: 0.64-0.74; two threads not measured
+    "nst": 0.25,  # 0.35-0.62; two threads 0.51 (beta 200 dominates 48 steps)
+    "crd": 0.3,  # 0.46-0.62; two threads 0.52
 }
 #: In 48 steps the paper's ShuffleNetV2 weights for AT (4,000) and PKT (480,000) leave the
 #: student at 0.18-0.46 and 0.21-0.45 (docs/distillation.md, "Image size"): too close to
@@ -48,7 +49,7 @@ OVERRIDES = {"attention": {"beta": 1000.0}, "pkt": {"beta": 30000.0}}
 @pytest.fixture(scope="module")
 def setting(_one_torch_thread):
     config, train, valid, space, teacher = short_run_setting(epochs=EPOCHS)
-    # Seed 0 of the teacher: 0.92 (0.83-0.92 over the resolutions 8-32 tried).
+    # Teacher seed 0: 0.92 (0.94 with two threads); teacher seeds 0-4: 0.88-0.96.
     assert accuracy(teacher, valid, config) > 0.6
     return config, train, valid, space, teacher
 
@@ -63,3 +64,33 @@ def test_method_trains_to_better_than_chance(method: str, setting) -> None:
     if source is not None:  # every epoch's summaries went into the cache
         assert source.cache.misses == EPOCHS and source.cache.bytes_in_memory > 0
     assert valid_acc > FLOORS[method], method
+
+
+#: The slow check's run: 20 epochs (240 steps) on the same 768 images.
+SLOW_EPOCHS, SLOW_SEEDS = 20, (1, 2, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # 30 students of 240 steps: minutes
+def test_every_method_reaches_most_of_cross_entropy_accuracy(_one_torch_thread) -> None:
+    """In one short run each of the nine distillation methods, with the paper's weights (the
+    MobileNetV2 column of Appendix A, AT's rescaled to the 16x16 input), reaches at least
+    80 % of the cross-entropy student's validation accuracy, on average over three seeds.
+
+    The MobileNetV2 column is the one whose every method the paper's own low-fidelity runs
+    show at or above plain cross-entropy (1/27 and 1/9 of CIFAR-100); its ShuffleNetV2 column
+    puts AT at 0.57 of it there (and at 0.65 in this run at 10 epochs; docs/distillation.md,
+    "Image size").
+    Measured (benchmarks/distill_short_run.py --weights mobilenetv2 --epochs 20 --seeds 1 2 3):
+    0.92 (AT), 0.94 (KD, PKT), 1.00-1.01 (the others) of cross-entropy's 0.960.
+    """
+    setting = short_run_setting(epochs=SLOW_EPOCHS)
+    mean = {
+        method: sum(
+            train_student(method, seed, setting, weights="mobilenetv2")[0] for seed in SLOW_SEEDS
+        )
+        / len(SLOW_SEEDS)
+        for method in METHODS
+    }
+    ratios = {method: mean[method] / mean["nokd"] for method in METHODS if method != "nokd"}
+    assert min(ratios.values()) >= 0.8, ratios
