@@ -43,15 +43,6 @@ DOCUMENTED_SUMMARY_FLOATS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: a second OpenMP thread only adds spin-waiting on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _networks(space_name: str, seed: int):
     torch.manual_seed(seed)
     space = get_space(space_name)

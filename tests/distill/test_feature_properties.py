@@ -29,15 +29,6 @@ STUDENT_SHAPES = [(3, 8, 8), (5, 8, 8), (7, 4, 4), (12, 2, 2)]
 BATCH = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: a second OpenMP thread only adds spin-waiting on a busy 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def generator() -> torch.Generator:
     return torch.Generator().manual_seed(0)
@@ -212,7 +203,7 @@ def test_attention_pair_bounds_and_disjoint_value(generator) -> None:
 def test_attention_student_larger_map_is_pooled(generator) -> None:
     teacher = make_taps(random_maps(BATCH, [(4, 8, 8), (6, 4, 4), (8, 2, 2)], generator))
     student = make_taps(random_maps(BATCH, [(4, 8, 8), (6, 8, 8), (8, 2, 2)], generator))
-    loss = build("attention", student, teacher)
+    loss = build("attention", student, teacher, reference_side=8)  # an 8x8 stem: scale 1
     pooled = torch.nn.functional.adaptive_avg_pool2d(student.feature_maps[1], (4, 4))
     expected = (attention_map(pooled) - attention_map(teacher.feature_maps[1])).pow(2).mean()
     expected = expected + (
@@ -223,6 +214,57 @@ def test_attention_student_larger_map_is_pooled(generator) -> None:
     assert torch.isclose(run(loss, student, teacher)["attention"], expected)
     # And the other way round (the teacher map is larger): finite and zero for equal energy.
     assert torch.isfinite(run(build("attention", teacher, student), teacher, student)["total"])
+
+
+def test_attention_reproduces_the_paper_at_a_32x32_stem_and_scales_with_its_area(
+    generator,
+) -> None:
+    shapes = [(3, 32, 32), (4, 16, 16), (5, 8, 8), (6, 4, 4)]
+    teacher = make_taps(random_maps(BATCH, shapes, generator))
+    student = make_taps(random_maps(BATCH, shapes, generator))
+    paper = sum(
+        (attention_map(s) - attention_map(t)).pow(2).mean()
+        for s, t in zip(student.feature_maps[1:], teacher.feature_maps[1:], strict=True)
+    )
+    assert torch.isclose(
+        run(build("attention", student, teacher), student, teacher)["attention"], paper
+    )
+    assert build("attention", student, teacher).hyperparameters["reference_side"] == 32.0
+    # The same maps behind a 16x16 stem (a 16x16 input): a quarter of the paper's term.
+    small = [
+        make_taps([torch.zeros(BATCH, 3, 16, 16), *t.feature_maps[1:]]) for t in (student, teacher)
+    ]
+    assert torch.isclose(run(build("attention", *small), *small)["attention"], paper / 4)
+    with pytest.raises(ValueError, match="reference_side"):
+        build("attention", student, teacher, reference_side=0.0)
+
+
+def _upsampled(taps, factor: int = 2):
+    return make_taps(
+        [
+            m.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+            for m in taps.feature_maps
+        ],
+        embedding=taps.embedding,
+        logits=taps.logits,
+    )
+
+
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+def test_loss_does_not_depend_on_the_resolution(method: str, generator) -> None:
+    """Every map upsampled 2x by replication (the same image seen at twice the resolution,
+    stem included) gives the same loss: beta means the same at every image size."""
+    teacher = make_taps(random_maps(BATCH, TEACHER_SHAPES, generator))
+    student = make_taps(random_maps(BATCH, STUDENT_SHAPES, generator))
+    big_teacher, big_student = _upsampled(teacher), _upsampled(student)
+    labels, indices = torch.arange(BATCH) % 3, torch.arange(BATCH)
+    loss, big_loss = build(method, student, teacher), build(method, big_student, big_teacher)
+    big_loss.load_state_dict(loss.state_dict())  # same connectors, heads, banks
+    torch.manual_seed(0)
+    value = run(loss, student, teacher, labels, indices)[method]
+    torch.manual_seed(0)
+    big_value = run(big_loss, big_student, big_teacher, labels, indices)[method]
+    assert torch.isclose(big_value, value, rtol=1e-5, atol=1e-9), (big_value, value)
 
 
 # ---------------------------------------------------------------------------------- SP
@@ -478,6 +520,32 @@ def test_crd_scores_units_negatives_and_bank_updates(generator) -> None:
     assert torch.allclose(norms, torch.ones_like(norms))
     assert (loss.normalisers > 0).all()
     assert {"student_bank", "teacher_bank", "normalisers"} <= dict(loss.named_buffers()).keys()
+
+
+def test_crd_negatives_are_distinct_other_class_draws() -> None:
+    """A 1/27 CIFAR-100-like subset (N = 1,851, 100 classes): K is capped at the smallest
+    other-class pool, and every row's K draws are distinct (with replacement only 63 % were)."""
+    torch.manual_seed(0)
+    loss, labels = _crd(1851, 100)
+    assert loss.num_negatives == 1851 - 19
+    indices = torch.randperm(1851)[:64]
+    negatives = loss.draw_negatives(indices)
+    assert negatives.shape == (64, loss.num_negatives)
+    assert (labels[negatives] != labels[indices].unsqueeze(1)).all()
+    distinct = torch.tensor([row.unique().numel() for row in negatives]) / loss.num_negatives
+    assert (distinct == 1.0).all(), distinct.min()
+    # K below the pool: distinct too, and each other-class sample equally likely. 4,000 draws
+    # of K = 90 from a pool of 180 put each member in a row with frequency 0.5, standard
+    # deviation 0.008; over 180 members the largest deviation stays near 0.025 (seeds 0-4:
+    # 0.020-0.026); 0.05 is 6 standard deviations, while a draw that favoured part of the pool
+    # (e.g. its first half twice as likely) would move frequencies by 0.17.
+    loss, labels = _crd(200, 10, num_negatives=90)
+    negatives = loss.draw_negatives(torch.zeros(4000, dtype=torch.long))
+    assert all(row.unique().numel() == 90 for row in negatives[:200])
+    frequency = torch.bincount(negatives.flatten(), minlength=200).float() / 4000
+    pool = labels != labels[0]
+    assert (frequency[~pool] == 0).all()
+    assert (frequency[pool] - 0.5).abs().max() < 0.05
 
 
 def test_crd_gather_route_equals_product_route(generator) -> None:

@@ -1,10 +1,14 @@
 """Every loss trains a student end to end on the embedded digits, through the real trainer.
 
-The teacher is a small ShuffleNetV2 trained with cross-entropy on the whole digits training
-split (about 80 % validation accuracy); the student has other stage widths and depths and
-trains for 48 steps on 768 images with the paper's ShuffleNetV2 weights, each method through
-``train_network`` and the shared teacher cache. Each must end with finite loss terms and
-validation accuracy well above chance (10 %). About 5 s per method on a loaded 2-core CPU.
+The setting (tests/distill/_short_run.py): a small ShuffleNetV2 teacher trained with
+cross-entropy on the whole digits training split (0.92 validation accuracy), and a student
+with other stage widths and depths trained for 48 steps on 768 images at 16x16 with the
+paper's ShuffleNetV2 weights, each method through ``train_network`` and the shared teacher
+cache. Each must end with finite loss terms and validation accuracy well above chance (10 %).
+About 5 s per method on a loaded 2-core CPU. The slow test checks the accuracies against the
+cross-entropy student's over several seeds.
+
+Spreads: ``python benchmarks/distill_short_run.py --seeds 1 2 3 4 5 6`` (and ``--threads 2``).
 """
 
 from __future__ import annotations
@@ -12,83 +16,81 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
+from _short_run import short_run_setting, train_student
 
-from kdnas.core import METHODS, Architecture
-from kdnas.data import DeviceImages, ImageSet, load_dataset, prepare
-from kdnas.distill import build_loss
-from kdnas.spaces import get_space
-from kdnas.train import (
-    CachedTeacher,
-    LiveTeacher,
-    TeacherCache,
-    TrainConfig,
-    accuracy,
-    train_network,
-)
+from kdnas.core import METHODS
+from kdnas.train import accuracy
 
-TEACHER = {"out_channels": [16, 32, 64, 64], "num_blocks": [1, 1, 1]}
-STUDENT = {"out_channels": [24, 40, 48, 64], "num_blocks": [1, 2, 1]}
-TEACHER_EPOCHS, EPOCHS, STUDENT_IMAGES = 4, 4, 768
+EPOCHS = 4
+
+#: Validation accuracy each method must exceed after the 48 steps (seed 1 here). Measured over
+#: student seeds 1-6 with one torch thread, and seed 1 with two (AT 1-6, PKT 1-3 with two);
+#: chance is 0.10. A loss that stops the student learning ends near chance and fails every
+#: floor (dropping the cross-entropy term from the feature methods' total: 0.04-0.13).
+FLOORS = {
+    "nokd": 0.45,  # 0.69-0.77; two threads 0.75
+    "kd": 0.35,  # 0.52-0.76; two threads 0.66 (tau = 32, lambda = 1: the teacher alone)
+    "hint": 0.45,  # 0.69-0.76; two threads 0.83
+    "attention": 0.2,  # beta 1,000: 0.36-0.45; two threads 0.32-0.42
+    "similarity": 0.45,  # 0.69-0.85; two threads 0.76
+    "correlation": 0.4,  # 0.61-0.80; two threads 0.73
+    "vid": 0.45,  # 0.66-0.78; two threads 0.75
+    "pkt": 0.4,  # beta 30,000: 0.64-0.74; two threads 0.56-0.76 (seeds 1-3)
+    "nst": 0.25,  # 0.35-0.62; two threads 0.51 (beta 200 dominates 48 steps)
+    "crd": 0.3,  # 0.46-0.62; two threads 0.52
+}
+#: In 48 steps the paper's ShuffleNetV2 weights for AT (4,000) and PKT (480,000) leave the
+#: student at 0.18-0.46 and 0.21-0.45 (docs/distillation.md, "Image size"): too close to
+#: chance for a floor that means anything, so these two train here with RepDistiller's weights,
+#: which also exercises the ``--hp`` overrides; the slow test keeps the paper's weights.
+OVERRIDES = {"attention": {"beta": 1000.0}, "pkt": {"beta": 30000.0}}
 
 
 @pytest.fixture(scope="module")
-def setting():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    data = prepare(load_dataset("digits"))
-    config = TrainConfig.for_data(
-        data, epochs=EPOCHS, batch_size=64, lr=0.1, channels_last=False, amp=False
-    )
-    device = torch.device("cpu")
-    full = DeviceImages(data.train, data.mean, data.std, config.crop_padding, device)
-    part = ImageSet(data.train.images[:STUDENT_IMAGES], data.train.labels[:STUDENT_IMAGES])
-    train = DeviceImages(part, data.mean, data.std, config.crop_padding, device)
-    valid = DeviceImages(data.valid, data.mean, data.std, 0, device)
-    space = get_space("shufflenetv2")
-    torch.manual_seed(0)
-    teacher = space.build_network(
-        Architecture("shufflenetv2", TEACHER), num_classes=10, in_channels=1
-    )
-    ce = build_loss(
-        "nokd", student_probe=None, teacher_probe=None, num_classes=10, n_train=len(full)
-    )
-    outcome = train_network(teacher, ce, full, config, seed=0, epochs=TEACHER_EPOCHS)
-    assert outcome.status == "ok"
-    teacher.eval()
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
+def setting(_one_torch_thread):
+    config, train, valid, space, teacher = short_run_setting(epochs=EPOCHS)
+    # Teacher seed 0: 0.92 (0.94 with two threads); teacher seeds 0-4: 0.88-0.96.
     assert accuracy(teacher, valid, config) > 0.6
-    yield config, train, valid, space, teacher
-    torch.set_num_threads(previous)
+    return config, train, valid, space, teacher
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_method_trains_to_better_than_chance(method: str, setting) -> None:
-    config, train, valid, space, teacher = setting
-    torch.manual_seed(1)
-    student = space.build_network(
-        Architecture("shufflenetv2", STUDENT), num_classes=10, in_channels=1
-    )
-    probe = train.batch(torch.arange(4))
-    with torch.no_grad():
-        student_probe, teacher_probe = student.forward_taps(probe), teacher.forward_taps(probe)
-    loss = build_loss(
-        method,
-        student_probe=student_probe,
-        teacher_probe=teacher_probe if method != "nokd" else None,
-        num_classes=10,
-        n_train=len(train),
-        space="shufflenetv2",
-        labels=train.labels,
-    )
-    source = None
-    if loss.needs_teacher:
-        source = CachedTeacher(TeacherCache(), method, LiveTeacher(teacher, loss, config))
-    outcome = train_network(student, loss, train, config, seed=0, teacher=source)
+    valid_acc, outcome, loss, source = train_student(method, 1, setting, OVERRIDES.get(method))
     assert outcome.status == "ok", outcome
     assert outcome.epochs == EPOCHS
     assert all(math.isfinite(v) for v in outcome.terms.values()), outcome.terms
+    assert loss.hyperparameters.items() >= OVERRIDES.get(method, {}).items()
     if source is not None:  # every epoch's summaries went into the cache
         assert source.cache.misses == EPOCHS and source.cache.bytes_in_memory > 0
-    assert accuracy(student, valid, config) > 0.25, method
+    assert valid_acc > FLOORS[method], method
+
+
+#: The slow check's run: 20 epochs (240 steps) on the same 768 images.
+SLOW_EPOCHS, SLOW_SEEDS = 20, (1, 2, 3)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # 30 students of 240 steps: minutes
+def test_every_method_reaches_most_of_cross_entropy_accuracy(_one_torch_thread) -> None:
+    """In one short run each of the nine distillation methods, with the paper's weights (the
+    MobileNetV2 column of Appendix A, AT's rescaled to the 16x16 input), reaches at least
+    80 % of the cross-entropy student's validation accuracy, on average over three seeds.
+
+    The MobileNetV2 column is the one whose every method the paper's own low-fidelity runs
+    show at or above plain cross-entropy (1/27 and 1/9 of CIFAR-100); its ShuffleNetV2 column
+    puts AT at 0.57 of it there (and at 0.65 in this run at 10 epochs; docs/distillation.md,
+    "Image size").
+    Measured (benchmarks/distill_short_run.py --weights mobilenetv2 --epochs 20 --seeds 1 2 3):
+    0.92 (AT), 0.94 (KD, PKT), 1.00-1.01 (the others) of cross-entropy's 0.960.
+    """
+    setting = short_run_setting(epochs=SLOW_EPOCHS)
+    mean = {
+        method: sum(
+            train_student(method, seed, setting, weights="mobilenetv2")[0] for seed in SLOW_SEEDS
+        )
+        / len(SLOW_SEEDS)
+        for method in METHODS
+    }
+    ratios = {method: mean[method] / mean["nokd"] for method in METHODS if method != "nokd"}
+    assert min(ratios.values()) >= 0.8, ratios

@@ -174,6 +174,8 @@ def test_adaptive_pool_equals_the_papers_4x4_pool() -> None:
 
 def test_mobilenet_init() -> None:
     net = MobileNetV2Network(get_space("mobilenetv2").original())
+    # Sampled weights: over torch seeds 0-4 the classifier's std is 0.996-1.001 x 0.01 and the
+    # 1x1 expansion's 0.975-1.005 x sqrt(2/144) (benchmarks/threshold_spreads.py init).
     assert float(net.classifier.weight.detach().std()) == pytest.approx(0.01, rel=0.05)
     assert float(net.classifier.bias.detach().abs().max()) == 0.0
     conv = net.blocks[3].body[0][0]  # 1x1 expansion 24 -> 144: fan_out = 144

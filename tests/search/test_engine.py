@@ -56,7 +56,9 @@ def test_engine_and_optimizer_choose_the_same_architecture() -> None:
         optimizer = LowFidelityGP(candidates, 15, LOW, seed=seed)
         run_optimizer(optimizer, objective)
         same += candidates.index_of(optimizer.recommendation()) == choice
-    assert same >= 19  # the same subsets; at most a near-tie may split
+    # The same subsets, so only near-ties may split: 20 of 20 here, 17-20 on problem seeds 0-4
+    # (benchmarks/threshold_spreads.py engine); unrelated choices would agree about once.
+    assert same >= 16
 
 
 def test_gp_ucb_phase_never_repeats_and_stops_at_the_target() -> None:

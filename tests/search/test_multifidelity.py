@@ -155,8 +155,12 @@ def test_calibration_learns_the_screening_to_high_fidelity_map() -> None:
             break
         optimizer.tell(suggestion, toy.evaluate(suggestion))
     _intercept, slope, noise = optimizer.calibration()
-    # high = 0.7 + (screen - 0.5) / 1.2 up to the small bias: slope 1/1.2.
-    assert slope == pytest.approx(1 / 1.2, rel=0.15)
+    # high = 0.7 + (screen - 0.5) / 1.2 up to the small bias: slope 1/1.2. The bias pulls the
+    # fitted slope low: slope x 1.2 = 0.862-0.918 and noise 0.0015-0.0017 over optimizer seeds
+    # 0-4 (benchmarks/threshold_spreads.py calibration; 0.868 at seed 0), so the band is
+    # centred there; an uncalibrated map (slope 0 or 1) or a noise of the screening values'
+    # own spread (0.02) fails it.
+    assert 0.75 < slope * 1.2 < 1.05
     assert noise < 0.01
 
 
@@ -423,7 +427,8 @@ def test_simulation_on_the_paper_benchmark(paper_data_dir) -> None:
     assert (times >= arrays.hf_time[arrays.optimum]).all()
     assert all(events[-1][1] == arrays.optimum for events in runs.high_events)
     # ... and, measured on these fresh seeds, beats GP-UCB at high fidelity only (the paper:
-    # 13,437 s) on average; 30 runs carry about 6% standard error.
+    # 13,437 s) on average; 30 runs carry about 6% standard error. These seeds: 11,550 s; the
+    # next four blocks of 30 seeds: 9,580-12,840 s (benchmarks/threshold_spreads.py screening).
     assert times.mean() < 13_437
 
 

@@ -353,8 +353,11 @@ def test_sampler_resembles_the_listed_architectures(
     reference = space.feature_matrix(listed[name])
     channels = slice(0, 16, 2) if name == "mobilenetv2" else slice(0, 4)
     ratio = np.median(sampled[:, channels], axis=0) / np.median(reference[:, channels], axis=0)
+    # Over sampler seeds 2024-2028 (benchmarks/threshold_spreads.py sampler) the ratios span
+    # 0.77-1.10 (MobileNetV2) and 0.94-1.18 (ShuffleNetV2).
     assert np.all((ratio > 0.6) & (ratio < 1.5)), ratio
     p = space.reference_parameters
     sizes = [space.parameter_count(a) / p for a in listed[name]]
     sampled_sizes = [space.parameter_count(space.sample(rng)) / p for _ in range(200)]
+    # Same seeds: 0.94-1.08 (MobileNetV2) and 0.96-1.05 (ShuffleNetV2).
     assert 0.8 < np.median(sampled_sizes) / np.median(sizes) < 1.25

@@ -41,6 +41,8 @@ def test_a_network_overfits_64_samples(digits, tiny_space) -> None:
     before = accuracy(network, train, config)
     outcome = train_network(network, CrossEntropyLoss(), train, config, seed=0)
     assert outcome.status == "ok" and outcome.epochs == 60
+    # Seeds 0-4, 1 and 2 torch threads: training accuracy 1.0 every time, final loss
+    # 0.022-0.031 (benchmarks/threshold_spreads.py overfit).
     assert accuracy(network, train, config) == 1.0 > before
     assert outcome.final_loss < 0.1
     assert outcome.terms["total"] == outcome.terms["ce"] == outcome.final_loss

@@ -4,7 +4,7 @@ The seed paper (its Eq. 8, Appendix A) trains every method except original KD wi
 ``1 * CE(z_S, y) + beta * L_method`` and no KD term. ``MethodPlusCrossEntropy`` implements that
 sum, the resolution of hyperparameters (the paper's per-space defaults, then the user's
 overrides) and the construction from probe taps; each method implements ``_build``,
-``teacher_summary`` and ``method_term``.
+``summarise_teacher`` and ``method_term``, which run in float32 whatever the autocast state.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from kdnas.core import Taps
-from kdnas.distill.base import TrainingLoss
+from kdnas.distill.base import TrainingLoss, autocast_off
 from kdnas.paper import paper_figures
 
 logger = logging.getLogger(__name__)
@@ -157,6 +157,15 @@ class MethodPlusCrossEntropy(TrainingLoss):
         """Construct the loss; the default suits methods without shape-dependent parts."""
         return cls(hyperparameters)
 
+    @torch.no_grad()
+    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+        with autocast_off(teacher.logits.device):
+            return self.summarise_teacher(teacher)
+
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
+        """``teacher_summary``'s work, called without gradient and with autocast off."""
+        raise NotImplementedError
+
     def method_term(
         self,
         student: Taps,
@@ -164,7 +173,8 @@ class MethodPlusCrossEntropy(TrainingLoss):
         labels: torch.Tensor,
         indices: torch.Tensor,
     ) -> torch.Tensor:
-        """The method's own loss ``L_method`` (unweighted scalar)."""
+        """The method's own loss ``L_method`` (unweighted scalar), called with autocast off:
+        cast the student's tensors with ``as_float`` before any arithmetic."""
         raise NotImplementedError
 
     def forward(
@@ -177,9 +187,10 @@ class MethodPlusCrossEntropy(TrainingLoss):
         """Terms ``ce``, ``<name>`` (unweighted) and ``total`` for one batch."""
         if teacher is None:
             raise ValueError(f"method {self.name!r} needs the teacher summary, got None")
-        ce = F.cross_entropy(student.logits.float(), labels)
-        term = self.method_term(student, teacher, labels, indices)
-        total = self.ce_weight * ce + self.beta * term
+        with autocast_off(student.logits.device):
+            ce = F.cross_entropy(student.logits.float(), labels)
+            term = self.method_term(student, teacher, labels, indices)
+            total = self.ce_weight * ce + self.beta * term
         return {"ce": ce, self.name: term, "total": total}
 
     def extra_repr(self) -> str:
@@ -187,5 +198,6 @@ class MethodPlusCrossEntropy(TrainingLoss):
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:
-    """The tensor in float32 at least: the losses' normalisations and logs are unsafe in fp16."""
+    """The tensor in float32 at least (bfloat16 taps of an autocast forward pass are upcast
+    before any arithmetic: normalisations, products and logs are unsafe in 16 bits)."""
     return x if x.dtype in (torch.float32, torch.float64) else x.float()

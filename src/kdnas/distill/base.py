@@ -9,6 +9,7 @@ compact (attention maps, logits, embeddings) never needs the teacher network at 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 
 import torch
@@ -16,14 +17,28 @@ from torch import nn
 
 from kdnas.core import Taps
 
-__all__ = ["TrainingLoss"]
+__all__ = ["TrainingLoss", "autocast_off"]
+
+
+def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast disabled on ``device``'s type, so products run in their inputs' dtype.
+
+    Autocast runs matrix products and convolutions in bfloat16 even when handed float32
+    tensors; a loss that casts its inputs to float32 and computes inside this context is
+    float32 throughout (PKT's loss was 2.5 % off under bfloat16 autocast, its gradient's
+    cosine 0.984). A device type without autocast (``meta``) gets a no-op.
+    """
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 class TrainingLoss(nn.Module):
     """Base class of the training losses.
 
     Subclasses set ``name`` (the benchmark's method key), ``needs_teacher`` and implement
-    ``forward``; distillation methods also implement ``teacher_summary``. Trainable parts
+    ``forward``; distillation methods also implement ``teacher_summary``. Both compute in
+    float32 whatever the autocast state (see ``autocast_off``). Trainable parts
     (connectors, regressors, embedding heads) are sub-modules, so ``parameters()`` yields
     them and the trainer optimises them with the student. Non-trainable state (memory banks)
     lives in buffers.

@@ -67,8 +67,7 @@ class CorrelationCongruenceLoss(MethodPlusCrossEntropy):
             int(teacher_probe.embedding.shape[1]),
         )
 
-    @torch.no_grad()
-    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {"embedding": teacher.embedding.detach()}
 
     def method_term(

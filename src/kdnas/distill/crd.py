@@ -17,11 +17,15 @@ banks move: ``row_i <- normalise(m * row_i + (1 - m) * new_i)``, with momentum m
 Negatives: K is capped at the smallest other-class pool (logged when it bites). RepDistiller's
 default K = 16,384 exceeds the pool of small subsets (about 1,800 samples in a 1/27 CIFAR-100
 subset), where drawing with replacement would repeat every negative about nine times for nine
-times the work. Draws are uniform with replacement within the pool, which keeps them one
-vectorised ``randint``; at K well below the pool this is RepDistiller's sampling in all but
-rare repeats. When K + 1 is within a few times N (always once K is capped on a small subset)
-the scores come from one B x N product with each bank and a gather, instead of gathering
-B x (K+1) x d bank rows (16 MB per side at B = 128, K = 256; far more at RepDistiller's K).
+times the work. Each row's K negatives are then a uniformly random K-subset of its pool, drawn
+without replacement as RepDistiller does whenever K fits the pool (with the cap, always): the
+K smallest of B x N uniform keys, own-class keys pushed past the others, in one ``topk``.
+(Drawing with replacement, as kdnas did before, left only 63 % of a row's draws distinct at
+K = 1,832 and N = 1,851.)
+
+When K + 1 is within a few times N (always once K is capped on a small subset) the scores come
+from one B x N product with each bank and a gather, instead of gathering B x (K+1) x d bank
+rows (16 MB per side at B = 128, K = 256; far more at RepDistiller's K).
 """
 
 from __future__ import annotations
@@ -124,15 +128,7 @@ class CRDLoss(MethodPlusCrossEntropy):
         # negative until fixed on the first training batch.
         self.register_buffer("normalisers", torch.full((2,), -1.0))
         self._normalisers_fixed = False
-        # Negative pools without Python lists: the subset's indices sorted by class, with
-        # each class's first position and size, so "the r-th sample outside class c" is
-        # order[r] below the class's block and order[r + count] from it on.
-        order = torch.argsort(labels, stable=True)
-        starts = torch.cumsum(counts, 0) - counts
         self.register_buffer("labels", labels)
-        self.register_buffer("class_order", order)
-        self.register_buffer("class_starts", starts)
-        self.register_buffer("class_counts", counts)
 
     @classmethod
     def _build(
@@ -159,20 +155,20 @@ class CRDLoss(MethodPlusCrossEntropy):
             labels_tensor,
         )
 
-    @torch.no_grad()
-    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {"embedding": teacher.embedding.detach()}
 
     def draw_negatives(self, indices: torch.Tensor) -> torch.Tensor:
-        """B x K indices of samples whose class differs from each sample's, uniformly."""
-        classes = self.labels[indices]
-        counts = self.class_counts[classes].unsqueeze(1)
-        starts = self.class_starts[classes].unsqueeze(1)
-        pool = self.n_data - counts
-        uniform = torch.rand(indices.shape[0], self.num_negatives, device=indices.device)
-        position = (uniform * pool).long().clamp_max(pool - 1)
-        position = position + counts * (position >= starts)
-        return self.class_order[position]
+        """B x K indices of samples of other classes than each sample's, K distinct per row.
+
+        Each row is a uniformly random K-subset of its sample's other-class pool (K never
+        exceeds the smallest pool): the positions of the K smallest of N uniform keys, the
+        own class's keys set above every other. Costs a B x N ``topk`` per step (0.5 s on one
+        CPU thread at N = 45,000, K = 16,384; 0.02 s at N = 1,851).
+        """
+        own_class = self.labels.unsqueeze(0) == self.labels[indices].unsqueeze(1)
+        keys = torch.rand(own_class.shape, device=own_class.device).masked_fill_(own_class, 2.0)
+        return keys.topk(self.num_negatives, dim=1, largest=False, sorted=False).indices
 
     def _scores(
         self, vectors: torch.Tensor, bank: torch.Tensor, candidates: torch.Tensor, side: int

@@ -76,8 +76,7 @@ class HintLoss(MethodPlusCrossEntropy):
         s, t = hint_map(student_probe), hint_map(teacher_probe)
         return cls(hyperparameters, tuple(s.shape[1:]), tuple(t.shape[1:]))
 
-    @torch.no_grad()
-    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {"map": hint_map(teacher).detach()}
 
     def method_term(
@@ -87,5 +86,5 @@ class HintLoss(MethodPlusCrossEntropy):
         labels: torch.Tensor,
         indices: torch.Tensor,
     ) -> torch.Tensor:
-        regressed = as_float(self.connector(hint_map(student)))
+        regressed = self.connector(as_float(hint_map(student)))
         return F.mse_loss(regressed, as_float(teacher["map"]))

@@ -97,8 +97,7 @@ class NSTLoss(MethodPlusCrossEntropy):
             [shape[1:] for shape in teacher],
         )
 
-    @torch.no_grad()
-    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
         summary: dict[str, torch.Tensor] = {}
         for i, feature_map in enumerate(middle_maps(teacher)):
             patterns = channel_patterns(feature_map)
@@ -117,7 +116,7 @@ class NSTLoss(MethodPlusCrossEntropy):
         total = torch.zeros((), device=student.logits.device)
         pairs = zip(middle_maps(student), self.common_sizes, self.teacher_sizes, strict=True)
         for i, (s_map, size, t_size) in enumerate(pairs):
-            s = channel_patterns(pool_to(s_map, size))
+            s = channel_patterns(pool_to(as_float(s_map), size))
             t = as_float(teacher[f"patterns_{i}"])
             t_self = as_float(teacher[f"self_{i}"])
             if t_size != size:

@@ -40,8 +40,7 @@ class PKTLoss(MethodPlusCrossEntropy):
 
     name = "pkt"
 
-    @torch.no_grad()
-    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {"unit_embedding": unit_rows(teacher.embedding)}
 
     def method_term(

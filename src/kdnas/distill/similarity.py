@@ -40,8 +40,7 @@ class SimilarityPreservingLoss(MethodPlusCrossEntropy):
     name = "similarity"
     summary_is_per_batch = True
 
-    @torch.no_grad()
-    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {"similarity": similarity_matrix(last_map(teacher))}
 
     def method_term(

@@ -60,7 +60,7 @@ class VariationalRegressor(nn.Module):
 
     def negative_log_likelihood(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``mean(0.5 * ((mu(F_S) - F_T)^2 / sigma^2 + log sigma^2))`` (constant term dropped)."""
-        mu = as_float(self.mean(student))
+        mu = self.mean(as_float(student))
         variance = self.variance().view(1, -1, 1, 1)
         error = (mu - as_float(target)).pow(2)
         return (0.5 * (error / variance + variance.log())).mean()
@@ -105,8 +105,7 @@ class VIDLoss(MethodPlusCrossEntropy):
     ) -> VIDLoss:
         return cls(hyperparameters, *paired_middle_shapes(cls.name, student_probe, teacher_probe))
 
-    @torch.no_grad()
-    def teacher_summary(self, teacher: Taps) -> dict[str, torch.Tensor]:
+    def summarise_teacher(self, teacher: Taps) -> dict[str, torch.Tensor]:
         return {f"map_{i}": m.detach() for i, m in enumerate(middle_maps(teacher))}
 
     def method_term(
@@ -122,5 +121,7 @@ class VIDLoss(MethodPlusCrossEntropy):
             target = teacher[f"map_{i}"]
             if spatial_size(target) != size:
                 target = pool_to(as_float(target), size)
-            total = total + regressor.negative_log_likelihood(pool_to(s_map, size), target)
+            total = total + regressor.negative_log_likelihood(
+                pool_to(as_float(s_map), size), target
+            )
         return total
