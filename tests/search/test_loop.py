@@ -23,6 +23,7 @@ from kdnas.search.engine import simulate_gp_ucb_phase
 from kdnas.search.reproduction import (
     ArraysObjective,
     SpaceArrays,
+    algorithm2_times,
     run_on_arrays,
     time_to_optimum_of_orders,
 )
@@ -262,3 +263,29 @@ def test_gp_ucb_engine_has_the_loops_statistics_with_the_papers_gp() -> None:
         for k, s in enumerate(starts)
     ]
     assert abs((engine >= 0).sum(1).mean() - np.mean(loop)) < 1.0
+
+
+def test_algorithm2_engine_times_are_the_loops_when_the_gp_is_deterministic() -> None:
+    # Table 4's Algorithm 2 rows (algorithm2_times, two batched GP-UCB phases) against
+    # MultiFidelityGPUCB through the loop, from the same random first points.
+    arrays = _toy_arrays(size=30, seed=9)
+    rng = np.random.default_rng(9)
+    low = {"valid_acc": arrays.hf_valid + 0.01 * rng.normal(size=30)}
+    low["test_acc"], low["wall_time"] = low["valid_acc"], rng.uniform(1, 5, 30)
+    arrays = SpaceArrays(
+        "toy", arrays.features, arrays.hf_valid, arrays.hf_test, arrays.hf_time, {("kd", 9): low}
+    )
+    candidates = arrays.placeholder_candidates()
+    gp = GPConfig(normalize="center", length_scale=1.5, optimize=False)
+    engine = algorithm2_times(arrays, "kd", 9, 8, 5, np.random.default_rng(3), gp=gp)
+    first = np.random.default_rng(3).integers(0, arrays.size, 8)  # the engine's first draw
+    loop = [
+        run_on_arrays(
+            arrays,
+            MultiFidelityGPUCB(
+                candidates, 5, Fidelity(9, "kd"), gp=gp, start=candidates.archs[s], seed=0
+            ),
+        ).time_to(candidates.archs[arrays.optimum])
+        for s in first
+    ]
+    np.testing.assert_allclose(engine, loop, rtol=1e-12)

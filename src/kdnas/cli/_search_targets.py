@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kdnas.cli._output import write_json
 from kdnas.paper import METHOD_LABELS, TABLE2_TOLERANCE, TABLE4_TOLERANCE, paper_figures
 
 __all__ = ["SEARCH_TARGETS", "json_path"]
@@ -87,6 +86,7 @@ def _target_table2(args: argparse.Namespace) -> int:
 
 
 def _target_table2_body(args: argparse.Namespace) -> int:
+    from kdnas.experiment import write_json
     from kdnas.search.reproduction import TABLE2_PARTS, run_table2
 
     console = Console()
@@ -174,6 +174,7 @@ def _target_table4(args: argparse.Namespace) -> int:
 
 
 def _target_table4_body(args: argparse.Namespace) -> int:
+    from kdnas.experiment import write_json
     from kdnas.search.reproduction import (
         CellStats,
         Table4Settings,

@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.table import Table
 
 from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
-from kdnas.cli._output import write_json
 from kdnas.cli._search_targets import SEARCH_TARGETS, json_path
 from kdnas.paper import METHOD_LABELS, SPACE_TITLES, TABLE1_TOLERANCE, paper_figures
 
@@ -108,6 +107,8 @@ def _target_table1(args: argparse.Namespace) -> int:
                 f"paper {cell.paper:+.2f} (diff {cell.difference:+.3f})"
             )
     if args.json is not None:
+        from kdnas.experiment import write_json
+
         write_json(args.json, ours)
         console.print(f"wrote {args.json}")
     return 0

@@ -1,7 +1,8 @@
-"""Executors: the loop that asks an optimizer, evaluates, stores and tells.
+"""Executors: the evaluation loop (``kdnas.search.loop``) with a store as its recorder.
 
-``SerialExecutor`` evaluates in this process; ``RayExecutor`` runs each evaluation as a Ray
-task (Ray imported lazily, with an install hint). Both resume a stored run exactly: its
+``SerialExecutor`` evaluates in this process (the loop's in-process workers, one at a time);
+``RayExecutor`` runs each evaluation as a Ray task (Ray imported lazily, with an install
+hint). Both resume a stored run exactly: its
 recorded asks and tells are replayed into a fresh optimizer with the same seed before any new
 suggestion is asked, and interrupted evaluations are run again.
 """

@@ -244,7 +244,7 @@ class _StoreStep:
 def run_stored(
     optimizer: Optimizer,
     objective: Objective,
-    workers: Workers,
+    make_workers: Callable[[], Workers],
     store: Store,
     *,
     run_id: str,
@@ -254,9 +254,10 @@ def run_stored(
     poll_s: float = 1.0,
     extras: Mapping[str, Any] | None = None,
 ) -> ExecutionSummary:
-    """Run (or resume) the stored search ``run_id`` through the evaluation loop with
-    ``workers``: open the run, replay its history into the fresh optimizer, evaluate the
-    interrupted suggestions first, then ask, evaluate, store, tell until a stop."""
+    """Run (or resume) the stored search ``run_id`` through the evaluation loop: open the run,
+    replay its history into the fresh optimizer, then (only then, so a refused run starts no
+    workers) ``make_workers()``, evaluate the interrupted suggestions first, and ask,
+    evaluate, store, tell until a stop."""
     clock = time.perf_counter()
     store.open_run(run_id, config or {})
     state = replay_run(optimizer, store, run_id)
@@ -265,7 +266,7 @@ def run_stored(
     evaluations: list[StoredEvaluation] = list(state.told)
     trace = run_loop(
         optimizer,
-        workers,
+        make_workers(),
         limits=limits,
         recorder=_StoreStep(store, run_id, objective, callbacks, evaluations),
         resume=state.unfinished,

@@ -177,20 +177,26 @@ class RayExecutor:
             ConnectionError: the cluster at ``address`` cannot be joined.
         """
         ray = import_ray()
-        started_ray = self._start(ray) or self._owns_ray
-        self._owns_ray = False
-        try:
+        started_ray = False
+
+        def make_workers() -> _RayWorkers:
+            # After the store accepted the run and replayed it: a refused run starts no Ray.
+            nonlocal started_ray
+            started_ray = self._start(ray) or self._owns_ray
+            self._owns_ray = False
             options: dict[str, Any] = {"num_cpus": self.num_cpus_per_eval, "max_retries": 0}
             if self.num_gpus_per_eval > 0:
                 options["num_gpus"] = self.num_gpus_per_eval
             task = ray.remote(_evaluate_task).options(**options)
             concurrency = self._concurrency(ray)
             logger.info("run %s: up to %d evaluations at once on Ray", run_id, concurrency)
-            workers = _RayWorkers(ray, task, ray.put(objective), concurrency)
+            return _RayWorkers(ray, task, ray.put(objective), concurrency)
+
+        try:
             return run_stored(
                 optimizer,
                 objective,
-                workers,
+                make_workers,
                 store,
                 run_id=run_id,
                 config=config,

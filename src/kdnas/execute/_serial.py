@@ -59,11 +59,10 @@ class SerialExecutor:
         """
         # One evaluation at a time in this process: the loop's in-process workers, whose
         # exceptions become stored "failed" results so one bad evaluation never ends a search.
-        workers = InProcessWorkers(objective, 1, contain_errors=True)
         return run_stored(
             optimizer,
             objective,
-            workers,
+            lambda: InProcessWorkers(objective, 1, contain_errors=True),
             store,
             run_id=run_id,
             config=config,

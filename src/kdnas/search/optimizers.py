@@ -398,6 +398,7 @@ class MultiFidelityGPUCB:
         beta, gp: as for ``GPUCB`` (one GP setting for both phases).
         budget: over both phases (evaluations, seconds).
         target_value: stop once a high-fidelity result reaches this valid_acc.
+        start: the first low-fidelity architecture (default: a random one).
     """
 
     def __init__(
@@ -411,6 +412,7 @@ class MultiFidelityGPUCB:
         gp: GPConfig | None = None,
         budget: Budget | None = None,
         target_value: float | None = None,
+        start: Architecture | None = None,
     ) -> None:
         if not 1 <= n_lf <= len(candidates):
             raise ValueError(f"n_lf must lie in [1, {len(candidates)}], got {n_lf}")
@@ -428,6 +430,7 @@ class MultiFidelityGPUCB:
             low_fidelity,
             beta=beta,
             gp=self.gp,
+            start=start,
             pool=self._pool,
             max_evaluations=n_lf,
         )

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kdnas.core import Architecture, EvalResult, Fidelity, Suggestion
-from kdnas.store._protocol import check_answer, check_resumable
+from kdnas.store._protocol import check_answer, check_resumable, describe_config_difference
 from kdnas.store._records import (
     SCHEMA_VERSION,
     IncompatibleStoreError,
@@ -45,7 +45,7 @@ from kdnas.store._records import (
     config_fingerprint,
 )
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SQLiteStore", "describe_config_difference"]
 
 logger = logging.getLogger(__name__)
 
