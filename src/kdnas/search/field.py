@@ -44,6 +44,7 @@ import numpy as np
 
 from kdnas.core import HIGH_FIDELITY, EvalResult, Fidelity, Suggestion
 from kdnas.search.candidates import CandidateSet
+from kdnas.search.optimizers import TrialPool
 
 __all__ = [
     "ENCODINGS",
@@ -146,44 +147,6 @@ def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     return methods
 
 
-class _Record:
-    """The results an adapter has seen, by (candidate index, fidelity), and those running:
-    a repeat is answered from here instead of training again."""
-
-    def __init__(self) -> None:
-        self.known: dict[tuple[int, Fidelity], EvalResult] = {}
-        self.running: dict[int, tuple[int, Fidelity]] = {}  # trial id -> key
-        self.next_id = 0
-        self.cost_s = 0.0
-
-    def is_running(self, key: tuple[int, Fidelity]) -> bool:
-        return key in self.running.values()
-
-    def suggest(self, candidates: CandidateSet, key: tuple[int, Fidelity]) -> Suggestion:
-        suggestion = Suggestion(self.next_id, candidates.archs[key[0]], key[1])
-        self.running[self.next_id] = key
-        self.next_id += 1
-        return suggestion
-
-    def tell(self, suggestion: Suggestion, result: EvalResult) -> tuple[int, Fidelity]:
-        key = self.running.get(suggestion.trial_id)
-        if key is None:
-            raise ValueError(f"trial {suggestion.trial_id} was not asked or was already told")
-        if result.fidelity != key[1]:
-            raise ValueError(
-                f"trial {suggestion.trial_id} was asked at {key[1].label()}, "
-                f"told at {result.fidelity.label()}"
-            )
-        del self.running[suggestion.trial_id]
-        self.known[key] = result
-        self.cost_s += result.cost_s
-        return key
-
-    def best(self, fidelity: Fidelity) -> EvalResult | None:
-        ok = [r for (_, f), r in self.known.items() if f == fidelity and r.ok]
-        return max(ok, key=lambda r: r.valid_acc) if ok else None
-
-
 class _Encoding:
     """Maps a peer's parameters to a candidate index (see ``ENCODINGS``)."""
 
@@ -248,12 +211,11 @@ class _PeerAdapter:
         self.candidates = candidates
         self.ladder = ladder or FidelityLadder()
         self.methods = _check_methods(methods)
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31 - 1))
-            logger.info("drew seed %d", seed)
-        self.seed = int(seed)
+        self._pool = TrialPool(candidates, seed, None)
+        # Every result seen, by (candidate index, fidelity): a repeat is answered from here.
+        self._known: dict[tuple[int, Fidelity], EvalResult] = {}
+        self.seed = self._pool.seed
         self.encoding = _Encoding(candidates, encoding)
-        self._record = _Record()
         self._ready: deque[_Run] = deque()  # promoted, to run at their next rung
         self._waiting: dict[tuple[int, Fidelity], list[_Run]] = {}
         self._by_trial: dict[int, _Run] = {}
@@ -267,7 +229,7 @@ class _PeerAdapter:
 
     @property
     def cost_s(self) -> float:
-        return self._record.cost_s
+        return self._pool.cost_s
 
     def _key(self, run: _Run) -> tuple[int, Fidelity]:
         return run.index, self.ladder.fidelity(run.rung, run.method)
@@ -280,15 +242,15 @@ class _PeerAdapter:
             if run is None:
                 return None
             key = self._key(run)
-            known = self._record.known.get(key)
+            known = self._known.get(key)
             if known is not None:
                 self.repeats_answered += 1
                 self._advance(run, known)
                 continue
-            if self._record.is_running(key):
+            if key in self._pool.pending.values():
                 self._waiting.setdefault(key, []).append(run)
                 continue
-            suggestion = self._record.suggest(self.candidates, key)
+            suggestion = self._pool.suggest(*key)
             self._by_trial[suggestion.trial_id] = run
             return suggestion
         logger.info(
@@ -305,14 +267,15 @@ class _PeerAdapter:
             self._ready.append(run)
 
     def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
-        key = self._record.tell(suggestion, result)
+        key = (self._pool.tell(suggestion, result), result.fidelity)
+        self._known[key] = result
         self._advance(self._by_trial.pop(suggestion.trial_id), result)
         for run in self._waiting.pop(key, []):
             self._advance(run, result)
 
     def best(self) -> EvalResult | None:
         """The best high-fidelity result so far (the non-oracle incumbent)."""
-        return self._record.best(HIGH_FIDELITY)
+        return self._pool.best(HIGH_FIDELITY)
 
     def _new_run(self) -> _Run | None:
         raise NotImplementedError
@@ -563,17 +526,19 @@ class ZeroCostSuccessiveHalving:
         self.top = top or self.ladder.eta**self.ladder.top
         if self.top < 1:
             raise ValueError(f"top must be >= 1, got {self.top}")
-        self.seed = seed  # the baseline is deterministic; kept for the optimizer contract
+        # The baseline is deterministic; the pool's seed keeps the optimizer contract.
+        self._pool = TrialPool(candidates, 0 if seed is None else seed, None)
+        self.seed = self._pool.seed
         self._order = [int(i) for i in np.argsort(-proxy, kind="stable")]
         self._next = 0  # position in the proxy order of the next bracket
-        self._record = _Record()
+        self._known: set[tuple[int, Fidelity]] = set()
         # Each bracket: rung -> members (candidate indices); asked and told per rung.
         self._brackets: list[list[list[int]]] = []
         self._asked: list[list[set[int]]] = []
 
     @property
     def cost_s(self) -> float:
-        return self._record.cost_s
+        return self._pool.cost_s
 
     @property
     def finished(self) -> bool:
@@ -588,7 +553,7 @@ class ZeroCostSuccessiveHalving:
 
     def _rung_done(self, b: int, rung: int) -> bool:
         fidelity = self.ladder.fidelity(rung, self.method)
-        return all((i, fidelity) in self._record.known for i in self._brackets[b][rung])
+        return all((i, fidelity) in self._known for i in self._brackets[b][rung])
 
     def ask(self) -> Suggestion | None:
         for b in range(len(self._brackets)):
@@ -610,11 +575,11 @@ class ZeroCostSuccessiveHalving:
         for i in rungs[rung]:
             if i not in asked[rung]:
                 asked[rung].add(i)
-                return self._record.suggest(self.candidates, (i, fidelity))
+                return self._pool.suggest(i, fidelity)
         return None
 
     def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
-        self._record.tell(suggestion, result)
+        self._known.add((self._pool.tell(suggestion, result), result.fidelity))
         for b, rungs in enumerate(self._brackets):
             while len(rungs) - 1 < self.ladder.top and self._rung_done(b, len(rungs) - 1):
                 rung = len(rungs) - 1
@@ -624,10 +589,10 @@ class ZeroCostSuccessiveHalving:
     def _promote(self, members: list[int], fidelity: Fidelity) -> list[int]:
         """The best floor(n / eta) (at least one) by valid accuracy, ties to the earlier in
         proxy order; failed evaluations are never promoted."""
-        results = {i: self._record.known[(i, fidelity)] for i in members}
+        results = {i: r for i, r in self._pool.told if r.fidelity == fidelity and i in members}
         ranked = sorted((i for i in members if results[i].ok), key=lambda i: -results[i].valid_acc)
         return ranked[: max(1, len(members) // self.ladder.eta)]
 
     def best(self) -> EvalResult | None:
         """The best high-fidelity result so far."""
-        return self._record.best(HIGH_FIDELITY)
+        return self._pool.best(HIGH_FIDELITY)
