@@ -376,6 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--kinds", nargs="*", default=["whole", "sub"], choices=["whole", "sub"])
     parser.add_argument(
         "--ten-minutes",
         action="store_true",
@@ -401,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in rows
         for space in SPACES
         for workers in (1, 4)
-        for kind in ("whole", "sub")
+        for kind in args.kinds
     ]
     # Slow rows first, so the two processes finish together.
     jobs.sort(key=lambda job: job[0] not in SLOW_ROWS)
