@@ -12,9 +12,9 @@ The peers' own algorithms decide everything; an adapter only translates:
   stored wall time (no continuation between rungs); the low rungs train with one loss method
   (fixed per run, or the method as a categorical choice of the peer where it takes one); the
   top rung is the paper's high fidelity (full data, plain cross-entropy).
-- **The candidates** (``encoding``): ``"features"`` gives the peer one float per standardised
-  feature column (the information kdnas's GP gets) and evaluates the nearest candidate;
-  ``"index"`` gives it one categorical architecture id.
+- **The candidates** (``encoding``): ``"index"`` (the default) gives the peer one categorical
+  architecture id; ``"features"`` gives it one float per standardised feature column (the
+  information kdnas's GP gets) and evaluates the nearest candidate.
 - **Repeats**: a peer may propose an (architecture, fidelity) already evaluated; a real user
   would read it from their results rather than train again, so the adapter answers it from
   its record at no cost, inside ``ask``. One still running is awaited, not run twice.
@@ -36,7 +36,7 @@ import shutil
 import tempfile
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -57,9 +57,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: How a peer sees the candidates: a float per standardised feature column (the nearest
-#: candidate is evaluated), or one categorical architecture id.
-ENCODINGS: tuple[str, ...] = ("features", "index")
+#: How a peer sees the candidates: one categorical architecture id, or a float per
+#: standardised feature column (the nearest candidate is evaluated).
+ENCODINGS: tuple[str, ...] = ("index", "features")
 
 #: The peers' distributions (pip names), for ``peer_versions``.
 PEERS: tuple[str, ...] = ("optuna", "smac", "ConfigSpace")
@@ -182,7 +182,6 @@ class _Run:
     index: int
     method: str
     rung: int = 0
-    parked: bool = field(default=False)
 
 
 class _PeerAdapter:
@@ -314,7 +313,7 @@ class OptunaMultiFidelity(_PeerAdapter):
         methods: Sequence[str] = ("nokd",),
         pruner: str = "hyperband",
         seed: int | None = None,
-        encoding: str = "features",
+        encoding: str = "index",
         ladder: FidelityLadder | None = None,
         sampler: Any = None,
     ) -> None:
@@ -405,7 +404,7 @@ class SMACMultiFidelity(_PeerAdapter):
         candidates: CandidateSet,
         methods: Sequence[str] = ("nokd",),
         seed: int | None = None,
-        encoding: str = "features",
+        encoding: str = "index",
         ladder: FidelityLadder | None = None,
         n_trials: int = 100_000,
         n_jobs: int | None = 1,
