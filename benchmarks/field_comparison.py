@@ -315,6 +315,10 @@ def _markdown(summary: dict[str, dict[str, object]], horizon_s: float) -> str:
     lines = []
     for space in SPACES:
         for kind in ("whole", "sub"):
+            if not any(key.endswith(f"/{space}/1/{kind}") for key in summary) and not any(
+                key.endswith(f"/{space}/4/{kind}") for key in summary
+            ):
+                continue
             title = "whole space" if kind == "whole" else "random 2/3 sub-spaces"
             lines += [
                 f"\n#### {space}, {title}\n",
