@@ -1,0 +1,597 @@
+"""The field's multi-fidelity optimizers, from their own libraries, behind kdnas's ask/tell.
+
+A user choosing a tool compares kdnas with what they already run: TPE with a Hyperband or
+successive-halving pruner (Optuna), SMAC's multi-fidelity facade (Hyperband with a random
+forest), and the zero-cost baseline of the NAS literature. Each adapter here is a
+``kdnas.core.Optimizer``, so the one evaluation loop (``kdnas.search.loop``) drives it with
+one or N simulated workers on the benchmark's clock, exactly like kdnas's own optimizers.
+The peers' own algorithms decide everything; an adapter only translates:
+
+- **The fidelity ladder** (``FidelityLadder``): 1/27 -> 1/9 -> 1/3 -> full data, as the
+  resources 1, 3, 9, 27 the libraries count in. Each rung is a separate training charged its
+  stored wall time (no continuation between rungs); the low rungs train with one loss method
+  (fixed per run, or the method as a categorical choice of the peer where it takes one); the
+  top rung is the paper's high fidelity (full data, plain cross-entropy).
+- **The candidates** (``encoding``): ``"index"`` (the default) gives the peer one categorical
+  architecture id; ``"features"`` gives it one float per standardised feature column (the
+  information kdnas's GP gets) and evaluates the nearest candidate.
+- **Repeats**: a peer may propose an (architecture, fidelity) already evaluated; a real user
+  would read it from their results rather than train again, so the adapter answers it from
+  its record at no cost, inside ``ask``. One still running is awaited, not run twice.
+
+The peer libraries are imported when an adapter is built, never when kdnas is imported:
+``pip install 'kdnas[field]'`` adds them. Their own clocks are real time, so none of their
+time or trial limits is used; the loop's limits and stop predicate end a run.
+
+``ZeroCostSuccessiveHalving`` is the literature's zero-cost baseline (rank by a proxy known
+before any training, then successive halving over the top), written here: it has no library.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from kdnas.core import HIGH_FIDELITY, EvalResult, Fidelity, Suggestion
+from kdnas.search.candidates import CandidateSet
+from kdnas.search.optimizers import TrialPool
+
+__all__ = [
+    "ENCODINGS",
+    "FidelityLadder",
+    "OptunaMultiFidelity",
+    "SMACMultiFidelity",
+    "ZeroCostSuccessiveHalving",
+    "peer_versions",
+]
+
+logger = logging.getLogger(__name__)
+
+#: How a peer sees the candidates: one categorical architecture id, or a float per
+#: standardised feature column (the nearest candidate is evaluated).
+ENCODINGS: tuple[str, ...] = ("index", "features")
+
+#: The peers' distributions (pip names), for ``peer_versions``.
+PEERS: tuple[str, ...] = ("optuna", "smac", "ConfigSpace")
+
+
+def _import_peer(module: str, extra: str = "field") -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        raise ImportError(
+            f"{module} is not installed: pip install 'kdnas[{extra}]' (or pip install "
+            f"{module.split('.')[0]}) to use this adapter ({error})"
+        ) from None
+
+
+def peer_versions() -> dict[str, str]:
+    """{distribution: installed version, or "absent"} of the field's libraries."""
+    from importlib import metadata
+
+    out = {}
+    for name in PEERS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+@dataclass(frozen=True)
+class FidelityLadder:
+    """Rungs of training-data parts, cheapest first, ending at the full data.
+
+    Args:
+        parts: 1/part of the training data per rung, decreasing, the last 1 (the paper's
+            high fidelity: full data, plain cross-entropy).
+
+    The libraries count the rungs as resources ``parts[0] / part`` (1, 3, 9, 27), and
+    ``eta`` is the ratio of consecutive parts.
+    """
+
+    parts: tuple[int, ...] = (27, 9, 3, 1)
+
+    def __post_init__(self) -> None:
+        parts = tuple(self.parts)
+        if len(parts) < 2 or parts[-1] != 1 or any(a <= b for a, b in pairwise(parts)):
+            raise ValueError(f"FidelityLadder.parts must decrease to 1, got {parts}")
+        ratios = {a // b for a, b in pairwise(parts)}
+        if len(ratios) != 1 or any(a % b for a, b in pairwise(parts)):
+            raise ValueError(f"FidelityLadder.parts must be a geometric ladder, got {parts}")
+        object.__setattr__(self, "parts", parts)
+
+    @property
+    def eta(self) -> int:
+        """The reduction factor: the ratio of consecutive parts."""
+        return self.parts[0] // self.parts[1]
+
+    @property
+    def resources(self) -> tuple[int, ...]:
+        """The rungs as the libraries count them: parts[0] / part (1, 3, 9, 27)."""
+        return tuple(self.parts[0] // part for part in self.parts)
+
+    @property
+    def top(self) -> int:
+        return len(self.parts) - 1
+
+    def fidelity(self, rung: int, method: str) -> Fidelity:
+        """The fidelity of ``rung`` with loss ``method``; the top rung is always high fidelity."""
+        part = self.parts[rung]
+        return HIGH_FIDELITY if part == 1 else Fidelity(part=part, method=method)
+
+    def rung_of_resource(self, resource: float) -> int:
+        """The rung a library's budget stands for (budgets are ``resources``, maybe floats)."""
+        nearest = int(np.argmin([abs(math.log(resource / r)) for r in self.resources]))
+        if not math.isclose(resource, self.resources[nearest], rel_tol=1e-6):
+            raise ValueError(f"budget {resource} is not a rung of {self.resources}")
+        return nearest
+
+
+def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
+    methods = tuple(methods)
+    if not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be distinct and at least one, got {methods}")
+    for method in methods:
+        Fidelity(part=2, method=method)  # raises with the valid names
+    return methods
+
+
+class _Encoding:
+    """Maps a peer's parameters to a candidate index (see ``ENCODINGS``)."""
+
+    def __init__(self, candidates: CandidateSet, encoding: str) -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {encoding!r}; valid: {', '.join(ENCODINGS)}")
+        self.encoding = encoding
+        self.features = candidates.features
+        self.size = len(candidates)
+        low, high = self.features.min(0), self.features.max(0)
+        # A constant column tells the peer nothing; it is left out of its space.
+        self.columns = [j for j in range(self.features.shape[1]) if high[j] > low[j]]
+        self.bounds = [(float(low[j]), float(high[j])) for j in self.columns]
+
+    def names(self) -> list[str]:
+        if self.encoding == "index":
+            return ["arch"]
+        return [f"x{j}" for j in self.columns]
+
+    def index_of(self, params: dict[str, Any]) -> int:
+        if self.encoding == "index":
+            return int(params["arch"])
+        point = np.array([float(params[name]) for name in self.names()])
+        distances = ((self.features[:, self.columns] - point) ** 2).sum(1)
+        return int(np.argmin(distances))  # ties to the lowest index
+
+
+@dataclass
+class _Run:
+    """One configuration climbing the ladder: its candidate, its method, its rung."""
+
+    handle: Any  # the peer's trial object
+    index: int
+    method: str
+    rung: int = 0
+
+
+class _PeerAdapter:
+    """What the adapters share: the record, the ask loop over repeats and running
+    duplicates, and the optimizer contract's ``seed`` / ``finished`` / ``best``.
+
+    Subclasses implement ``_new_run()`` (ask the peer for a configuration; None when it has
+    nothing now) and ``_answer(run, result)`` (tell the peer the result of ``run``'s current
+    rung; return True if the run climbs to the next rung).
+    """
+
+    #: Consecutive repeats answered from the record in one ``ask`` before the adapter decides
+    #: the peer has converged on what it has seen (then it is ``finished``).
+    max_repeats = 200
+
+    def __init__(
+        self,
+        candidates: CandidateSet,
+        ladder: FidelityLadder | None,
+        methods: Sequence[str],
+        seed: int | None,
+        encoding: str,
+    ) -> None:
+        if not isinstance(candidates, CandidateSet):
+            raise TypeError("candidates must be a kdnas.search.CandidateSet")
+        self.candidates = candidates
+        self.ladder = ladder or FidelityLadder()
+        self.methods = _check_methods(methods)
+        self._pool = TrialPool(candidates, seed, None)
+        # Every result seen, by (candidate index, fidelity): a repeat is answered from here.
+        self._known: dict[tuple[int, Fidelity], EvalResult] = {}
+        self.seed = self._pool.seed
+        self.encoding = _Encoding(candidates, encoding)
+        self._ready: deque[_Run] = deque()  # promoted, to run at their next rung
+        self._waiting: dict[tuple[int, Fidelity], list[_Run]] = {}
+        self._by_trial: dict[int, _Run] = {}
+        self._converged = False
+        self.runs_started = 0
+        self.repeats_answered = 0
+
+    @property
+    def finished(self) -> bool:
+        return self._converged
+
+    @property
+    def cost_s(self) -> float:
+        return self._pool.cost_s
+
+    def _key(self, run: _Run) -> tuple[int, Fidelity]:
+        return run.index, self.ladder.fidelity(run.rung, run.method)
+
+    def ask(self) -> Suggestion | None:
+        if self._converged:
+            return None
+        for _ in range(self.max_repeats):
+            run = self._ready.popleft() if self._ready else self._new_run()
+            if run is None:
+                return None
+            key = self._key(run)
+            known = self._known.get(key)
+            if known is not None:
+                self.repeats_answered += 1
+                self._advance(run, known)
+                continue
+            if key in self._pool.pending.values():
+                self._waiting.setdefault(key, []).append(run)
+                continue
+            suggestion = self._pool.suggest(*key)
+            self._by_trial[suggestion.trial_id] = run
+            return suggestion
+        logger.info(
+            "%s: %d proposals in a row were already evaluated; the peer has converged",
+            type(self).__name__,
+            self.max_repeats,
+        )
+        self._converged = True
+        return None
+
+    def _advance(self, run: _Run, result: EvalResult) -> None:
+        if self._answer(run, result):
+            run.rung += 1
+            self._ready.append(run)
+
+    def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
+        key = (self._pool.tell(suggestion, result), result.fidelity)
+        self._known[key] = result
+        self._advance(self._by_trial.pop(suggestion.trial_id), result)
+        for run in self._waiting.pop(key, []):
+            self._advance(run, result)
+
+    def best(self) -> EvalResult | None:
+        """The best high-fidelity result so far (the non-oracle incumbent)."""
+        return self._pool.best(HIGH_FIDELITY)
+
+    def _new_run(self) -> _Run | None:
+        raise NotImplementedError
+
+    def _answer(self, run: _Run, result: EvalResult) -> bool:
+        raise NotImplementedError
+
+
+class OptunaMultiFidelity(_PeerAdapter):
+    """Optuna's sampler (TPE by default) with its Hyperband or successive-halving pruner over
+    the fidelity ladder, driven through ``study.ask()`` / ``study.tell()``.
+
+    A trial is one architecture (and, with several ``methods``, its loss method as Optuna's
+    categorical parameter "method"). It trains at the ladder's first rung, reports the
+    validation accuracy at step = the rung's resource (1, 3, 9), and continues to the next
+    rung unless ``trial.should_prune()``; at the top rung (full data) it completes with its
+    high-fidelity validation accuracy. Pruned trials are told PRUNED, failed ones FAIL.
+
+    Args:
+        candidates: the architectures and their standardised features.
+        methods: loss methods of the low rungs: one (fixed) or several (Optuna chooses).
+        pruner: "hyperband" (``HyperbandPruner(min_resource=1, max_resource=27,
+            reduction_factor=3)``) or "successive_halving" (``SuccessiveHalvingPruner(
+            min_resource=1, reduction_factor=3)``: asynchronous successive halving).
+        seed: seeds the sampler (``TPESampler(seed=seed)``).
+        encoding: see ``ENCODINGS``.
+        ladder: the rungs (default 1/27, 1/9, 1/3, full).
+        sampler: another Optuna sampler instead of TPE (e.g. for tests).
+    """
+
+    PRUNERS: tuple[str, ...] = ("hyperband", "successive_halving")
+
+    def __init__(
+        self,
+        candidates: CandidateSet,
+        methods: Sequence[str] = ("nokd",),
+        pruner: str = "hyperband",
+        seed: int | None = None,
+        encoding: str = "index",
+        ladder: FidelityLadder | None = None,
+        sampler: Any = None,
+    ) -> None:
+        super().__init__(candidates, ladder, methods, seed, encoding)
+        optuna = _import_peer("optuna")
+        if pruner not in self.PRUNERS:
+            raise ValueError(f"unknown pruner {pruner!r}; valid: {', '.join(self.PRUNERS)}")
+        resources = self.ladder.resources
+        if pruner == "hyperband":
+            peer_pruner = optuna.pruners.HyperbandPruner(
+                min_resource=resources[0],
+                max_resource=resources[-1],
+                reduction_factor=self.ladder.eta,
+            )
+        else:
+            peer_pruner = optuna.pruners.SuccessiveHalvingPruner(
+                min_resource=resources[0], reduction_factor=self.ladder.eta
+            )
+        self.pruner = pruner
+        self._distributions = self._make_distributions(optuna)
+        self.study = optuna.create_study(
+            # Hyperband puts a trial into a bracket by a hash of the study name and trial
+            # number: a name from the seed keeps runs reproducible (Optuna's is random).
+            study_name=f"kdnas-field-{self.seed}",
+            direction="maximize",
+            sampler=sampler or optuna.samplers.TPESampler(seed=self.seed),
+            pruner=peer_pruner,
+        )
+        self._states = optuna.trial.TrialState
+
+    def _make_distributions(self, optuna: Any) -> dict[str, Any]:
+        distributions = optuna.distributions
+        if self.encoding.encoding == "index":
+            out = {"arch": distributions.CategoricalDistribution(list(range(self.encoding.size)))}
+        else:
+            columns = zip(self.encoding.names(), self.encoding.bounds, strict=True)
+            out = {name: distributions.FloatDistribution(lo, hi) for name, (lo, hi) in columns}
+        if len(self.methods) > 1:
+            out["method"] = distributions.CategoricalDistribution(list(self.methods))
+        return out
+
+    def _new_run(self) -> _Run:
+        trial = self.study.ask(self._distributions)
+        self.runs_started += 1
+        method = trial.params.get("method", self.methods[0])
+        return _Run(trial, self.encoding.index_of(trial.params), method)
+
+    def _answer(self, run: _Run, result: EvalResult) -> bool:
+        trial = run.handle
+        if not result.ok:
+            self.study.tell(trial, state=self._states.FAIL)
+            return False
+        if run.rung == self.ladder.top:
+            self.study.tell(trial, result.valid_acc)
+            return False
+        trial.report(result.valid_acc, step=self.ladder.resources[run.rung])
+        if trial.should_prune():
+            self.study.tell(trial, state=self._states.PRUNED)
+            return False
+        return True
+
+
+class SMACMultiFidelity(_PeerAdapter):
+    """SMAC's ``MultiFidelityFacade`` (Hyperband intensifier, random-forest surrogate, random
+    initial design) over the fidelity ladder, driven through ``smac.ask()`` / ``smac.tell()``.
+
+    SMAC's budgets are the ladder's resources (``min_budget`` 1, ``max_budget`` 27, eta 3:
+    budgets 1, 3, 9, 27); a trial at budget b trains at the rung of b, a separate training.
+    SMAC minimises, so it is told cost = 1 - valid_acc (failed: status CRASHED).
+
+    Args:
+        candidates: the architectures and their standardised features.
+        methods: loss methods of the low rungs: one (fixed) or several (a categorical
+            hyperparameter "method" of SMAC's configuration space).
+        seed: SMAC's scenario seed.
+        encoding: see ``ENCODINGS``.
+        ladder: the rungs (default 1/27, 1/9, 1/3, full).
+        n_trials: SMAC's own trial limit (its other limits read the real clock and are not
+            used); the loop's limits end a run.
+        n_jobs: threads of SMAC's random forest (SMAC's default -1 is every core).
+
+    SMAC writes its run history to a temporary folder, removed by ``close()`` (and when
+    the adapter is garbage-collected).
+    """
+
+    def __init__(
+        self,
+        candidates: CandidateSet,
+        methods: Sequence[str] = ("nokd",),
+        seed: int | None = None,
+        encoding: str = "index",
+        ladder: FidelityLadder | None = None,
+        n_trials: int = 100_000,
+        n_jobs: int | None = 1,
+    ) -> None:
+        super().__init__(candidates, ladder, methods, seed, encoding)
+        smac = _import_peer("smac")
+        config_space = _import_peer("ConfigSpace")
+        space = config_space.ConfigurationSpace(seed=self.seed)
+        if self.encoding.encoding == "index":
+            space.add(
+                config_space.Categorical("arch", [str(i) for i in range(self.encoding.size)])
+            )
+        else:
+            for name, (low, high) in zip(self.encoding.names(), self.encoding.bounds, strict=True):
+                space.add(config_space.Float(name, (low, high)))
+        if len(self.methods) > 1:
+            space.add(config_space.Categorical("method", list(self.methods)))
+        self._folder = tempfile.mkdtemp(prefix="kdnas-smac-")
+        resources = self.ladder.resources
+        scenario = smac.Scenario(
+            space,
+            deterministic=True,
+            n_trials=n_trials,
+            min_budget=resources[0],
+            max_budget=resources[-1],
+            seed=self.seed,
+            output_directory=self._folder,
+        )
+        intensifier = smac.MultiFidelityFacade.get_intensifier(scenario, eta=self.ladder.eta)
+        model = smac.MultiFidelityFacade.get_model(scenario)
+        # The facade's forest fits its trees in joblib threads over every core; on the shared
+        # simulation machine that costs more in waiting than it saves. sklearn's forests give
+        # the same trees for any n_jobs (random_state fixed), so SMAC's choices are unchanged.
+        model._rf_opts["n_jobs"] = n_jobs
+        self.smac = smac.MultiFidelityFacade(
+            scenario,
+            target_function=_never_called,
+            intensifier=intensifier,
+            model=model,
+            overwrite=True,
+            logging_level=40,
+        )
+        self._value = smac.runhistory.dataclasses.TrialValue
+        self._status = smac.runhistory.enumerations.StatusType
+        self._exhausted = smac.main.exceptions.ConfigurationSpaceExhaustedException
+
+    def _new_run(self) -> _Run | None:
+        try:
+            info = self.smac.ask()
+        except self._exhausted:
+            logger.info("SMAC: its configuration space is exhausted")
+            self._converged = True
+            return None
+        self.runs_started += 1
+        params = dict(info.config)
+        if self.encoding.encoding == "index":
+            params["arch"] = int(params["arch"])
+        index = self.encoding.index_of(params)
+        run = _Run(info, index, str(params.get("method", self.methods[0])))
+        run.rung = self.ladder.rung_of_resource(float(info.budget))
+        return run
+
+    def _answer(self, run: _Run, result: EvalResult) -> bool:
+        if result.ok:
+            value = self._value(cost=1.0 - result.valid_acc, time=result.cost_s)
+        else:
+            value = self._value(cost=1.0, time=result.cost_s, status=self._status.CRASHED)
+        self.smac.tell(run.handle, value, save=False)
+        return False  # SMAC's intensifier asks for the next budget itself
+
+    def close(self) -> None:
+        """Remove SMAC's temporary output folder."""
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _never_called(config: Any, seed: int = 0, budget: float = 0.0) -> float:
+    raise RuntimeError("the kdnas loop evaluates SMAC's trials through ask/tell")
+
+
+class ZeroCostSuccessiveHalving:
+    """The zero-cost baseline of the NAS literature: rank the candidates by a proxy known
+    before any training (default in the comparisons: log multiply-adds), then successive
+    halving over the top of that order along the fidelity ladder.
+
+    Bracket k takes the next ``top`` candidates in proxy order, evaluates all of them at the
+    first rung, promotes the best ``floor(n / eta)`` (at least one) by valid accuracy to the
+    next rung, and so on up to full data. Brackets follow each other in proxy order; when a
+    worker is free and the open bracket waits for results, the next bracket starts
+    (parallel Hyperband's rule), so N workers are never idle while candidates remain.
+
+    Args:
+        candidates: the architectures.
+        proxy: [N] higher = more promising (e.g. ``multiply_add_proxy``).
+        method: loss method of the low rungs.
+        top: candidates per bracket (default: eta^(rungs - 1), 27 on the default ladder, so
+            that one reaches full data per bracket).
+        ladder: the rungs (default 1/27, 1/9, 1/3, full).
+    """
+
+    def __init__(
+        self,
+        candidates: CandidateSet,
+        proxy: np.ndarray,
+        method: str = "nokd",
+        top: int | None = None,
+        ladder: FidelityLadder | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.candidates = candidates
+        self.ladder = ladder or FidelityLadder()
+        self.method = _check_methods((method,))[0]
+        proxy = np.asarray(proxy, dtype=float)
+        if proxy.shape != (len(candidates),) or not np.isfinite(proxy).all():
+            raise ValueError(f"proxy must be [{len(candidates)}] finite values")
+        self.top = top or self.ladder.eta**self.ladder.top
+        if self.top < 1:
+            raise ValueError(f"top must be >= 1, got {self.top}")
+        # The baseline is deterministic; the pool's seed keeps the optimizer contract.
+        self._pool = TrialPool(candidates, 0 if seed is None else seed, None)
+        self.seed = self._pool.seed
+        self._order = [int(i) for i in np.argsort(-proxy, kind="stable")]
+        self._next = 0  # position in the proxy order of the next bracket
+        self._known: set[tuple[int, Fidelity]] = set()
+        # Each bracket: rung -> members (candidate indices); asked and told per rung.
+        self._brackets: list[list[list[int]]] = []
+        self._asked: list[list[set[int]]] = []
+
+    @property
+    def cost_s(self) -> float:
+        return self._pool.cost_s
+
+    @property
+    def finished(self) -> bool:
+        return self._next >= len(self._order) and all(
+            self._bracket_done(b) for b in range(len(self._brackets))
+        )
+
+    def _bracket_done(self, b: int) -> bool:
+        return len(self._brackets[b]) == len(self.ladder.parts) and self._rung_done(
+            b, self.ladder.top
+        )
+
+    def _rung_done(self, b: int, rung: int) -> bool:
+        fidelity = self.ladder.fidelity(rung, self.method)
+        return all((i, fidelity) in self._known for i in self._brackets[b][rung])
+
+    def ask(self) -> Suggestion | None:
+        for b in range(len(self._brackets)):
+            suggestion = self._ask_bracket(b)
+            if suggestion is not None:
+                return suggestion
+        if self._next >= len(self._order):
+            return None
+        members = self._order[self._next : self._next + self.top]
+        self._next += len(members)
+        self._brackets.append([members])
+        self._asked.append([set()])
+        return self._ask_bracket(len(self._brackets) - 1)
+
+    def _ask_bracket(self, b: int) -> Suggestion | None:
+        rungs, asked = self._brackets[b], self._asked[b]
+        rung = len(rungs) - 1
+        fidelity = self.ladder.fidelity(rung, self.method)
+        for i in rungs[rung]:
+            if i not in asked[rung]:
+                asked[rung].add(i)
+                return self._pool.suggest(i, fidelity)
+        return None
+
+    def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
+        self._known.add((self._pool.tell(suggestion, result), result.fidelity))
+        for b, rungs in enumerate(self._brackets):
+            while len(rungs) - 1 < self.ladder.top and self._rung_done(b, len(rungs) - 1):
+                rung = len(rungs) - 1
+                rungs.append(self._promote(rungs[rung], self.ladder.fidelity(rung, self.method)))
+                self._asked[b].append(set())
+
+    def _promote(self, members: list[int], fidelity: Fidelity) -> list[int]:
+        """The best floor(n / eta) (at least one) by valid accuracy, ties to the earlier in
+        proxy order; failed evaluations are never promoted."""
+        results = {i: r for i, r in self._pool.told if r.fidelity == fidelity and i in members}
+        ranked = sorted((i for i in members if results[i].ok), key=lambda i: -results[i].valid_acc)
+        return ranked[: max(1, len(members) // self.ladder.eta)]
+
+    def best(self) -> EvalResult | None:
+        """The best high-fidelity result so far."""
+        return self._pool.best(HIGH_FIDELITY)
