@@ -81,6 +81,7 @@ def test_a_reliable_kd_fidelity_is_learned_and_an_unreliable_one_is_not_trusted(
         optimizer = AdaptiveFidelityGPUCB(candidates, config_for((LOW,)), seed=0)
         run_optimizer(optimizer, objective, max_evaluations=40)
         reliable.append(optimizer.low_reliability(LOW))
+    # Over seeds 0-3 (seed also drawing the random ranking): 0.88-0.90 against -0.15-0.23.
     assert reliable[0] > 0.6 > reliable[1]
 
 
