@@ -30,7 +30,7 @@ column uses seeds disjoint from both.
         [--tune] [--workers 1] [--spaces mobilenet shufflenet] [--benchmark PATH]
 
 Measured: MobileNetV2 at the defaults takes about 2 min on one shared core; ShuffleNetV2 (300
-architectures, GPs over up to ~100 results per step) takes well over 15 min.
+architectures, GPs over up to ~100 results per step) about 24 min.
 
 --benchmark defaults to $KDNAS_BENCHMARK, else ../shared/data/mf_nas_kd/benchmark.pickle.
 """
