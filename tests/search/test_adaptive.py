@@ -51,12 +51,15 @@ def test_the_proxy_weight_follows_the_sign_of_its_rank_correlation(sign: float) 
     assert optimizer.proxy_reliability() == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("workers", [1, 4])
-def test_it_runs_through_the_loop_and_never_repeats_an_evaluation(workers: int) -> None:
+@pytest.mark.parametrize(("workers", "standardise"), [(1, False), (4, False), (1, True)])
+def test_it_runs_through_the_loop_and_never_repeats_an_evaluation(
+    workers: int, standardise: bool
+) -> None:
     for seed in range(3):
         candidates, objective = _objective(seed)
+        config = config_for((LOW,), standardise_targets=standardise)
         optimizer = AdaptiveFidelityGPUCB(
-            candidates, config_for((LOW,)), seed=seed, proxy=np.zeros(len(candidates))
+            candidates, config, seed=seed, proxy=np.zeros(len(candidates))
         )
         trace = run_optimizer(optimizer, objective, max_evaluations=30, workers=workers)
         asked = [(s.suggestion.arch, s.suggestion.fidelity) for s in trace.steps]
