@@ -48,7 +48,13 @@ ALGORITHMS: Mapping[str, str] = {
     "proxy-gp-ucb": "GP-UCB at high fidelity with a zero-cost prior (log multiply-adds), no "
     "low-fidelity runs",
     "random": "random search at high fidelity",
+    "adaptive-gp-ucb": "GP-UCB with a zero-cost prior and the low fidelity, each weighed by "
+    "how well it has ranked the high-fidelity results so far (experimental: slower than "
+    "proxy-gp-ucb where the proxy misleads; docs/results.md)",
 }
+
+#: The algorithms that evaluate at the low fidelity (--method, --part).
+_USES_LOW = ("alg1", "alg2", "adaptive-gp-ucb")
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,7 @@ class SearchSettings:
             raise ValueError(
                 f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}"
             )
-        if self.method == "nokd" and self.part == 1 and self.algorithm in ("alg1", "alg2"):
+        if self.method == "nokd" and self.part == 1 and self.algorithm in _USES_LOW:
             raise ValueError("the low fidelity (part 1, nokd) equals the high fidelity")
         for name in ("part", "n_lf", "n_candidates", "epochs"):
             value = getattr(self, name)
@@ -184,7 +190,7 @@ class SearchSettings:
     @property
     def needs_teacher(self) -> bool:
         """Whether the search distills (its low fidelity uses a teacher)."""
-        return self.algorithm in ("alg1", "alg2") and self.method != "nokd"
+        return self.algorithm in _USES_LOW and self.method != "nokd"
 
     @property
     def teacher_epochs(self) -> int | None:
@@ -201,6 +207,10 @@ class SearchSettings:
             from kdnas.search import ScreeningConfig
 
             return ScreeningConfig.proxy_prior().beta
+        if self.algorithm == "adaptive-gp-ucb":
+            from kdnas.search.adaptive import AdaptiveConfig
+
+            return AdaptiveConfig().beta
         return 0.5
 
     def to_dict(self) -> dict[str, Any]:
@@ -332,6 +342,17 @@ def build_optimizer(
         return ScreeningGPUCB(
             candidates,
             ScreeningConfig.proxy_prior(high_fidelity=high, beta=settings.ucb_beta),
+            seed=settings.seed,
+            budget=budget,
+            proxy=proxy,
+        )
+    if settings.algorithm == "adaptive-gp-ucb":
+        from kdnas.search.adaptive import AdaptiveFidelityGPUCB, config_for
+
+        proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
+        return AdaptiveFidelityGPUCB(
+            candidates,
+            config_for((settings.low_fidelity,), high, beta=settings.ucb_beta),
             seed=settings.seed,
             budget=budget,
             proxy=proxy,

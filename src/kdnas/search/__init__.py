@@ -10,10 +10,13 @@
 - ``kdnas.search.reproduction``: the paper's Tables 2 and 4 and its figures' data.
 - ``kdnas.search.multifidelity``: proxy-prior and screening GP-UCB (beyond the paper), with
   their Table 4 rows.
+- ``kdnas.search.adaptive``: adaptive-fidelity GP-UCB, which weighs the proxy and KD
+  fidelities by how well each has ranked this search's HF results (with its Table 4 row).
 """
 
 from __future__ import annotations
 
+from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
 from kdnas.search.candidates import CandidateSet, random_subsets, standardize_columns
 from kdnas.search.gp import NORMALIZATIONS, FittedGP, GPConfig, fit_gp
 from kdnas.search.harness import Trace, TraceStep, percentile_in_space
@@ -37,6 +40,8 @@ from kdnas.search.optimizers import GPUCB, Budget, LowFidelityGP, MultiFidelityG
 __all__ = [
     "GPUCB",
     "NORMALIZATIONS",
+    "AdaptiveConfig",
+    "AdaptiveFidelityGPUCB",
     "Budget",
     "CandidateSet",
     "FittedGP",

@@ -1,0 +1,272 @@
+"""Adaptive-fidelity GP-UCB against proxy-prior GP-UCB, HF-only GP-UCB and Algorithm 2, in
+regimes where the zero-cost proxy helps and where it misleads.
+
+Columns (per space of the paper's benchmark; one run per sub-space, all optimizers paired on
+the same sub-spaces):
+
+- whole: the whole space, ``--runs`` seeds;
+- random: random sub-spaces of 2/3 of the architectures;
+- low: sub-spaces of 1/3 of the architectures whose Spearman correlation between the proxy
+  (log multiply-adds) and HF valid accuracy lies in [-0.2, 0.2];
+- negative: sub-spaces of 1/6 of the architectures with a correlation <= -0.3;
+- nofav: random 2/3 sub-spaces without the proxy's 10 % favourites of the whole space.
+
+The low and negative sub-spaces are drawn with weights exp(-g u v), u and v the centred
+proxy and HF ranks in the whole space and g uniform in [0, 150], so that discordant
+architectures are favoured, and kept when their correlation falls in the band.
+
+Rows: adaptive-fidelity GP-UCB with its preset and with its a-priori (untuned) settings, the
+ablation without KD fidelities, proxy-prior GP-UCB, HF-only GP-UCB (the paper's GP, random
+start) and Algorithm 2 at the paper's best cell of the space. Each cell is the mean seconds to
+the optimum (benchmark wall_time of every evaluation until the optimum is evaluated at HF)
+with its standard error, and the ratio HF-only / row (> 1: faster than HF-only). The last
+block gives the share of the adaptive preset's evaluations at each fidelity.
+
+Protocol: ``--draw`` picks the sub-spaces and seeds. The preset's settings were chosen with
+``--tune`` on draw 0 (a small grid, printed) and are reported on draw 1; the whole-space
+column uses seeds disjoint from both.
+
+    .venv/bin/python benchmarks/adaptive_fidelity.py [--draw 1] [--subsets 40] [--runs 20]
+        [--tune] [--workers 1] [--spaces mobilenet shufflenet] [--benchmark PATH]
+
+Measured: MobileNetV2 at the defaults takes about 2 min on one shared core; ShuffleNetV2 (300
+architectures, GPs over up to ~100 results per step) about 24 min.
+
+--benchmark defaults to $KDNAS_BENCHMARK, else ../shared/data/mf_nas_kd/benchmark.pickle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from kdnas.bench import TabularBenchmark
+from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
+from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
+from kdnas.search.optimizers import Budget
+from kdnas.search.reproduction import (
+    SpaceArrays,
+    algorithm2_times,
+    cell_rng,
+    gp_ucb_hf_times,
+    load_space_arrays,
+    run_on_arrays,
+)
+
+DEFAULT_BENCHMARK = os.environ.get(
+    "KDNAS_BENCHMARK",
+    str(Path(__file__).resolve().parents[2] / "shared/data/mf_nas_kd/benchmark.pickle"),
+)
+#: The paper's best Algorithm 2 cell per space (Table 4): (part, method).
+PAPER_BEST_ALG2 = {"mobilenet": (27, "attention"), "shufflenet": (27, "kd")}
+REGIMES = ("whole", "random", "low", "negative", "nofav")
+#: The first version's settings, fixed before any sub-space was looked at: one prior
+#: correlation for every KD part and no cap on the low-fidelity seconds.
+UNTUNED = AdaptiveConfig(low_prior_rho=(0.5, 0.5, 0.5), low_share=1e9)
+#: The preset (the dataclass defaults): part-wise priors and the 0.2 cap, chosen on draw 0.
+PRESET = AdaptiveConfig()
+NO_KD = dataclasses.replace(PRESET, low_fidelities=(), low_prior_rho=())
+
+
+def _proxy_ranks(arrays: SpaceArrays) -> tuple[np.ndarray, np.ndarray]:
+    assert arrays.multiply_adds is not None
+    u = stats.rankdata(arrays.multiply_adds) / arrays.size - 0.5
+    v = stats.rankdata(arrays.hf_valid) / arrays.size - 0.5
+    return u, v
+
+
+def draw_subspace(arrays: SpaceArrays, regime: str, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of one sub-space of ``regime`` (see the module docstring)."""
+    if regime == "random":
+        return np.sort(rng.choice(arrays.size, (2 * arrays.size) // 3, replace=False))
+    if regime == "nofav":
+        assert arrays.multiply_adds is not None
+        favourites = np.argsort(-arrays.multiply_adds)[: max(1, arrays.size // 10)]
+        rest = np.setdiff1d(np.arange(arrays.size), favourites)
+        return np.sort(rng.choice(rest, (2 * arrays.size) // 3 - len(favourites), replace=False))
+    low, high = {"low": (-0.2, 0.2), "negative": (-1.0, -0.3)}[regime]
+    u, v = _proxy_ranks(arrays)
+    # A reversed proxy needs a smaller sub-space to be found by rejection.
+    size = arrays.size // (3 if regime == "low" else 6)
+    for _ in range(10_000):
+        weights = np.exp(-rng.uniform(0.0, 150.0) * u * v)
+        rows = np.sort(rng.choice(arrays.size, size, replace=False, p=weights / weights.sum()))
+        rho = stats.spearmanr(arrays.multiply_adds[rows], arrays.hf_valid[rows]).statistic
+        if low <= rho <= high:
+            return rows
+    raise RuntimeError(f"{arrays.space}: no {regime} sub-space in 10,000 draws")
+
+
+def _loop_time(arrays: SpaceArrays, optimizer: object, workers: int) -> float:
+    optimum = arrays.placeholder_candidates().archs[arrays.optimum]
+    return run_on_arrays(arrays, optimizer, workers).time_to(optimum)  # type: ignore[arg-type]
+
+
+def _adaptive(config: AdaptiveConfig) -> Callable[[SpaceArrays, int], AdaptiveFidelityGPUCB]:
+    def build(arrays: SpaceArrays, seed: int) -> AdaptiveFidelityGPUCB:
+        return AdaptiveFidelityGPUCB(
+            arrays.placeholder_candidates(),
+            config,
+            seed=seed,
+            budget=Budget(max_cost_s=1e6),
+            proxy=np.log(arrays.multiply_adds),
+        )
+
+    return build
+
+
+def _proxy_prior(arrays: SpaceArrays, seed: int) -> ScreeningGPUCB:
+    return ScreeningGPUCB(
+        arrays.placeholder_candidates(),
+        ScreeningConfig.proxy_prior(),
+        seed=seed,
+        budget=Budget(max_cost_s=1e6),
+        proxy=np.log(arrays.multiply_adds),
+    )
+
+
+def _one_run(
+    arrays: SpaceArrays, seed: int, rows: dict[str, Callable], workers: int, counts: Counter
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, build in rows.items():
+        optimizer = build(arrays, seed)
+        out[key] = _loop_time(arrays, optimizer, workers)
+        if key == "adaptive":
+            counts.update(optimizer.fidelity_counts())
+    rng = cell_rng(seed, "adaptive-bench", arrays.space)
+    out["hf_only"] = float(np.asarray(gp_ucb_hf_times(arrays, 1, rng))[0])
+    part, method = PAPER_BEST_ALG2[arrays.space]
+    out["algorithm2"] = float(np.asarray(algorithm2_times(arrays, method, part, 1, 10, rng))[0])
+    return out
+
+
+def measure(
+    arrays: SpaceArrays,
+    regime: str,
+    count: int,
+    draw: int,
+    rows: dict[str, Callable],
+    workers: int = 1,
+) -> tuple[dict[str, np.ndarray], Counter]:
+    """[count] seconds to the optimum per row (plus "hf_only", "algorithm2") in ``regime``."""
+    counts: Counter = Counter()
+    rng = cell_rng(draw, "adaptive-subspaces", arrays.space, regime)
+    runs: list[dict[str, float]] = []
+    for k in range(count):
+        seed = 10_000 * (draw + 1) + k
+        space = arrays if regime == "whole" else arrays.subset(draw_subspace(arrays, regime, rng))
+        runs.append(_one_run(space, seed, rows, workers, counts))
+    return {key: np.array([r[key] for r in runs]) for key in runs[0]}, counts
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    se = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return float(values.mean()), float(se)
+
+
+LABELS = {
+    "adaptive": "adaptive-fidelity GP-UCB (preset)",
+    "untuned": "adaptive, a-priori settings",
+    "no_kd": "adaptive without KD fidelities",
+    "proxy": "proxy-prior GP-UCB",
+    "hf_only": "HF-only GP-UCB (paper's GP)",
+    "algorithm2": "Algorithm 2, paper's best cell",
+}
+
+
+def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
+    rows = {
+        "adaptive": _adaptive(PRESET),
+        "untuned": _adaptive(UNTUNED),
+        "no_kd": _adaptive(NO_KD),
+        "proxy": _proxy_prior,
+    }
+    for space in args.spaces:
+        arrays = load_space_arrays(bench, space, Path(args.benchmark).parent)
+        results, fidelities = {}, Counter()
+        start = time.perf_counter()
+        for regime in REGIMES:
+            count = args.runs if regime == "whole" else args.subsets
+            try:
+                results[regime], counts = measure(
+                    arrays, regime, count, args.draw, rows, args.workers
+                )
+            except RuntimeError as error:
+                print(f"{regime}: {error}")
+                continue
+            fidelities.update(counts)
+        print(
+            f"\n== {space}: mean seconds to the optimum ± se (HF-only / row), draw "
+            f"{args.draw}, {args.workers} worker(s), whole {args.runs} runs, "
+            f"{args.subsets} sub-spaces per regime ({time.perf_counter() - start:.0f} s) =="
+        )
+        regimes = [r for r in REGIMES if r in results]
+        print(f"{'':36s}" + "".join(f"{r:>22s}" for r in regimes))
+        for key, label in LABELS.items():
+            cells = []
+            for regime in regimes:
+                mean, se = _mean_se(results[regime][key])
+                ratio = results[regime]["hf_only"].mean() / mean
+                cells.append(f"{mean:8,.0f}±{se:5,.0f} ({ratio:4.2f}x)")
+            print(f"{label:36s}" + "".join(f"{c:>22s}" for c in cells))
+        test = [
+            stats.ttest_rel(results[r]["no_kd"], results[r]["adaptive"]).pvalue
+            if np.any(results[r]["no_kd"] != results[r]["adaptive"])
+            else 1.0
+            for r in regimes
+        ]
+        print(f"{'no-KD vs preset, paired p':36s}" + "".join(f"{p:>22.2g}" for p in test))
+        total = sum(fidelities.values())
+        shares = ", ".join(f"{f} {n / total:.1%}" for f, n in sorted(fidelities.items()))
+        print(f"preset's evaluations by fidelity (all columns): {shares}")
+
+
+def tune(args: argparse.Namespace, bench: TabularBenchmark) -> None:
+    """The grid looked at on draw 0: ratio to HF-only per regime (random, low, negative,
+    nofav) and space."""
+    grid = {f"low_share {share}": AdaptiveConfig(low_share=share) for share in (0.2, 0.5, 1.0)}
+    grid["no KD"] = NO_KD
+    builders = {name: _adaptive(config) for name, config in grid.items()}
+    ratios: dict[str, list[float]] = {name: [] for name in grid}
+    for space in args.spaces:
+        arrays = load_space_arrays(bench, space, Path(args.benchmark).parent)
+        for regime in REGIMES[1:]:
+            try:
+                results, _ = measure(arrays, regime, args.subsets, 0, builders, args.workers)
+            except RuntimeError as error:
+                print(f"{regime}: {error}")
+                continue
+            for name in grid:
+                ratios[name].append(results["hf_only"].mean() / results[name].mean())
+    for name, values in sorted(ratios.items(), key=lambda kv: -min(kv[1])):
+        cells = " ".join(f"{v:4.2f}" for v in values)
+        print(f"{name:36s} worst {min(values):4.2f}  mean {np.mean(values):4.2f}  [{cells}]")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--benchmark", default=DEFAULT_BENCHMARK)
+    parser.add_argument("--draw", type=int, default=1, help="0 chose the preset; report on 1")
+    parser.add_argument("--subsets", type=int, default=40, help="sub-spaces per regime")
+    parser.add_argument("--runs", type=int, default=20, help="seeds on the whole spaces")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--spaces", nargs="+", default=["mobilenet", "shufflenet"])
+    parser.add_argument("--tune", action="store_true", help="the grid on draw 0 instead")
+    args = parser.parse_args(argv)
+    bench = TabularBenchmark.load(args.benchmark)
+    (tune if args.tune else report)(args, bench)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

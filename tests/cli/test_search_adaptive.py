@@ -1,0 +1,69 @@
+"""``kdnas search --algorithm adaptive-gp-ucb``: adaptive-fidelity GP-UCB on real training."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kdnas.cli import main
+from kdnas.experiment import (
+    SearchSettings,
+    build_candidates,
+    build_optimizer,
+    sample_architectures,
+)
+from kdnas.search import AdaptiveFidelityGPUCB
+from kdnas.spaces import get_space
+from kdnas.store import SQLiteStore
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads() -> Iterator[None]:
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_settings_build_it_with_the_low_fidelity_and_a_teacher() -> None:
+    settings = SearchSettings(
+        algorithm="adaptive-gp-ucb", method="kd", part=9, n_candidates=4, n_lf=2
+    )
+    assert settings.needs_teacher and settings.ucb_beta == 1.0
+    space = get_space("mobilenetv2")
+    archs = sample_architectures(space, 4, 0)
+    optimizer = build_optimizer(settings, build_candidates(space, archs), resolution=8)
+    assert isinstance(optimizer, AdaptiveFidelityGPUCB)
+    assert optimizer.config.low_fidelities == (settings.low_fidelity,)
+    assert optimizer.config.low_prior_rho == (0.5,)
+    with pytest.raises(ValueError, match="equals the high fidelity"):
+        SearchSettings(algorithm="adaptive-gp-ucb", method="nokd", part=1)
+
+
+def test_a_tiny_real_search_runs_end_to_end_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "adaptive.db"
+    args = [
+        "search", "--dataset", "digits", "--algorithm", "adaptive-gp-ucb", "--method", "kd",
+        "--part", "3", "--candidates", "4", "--n-lf", "2", "--budget-evaluations", "4",
+        "--epochs", "1",
+        "--width-multiplier", "0.125", "--batch-size", "256", "--threads", "1",
+        "--store", str(store), "--json", "--allow-chance-teacher",
+    ]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["evaluations"] == 4
+    with SQLiteStore(store) as opened:
+        results = [e.result for e in opened.results("search")]
+    assert len(results) == 4 and results[0].fidelity.is_high
+    assert len({(r.arch_key, r.fidelity) for r in results}) == 4
+    # Rerunning the same command finds the search complete and recomputes nothing.
+    assert main(args) == 0
+    capsys.readouterr()
+    with SQLiteStore(store) as opened:
+        assert opened.count() == 4
