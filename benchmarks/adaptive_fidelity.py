@@ -50,6 +50,7 @@ import numpy as np
 from scipy import stats
 
 from kdnas.bench import TabularBenchmark
+from kdnas.paper import best_algorithm2_cell
 from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
 from kdnas.search.optimizers import Budget
@@ -66,8 +67,6 @@ DEFAULT_BENCHMARK = os.environ.get(
     "KDNAS_BENCHMARK",
     str(Path(__file__).resolve().parents[2] / "shared/data/mf_nas_kd/benchmark.pickle"),
 )
-#: The paper's best Algorithm 2 cell per space (Table 4): (part, method).
-PAPER_BEST_ALG2 = {"mobilenet": (27, "attention"), "shufflenet": (27, "kd")}
 REGIMES = ("whole", "random", "low", "negative", "nofav")
 #: The first version's settings, fixed before any sub-space was looked at: one prior
 #: correlation for every KD part and no cap on the low-fidelity seconds.
@@ -145,7 +144,7 @@ def _one_run(
             counts.update(optimizer.fidelity_counts())
     rng = cell_rng(seed, "adaptive-bench", arrays.space)
     out["hf_only"] = float(np.asarray(gp_ucb_hf_times(arrays, 1, rng))[0])
-    part, method = PAPER_BEST_ALG2[arrays.space]
+    part, method = best_algorithm2_cell(arrays.space)
     out["algorithm2"] = float(np.asarray(algorithm2_times(arrays, method, part, 1, 10, rng))[0])
     return out
 

@@ -58,6 +58,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kdnas.core import Fidelity, Optimizer  # noqa: E402
+from kdnas.paper import best_algorithm2_cell  # noqa: E402
 from kdnas.search import (  # noqa: E402
     GPUCB,
     InProcessWorkers,
@@ -82,9 +83,6 @@ from kdnas.search.reproduction import (  # noqa: E402
     load_space_arrays,
 )
 
-#: The paper's best Algorithm 2 cell per space (its Table 4), (part, method): the "best"
-#: method every ladder is also run with.
-BEST_CELL = {"mobilenet": (27, "attention"), "shufflenet": (27, "kd")}
 BUDGETS_S = (5_000.0, 10_000.0, 20_000.0)
 SPACES = ("mobilenet", "shufflenet")
 
@@ -104,7 +102,9 @@ def _proxy(arrays: SpaceArrays) -> np.ndarray:
 
 
 def _best(arrays: SpaceArrays) -> str:
-    return BEST_CELL[arrays.space][1]
+    """The method of the paper's best Algorithm 2 cell (its Table 4): every ladder is also
+    run with it."""
+    return best_algorithm2_cell(arrays.space)[1]
 
 
 #: Row key -> (label, factory). Labels name the library where the algorithm is a peer's.
@@ -114,7 +114,7 @@ ROWS: dict[str, tuple[str, Factory]] = {
     "alg2_best": (
         "kdnas Algorithm 2, paper's best cell",
         lambda c, a, s: MultiFidelityGPUCB(
-            c, n_lf=10, low_fidelity=Fidelity(*BEST_CELL[a.space]), seed=s
+            c, n_lf=10, low_fidelity=Fidelity(*best_algorithm2_cell(a.space)), seed=s
         ),
     ),
     "proxy_gp_ucb": (

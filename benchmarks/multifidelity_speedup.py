@@ -44,7 +44,7 @@ import numpy as np
 from scipy import stats
 
 from kdnas.bench import TabularBenchmark
-from kdnas.paper import paper_figures
+from kdnas.paper import best_algorithm2_cell, paper_figures
 from kdnas.search.gp import GPConfig
 from kdnas.search.multifidelity import ScreeningConfig, simulate_screening
 from kdnas.search.reproduction import (
@@ -60,8 +60,6 @@ DEFAULT_BENCHMARK = os.environ.get(
     "KDNAS_BENCHMARK",
     str(Path(__file__).resolve().parents[2] / "shared/data/mf_nas_kd/benchmark.pickle"),
 )
-#: The paper's best Algorithm 2 cell per space (Table 4): (part, method).
-PAPER_BEST_ALG2 = {"mobilenet": (27, "attention"), "shufflenet": (27, "kd")}
 BUDGETS_S = (5_000.0, 10_000.0, 20_000.0)
 
 Events = list[list[tuple[float, int]]]
@@ -175,7 +173,7 @@ def _measure(
             "events": _events_from_order(order, arrays.hf_time),
             "seconds": time.perf_counter() - start,
         }
-    part, method = PAPER_BEST_ALG2[arrays.space]
+    part, method = best_algorithm2_cell(arrays.space)
     rng = cell_rng(seed, tag, arrays.space, "alg2", part, method)
     start = time.perf_counter()
     times, low, high = algorithm2_times(arrays, method, part, runs, 10, rng, return_orders=True)
@@ -278,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measured = _measure(arrays, args.runs, args.seed)
         ours = np.asarray(measured[OURS]["times"], dtype=float)
         alg2 = np.asarray(measured["algorithm2"]["times"], dtype=float)
-        part, method = PAPER_BEST_ALG2[space]
+        part, method = best_algorithm2_cell(space)
         paper_alg2 = float(paper[space][str(part)][method])
         print(f"\n== {space}: seconds to the optimum, whole space, {args.runs} runs each ==")
         print(f"{'':40s}{'mean':>9s}{'±se':>7s}{'ours faster by':>16s}{'sim s':>7s}")

@@ -26,6 +26,7 @@ __all__ = [
     "TABLE1_TOLERANCE",
     "TABLE2_TOLERANCE",
     "TABLE4_TOLERANCE",
+    "best_algorithm2_cell",
     "paper_figures",
 ]
 
@@ -65,3 +66,14 @@ def paper_figures() -> dict[str, Any]:
     """The published figures as a nested dict (read once, then shared: do not mutate)."""
     text = resources.files(__package__).joinpath("paper_tables.json").read_text()
     return json.loads(text)
+
+
+def best_algorithm2_cell(space: str) -> tuple[int, str]:
+    """The paper's fastest Algorithm 2 cell of Table 4 for a benchmark space key
+    ("mobilenet", "shufflenet"): (part, method), e.g. (27, "attention") for MobileNetV2."""
+    cells = paper_figures()["table4_mf_avg_wall_time_to_optimum_seconds"][space]
+    part, method = min(
+        ((part, method) for part, row in cells.items() if part != "hf_only" for method in row),
+        key=lambda cell: float(cells[cell[0]][cell[1]]),
+    )
+    return int(part), method

@@ -55,6 +55,7 @@ from kdnas.core import HIGH_FIDELITY, EvalResult, Fidelity, Suggestion
 from kdnas.search._noisy_gp import fit_noisy_gp
 from kdnas.search.candidates import CandidateSet
 from kdnas.search.gp import upper_confidence_bound
+from kdnas.search.multifidelity import standardise_proxy
 from kdnas.search.optimizers import Budget, TrialPool
 from kdnas.search.reproduction import TABLE4_ROWS, SpaceArrays, register_optimizer
 
@@ -198,16 +199,7 @@ class AdaptiveFidelityGPUCB:
     def _standardised(proxy: np.ndarray | Sequence[float] | None, size: int) -> np.ndarray:
         if proxy is None:
             return np.zeros(size)
-        values = np.asarray(proxy, dtype=float)
-        if values.shape != (size,):
-            raise ValueError(
-                f"AdaptiveFidelityGPUCB: proxy needs one value per candidate ({size}), got "
-                f"shape {values.shape}"
-            )
-        if not np.isfinite(values).all():
-            raise ValueError("AdaptiveFidelityGPUCB: proxy values must be finite")
-        std = values.std()
-        return (values - values.mean()) / std if std > 0 else np.zeros(size)
+        return standardise_proxy(proxy, size, "AdaptiveFidelityGPUCB")
 
     @property
     def seed(self) -> int:

@@ -183,6 +183,24 @@ def multiply_add_proxy(
     return np.log(values)
 
 
+def standardise_proxy(proxy: np.ndarray | Sequence[float], size: int, owner: str) -> np.ndarray:
+    """A zero-cost proxy (one value per candidate) standardised over the candidates; all
+    zeros when it is constant (it then carries no information).
+
+    Raises:
+        ValueError: not one finite value per candidate (``owner`` names the optimizer).
+    """
+    values = np.asarray(proxy, dtype=float)
+    if values.shape != (size,):
+        raise ValueError(
+            f"{owner}: proxy needs one value per candidate ({size}), got shape {values.shape}"
+        )
+    if not np.isfinite(values).all():
+        raise ValueError(f"{owner}: proxy values must be finite")
+    std = values.std()
+    return (values - values.mean()) / std if std > 0 else np.zeros(size)
+
+
 class ScreeningGPUCB:
     """Ask/tell multi-fidelity GP-UCB with a zero-cost proxy prior and optional screening.
 
@@ -227,16 +245,7 @@ class ScreeningGPUCB:
                     f"{self.config.proxy_slope}) but no proxy was given"
                 )
             return None
-        values = np.asarray(proxy, dtype=float)
-        if values.shape != (size,):
-            raise ValueError(
-                f"ScreeningGPUCB: proxy needs one value per candidate ({size}), got shape "
-                f"{values.shape}"
-            )
-        if not np.isfinite(values).all():
-            raise ValueError("ScreeningGPUCB: proxy values must be finite")
-        std = values.std()
-        standardised = (values - values.mean()) / std if std > 0 else np.zeros(size)
+        standardised = standardise_proxy(proxy, size, "ScreeningGPUCB")
         standardised.setflags(write=False)
         return standardised
 
