@@ -149,6 +149,9 @@ def test_a_trial_is_stored_once_and_only_into_an_opened_run(make_store: StoreFac
         store.put("r", suggestion, result_for(ARCH, LOW, 0.5))
         with pytest.raises(ValueError, match="already holds a result for trial 0"):
             store.put("r", suggestion, result_for(ARCH, LOW, 0.5))
+        store.record_ask("r", Suggestion(2, ARCH, LOW))
+        with pytest.raises(ValueError, match="already holds a suggestion for trial 2"):
+            store.record_ask("r", Suggestion(2, ARCH, LOW))
         with pytest.raises(ValueError, match="fidelity"):
             store.put("r", Suggestion(1, ARCH, LOW), result_for(ARCH, Fidelity(9, "nst"), 0.5))
         assert store.count("r") == 1

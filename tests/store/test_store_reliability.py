@@ -161,6 +161,23 @@ def test_a_corrupt_row_names_the_store_and_the_row(tmp_path: Path) -> None:
     assert str(path) in str(caught.value) and f"row id {row_id}" in str(caught.value)
 
 
+def test_a_corrupt_run_configuration_names_the_store_and_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with SQLiteStore(path) as store:
+        fill(store, "r", {}, {})
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE runs SET config_json = '{not json' WHERE run_id = 'r'")
+    connection.commit()
+    connection.close()
+    with SQLiteStore(path) as store:
+        for read in (lambda: store.run("r"), store.runs, lambda: store.open_run("r", {})):
+            with pytest.raises(IncompatibleStoreError, match="configuration of run 'r'") as caught:
+                read()
+            assert str(path) in str(caught.value)
+        # The evaluations themselves are intact and still readable.
+        assert store.count("r") > 0
+
+
 def test_export_refuses_to_average_runs_trained_differently(tmp_path: Path) -> None:
     base = {"dataset": "digits", "dataset_hash": "h", "valid_fraction": 0.1}
     narrow = {**base, "train_config": {"lr": 0.1, "width_multiplier": 0.125}}

@@ -98,7 +98,7 @@ class MemoryStore:
         with self._lock:
             if any(event.trial_id == suggestion.trial_id for event in self._asks.get(run_id, [])):
                 raise ValueError(
-                    f"store {self.path}: run {run_id!r} already recorded trial "
+                    f"store {self.path}: run {run_id!r} already holds a suggestion for trial "
                     f"{suggestion.trial_id}"
                 )
             seq = self._take_seq(run_id)

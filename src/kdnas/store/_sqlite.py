@@ -406,7 +406,7 @@ class SQLiteStore:
                         (run_id, fingerprint, canonical_json(config), version, created_at),
                     )
                     return RunInfo(run_id, fingerprint, config, version, created_at)
-            stored = RunInfo(run_id, row[0], json.loads(row[1]), row[2], row[3])
+            stored = self._run_from_row((run_id, *row))
             self._check_resumable(stored, fingerprint, config, version)
             return stored
 
@@ -426,8 +426,7 @@ class SQLiteStore:
         )
         if not rows:
             return None
-        fingerprint, config_json, version, created_at = rows[0]
-        return RunInfo(run_id, fingerprint, json.loads(config_json), version, created_at)
+        return self._run_from_row((run_id, *rows[0]))
 
     def runs(self) -> list[RunInfo]:
         """Every run of the store, oldest first."""
@@ -435,7 +434,24 @@ class SQLiteStore:
             "SELECT run_id, fingerprint, config_json, package_version, created_at FROM runs "
             "ORDER BY created_at, run_id"
         )
-        return [RunInfo(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+        return [self._run_from_row(row) for row in rows]
+
+    def _run_from_row(self, row: tuple[Any, ...]) -> RunInfo:
+        """The run of a row ``(run_id, fingerprint, config_json, package_version, created_at)``.
+
+        Raises:
+            IncompatibleStoreError: the row's configuration is not JSON (the message names the
+                store and the run).
+        """
+        run_id, fingerprint, config_json, version, created_at = row
+        try:
+            config = json.loads(config_json)
+        except (TypeError, ValueError) as error:
+            raise IncompatibleStoreError(
+                f"store {self.path}: the configuration of run {run_id!r} is corrupt ({error}); "
+                f"repair that row of table runs or delete the run"
+            ) from None
+        return RunInfo(run_id, fingerprint, config, version, created_at)
 
     def _require_run(self, connection: sqlite3.Connection, run_id: str) -> int:
         row = connection.execute(
