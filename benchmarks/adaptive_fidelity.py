@@ -71,9 +71,16 @@ DEFAULT_BENCHMARK = os.environ.get(
 REGIMES = ("whole", "random", "low", "negative", "nofav")
 #: Optimum search's preset: the dataclass defaults, chosen on draw 0 (docs/results.md).
 PRESET = OptimumSearchConfig()
-#: Its settings as first written, before any sub-space was looked at: one Gaussian prior on
-#: the proxy's slope (mean 0.5 s, std 0.5 s), no doubting hypothesis.
-UNTUNED = OptimumSearchConfig(proxy_prior_rho=0.5, proxy_slope_spread=0.5, trust_prior=1.0)
+#: Its settings as first written, before any sub-space was looked at: the HF step by
+#: P(optimum) per second, one Gaussian prior on the proxy's slope (mean 0.5 s, std 0.5 s), no
+#: doubting hypothesis, no cap on the KD seconds.
+UNTUNED = OptimumSearchConfig(
+    high_choice="probability",
+    proxy_prior_rho=0.5,
+    proxy_slope_spread=0.5,
+    trust_prior=1.0,
+    low_share=math.inf,
+)
 #: The ablation: the preset without KD fidelities.
 NO_KD = dataclasses.replace(PRESET, low_fidelities=(), low_prior_rho=())
 
@@ -250,18 +257,17 @@ def tune(args: argparse.Namespace, bench: TabularBenchmark) -> None:
     """The grid looked at on draw 0: ratio to HF-only per regime (random, low, negative,
     nofav) and space."""
     grid = {
-        f"{choice}, probe {probe}, KD {kd}": dataclasses.replace(
-            PRESET,
-            high_choice=choice,
-            probe=probe,
-            low_fidelities=PRESET.low_fidelities if kd else (),
-            low_prior_rho=PRESET.low_prior_rho if kd else (),
+        f"{choice}, probe {probe}, KD share {share}": dataclasses.replace(
+            PRESET, high_choice=choice, probe=probe, low_share=share
         )
         for choice in ("probability", "ucb")
         for probe in (False, True)
-        for kd in (True, False)
-        if kd or not probe
+        for share in (0.1, 0.3, math.inf)
     }
+    grid["ucb, KD share 0.1, screen the UCB winner only"] = dataclasses.replace(
+        PRESET, screen_top=1
+    )
+    grid["no KD"] = NO_KD
     builders = {name: _search(config) for name, config in grid.items()}
     ratios: dict[str, list[float]] = {name: [] for name in grid}
     for space in args.spaces:

@@ -133,20 +133,39 @@ def test_it_runs_through_the_loop_and_never_repeats_an_evaluation(workers: int) 
         assert len(trace.steps) == 25
         assert len(set(asked)) == len(asked)
         assert sum(optimizer.fidelity_counts().values()) == 25
+        # KD seconds stay under the cap: 0.1 of the HF seconds, plus the run that crossed it.
+        low_cost = sum(s.result.cost_s for s in trace.steps if s.result.fidelity == LOW)
+        high_cost = sum(s.result.cost_s for s in trace.steps if s.result.fidelity.is_high)
+        assert low_cost <= 0.1 * high_cost + 1100 / 9 * workers
 
 
+def test_the_probe_runs_the_proxy_favourite_and_anti_favourite_at_low_fidelity_first() -> None:
+    candidates, objective = _objective(0)
+    proxy = np.arange(40.0)
+    config = search_config_for((LOW,), probe=True, samples=128)
+    optimizer = OptimumSearch(candidates, config, seed=0, proxy=proxy)
+    trace = run_optimizer(optimizer, objective, max_evaluations=3)
+    asked = [(candidates.index_of(s.suggestion.arch), s.suggestion.fidelity) for s in trace.steps]
+    assert asked[:2] == [(39, LOW), (0, LOW)]
+    assert asked[2][1].is_high
+
+
+@pytest.mark.parametrize("choice", ["ucb", "probability"])
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-def test_the_trust_in_the_proxy_follows_its_sign(sign: float) -> None:
+def test_the_trust_in_the_proxy_follows_its_sign(sign: float, choice: str) -> None:
     candidates, values = toy()
     objective = TableObjective(
         candidates, {HIGH_FIDELITY: values}, {HIGH_FIDELITY: np.full(len(values), 100.0)}
     )
-    config = OptimumSearchConfig(low_fidelities=(), low_prior_rho=(), samples=128)
+    config = OptimumSearchConfig(
+        low_fidelities=(), low_prior_rho=(), samples=128, high_choice=choice
+    )
     optimizer = OptimumSearch(candidates, config, seed=0, proxy=sign * values)
     assert optimizer.proxy_trust() == 0.5
     run_optimizer(optimizer, objective, max_evaluations=8)
-    # Over seeds 0-4: trust 0.61-0.99 (from the prior's 0.5) for the proxy equal to f; 0.00
-    # with a slope of -0.70 to -0.78 for it reversed.
+    # Trust (from the prior's 0.5) for the proxy equal to f: 0.92 by UCB (a deterministic
+    # path), 0.61-0.99 over seeds 0-4 by P(optimum); reversed: 0.00 with a slope of -0.70 to
+    # -0.78.
     if sign > 0:
         assert optimizer.proxy_trust() > 0.55
     else:

@@ -134,8 +134,9 @@ class OptimumSearchConfig:
     samples: int = 512
     screen_top: int = 8
     quadrature: int = 9
-    high_choice: str = "probability"
+    high_choice: str = "ucb"
     probe: bool = False
+    low_share: float = 0.1
     beta: float = 1.0
 
     def __post_init__(self) -> None:
@@ -507,7 +508,7 @@ class OptimumSearch(AdaptiveFidelityGPUCB):
             order = self._ucb_order(open_, selectable, probability, high_val, spread)
         head = int(open_[order[0]])
         self.last_step["head_probability"] = float(probability[order[0]])
-        if not cfg.low_fidelities or not len(high_val):
+        if not cfg.low_fidelities or not len(high_val) or not self._may_screen():
             return head, cfg.high_fidelity
         screen = self._best_screen(open_, order, draws, cost, incumbent, spread)
         return screen if screen is not None else (head, cfg.high_fidelity)
