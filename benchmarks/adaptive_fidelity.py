@@ -50,10 +50,11 @@ import numpy as np
 from scipy import stats
 
 from kdnas.bench import TabularBenchmark
+from kdnas.core import Fidelity
 from kdnas.paper import best_algorithm2_cell
 from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
-from kdnas.search.optimizers import Budget
+from kdnas.search.optimizers import GPUCB, Budget, MultiFidelityGPUCB
 from kdnas.search.optimum_search import OptimumSearch, OptimumSearchConfig
 from kdnas.search.reproduction import (
     SpaceArrays,
@@ -164,9 +165,17 @@ def _one_run(
         out[key] = _loop_time(arrays, optimizer, workers)
         if key == "search":
             counts.update(optimizer.fidelity_counts())
+    part, method = best_algorithm2_cell(arrays.space)
+    if workers > 1:
+        # The baselines on the same simulated workers (the batched engine runs one worker).
+        candidates = arrays.placeholder_candidates()
+        low = Fidelity(part=part, method=method)
+        out["hf_only"] = _loop_time(arrays, GPUCB(candidates, seed=seed), workers)
+        algorithm2 = MultiFidelityGPUCB(candidates, n_lf=10, low_fidelity=low, seed=seed)
+        out["algorithm2"] = _loop_time(arrays, algorithm2, workers)
+        return out
     rng = cell_rng(seed, "adaptive-bench", arrays.space)
     out["hf_only"] = float(np.asarray(gp_ucb_hf_times(arrays, 1, rng))[0])
-    part, method = best_algorithm2_cell(arrays.space)
     out["algorithm2"] = float(np.asarray(algorithm2_times(arrays, method, part, 1, 10, rng))[0])
     return out
 

@@ -6,7 +6,9 @@ is a search for a hidden object, and search theory says what to do: evaluate nex
 candidate with the highest probability of being the optimum per second of its evaluation
 (for independent boxes this order is optimal). Cheap fidelities enter only through their value
 of information: a KD run is made when it is expected to cut the seconds of that search by more
-than it costs.
+than it costs. On the paper's benchmark that order, taken literally, was slower than the
+paper's GP-UCB (docs/results.md), so the preset takes the HF step by GP-UCB on the residuals
+of the learned proxy trend and keeps the rest.
 
 Notation (shapes in brackets; N candidates, S posterior samples):
     f(a)          the high-fidelity (HF) valid_acc of architecture a
@@ -40,12 +42,22 @@ Notation (shapes in brackets; N candidates, S posterior samples):
                   pending evaluations first, their seconds already committed.
     T(p)          expected seconds until the optimum is at HF when following the order:
                   sum over the order of c_HF * (P(not found) - p of those before).
-    HF step       the head of the order.
-    KD step       for each of the first ``screen_top`` architectures of the order and each low
-                  fidelity L not yet run on it: VOI = T(p) - E_y[T(p | y)] - c_L, where y is L's
-                  result (Gauss-Hermite points of its predictive) and p | y reweights the
-                  samples by the likelihood of y. The best positive VOI is run; otherwise
-                  the HF step.
+    HF step       ``high_choice`` "probability": the head of the order. "ucb" (the preset):
+                  the head of the order of UCB = m + beta * sd of the paper's GP (unit
+                  amplitude, ``_noisy_gp``) fitted to the HF results minus the trend
+                  b_hat s z, plus that trend, where b_hat is the slope's posterior mean
+                  averaged over the two hypotheses (so a doubted proxy fades out and a
+                  reversed one turns round); an architecture screened at low fidelity with no
+                  sample left in which it is the optimum goes last.
+    KD step       for each of the first ``screen_top`` architectures of the HF order and each
+                  low fidelity L not yet run on it: VOI = T(p) - E_y[T(p | y)] - c_L, where y
+                  is L's result (Gauss-Hermite points of its predictive; L's level error adds
+                  1/n of the noise after n results) and p | y reweights the samples by the
+                  likelihood of y (``screening_value``). The best positive VOI is run while
+                  KD seconds stay within ``low_share`` of the HF seconds; otherwise the HF
+                  step. Nothing is screened before the first HF result, unless ``probe``:
+                  then the proxy's favourite and anti-favourite go first to the most trusted
+                  low fidelity, whose order tests the proxy's sign.
     costs         the mean seconds observed per fidelity (before any result: 1 for HF and
                   1/part for a low fidelity, in units of an HF run).
 
@@ -114,6 +126,14 @@ class OptimumSearchConfig:
         samples: S, joint posterior samples per step.
         screen_top: low-fidelity runs are weighed for this many heads of the order.
         quadrature: Gauss-Hermite points for the outcome of a low-fidelity run.
+        high_choice: how the HF step is chosen, one of ``HIGH_CHOICES``.
+        probe: before the first HF result, run the proxy's favourite and anti-favourite at
+            the most trusted low fidelity.
+        low_share: KD seconds may reach at most this share of the HF seconds (inf: no cap).
+        beta: the UCB weight of the GP's std for ``high_choice`` "ucb".
+
+    The preset (the defaults) was chosen on draw 0 of ``benchmarks/adaptive_fidelity.py``
+    (docs/results.md).
     """
 
     low_fidelities: tuple[Fidelity, ...] = (
@@ -178,6 +198,8 @@ class OptimumSearchConfig:
                 f"OptimumSearchConfig.high_choice must be one of {', '.join(HIGH_CHOICES)}, "
                 f"got {self.high_choice!r}"
             )
+        if not self.low_share >= 0.0:
+            raise ValueError(f"OptimumSearchConfig.low_share must be >= 0, got {self.low_share}")
         if not (math.isfinite(self.beta) and self.beta >= 0.0):
             raise ValueError(f"OptimumSearchConfig.beta must be >= 0, got {self.beta}")
         for name in ("samples", "screen_top", "quadrature"):
