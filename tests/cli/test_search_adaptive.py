@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,7 +81,10 @@ def test_optimum_search_is_built_with_the_low_fidelity() -> None:
     )
     assert isinstance(optimizer, OptimumSearch)
     assert optimizer.config.low_fidelities == (settings.low_fidelity,)
-    assert optimizer.config.low_prior_rho == (0.8,)
+    assert optimizer.config.low_prior_rho == (0.8,) and optimizer.config.beta == 1.0
+    explicit = dataclasses.replace(settings, beta=0.25)
+    candidates = build_candidates(space, sample_architectures(space, 4, 0))
+    assert build_optimizer(explicit, candidates, resolution=8).config.beta == 0.25
 
 
 @pytest.mark.slow  # 30 s on a loaded 2-core machine: a teacher and four trainings

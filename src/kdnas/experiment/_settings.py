@@ -203,8 +203,8 @@ class SearchSettings:
 
     @property
     def ucb_beta(self) -> float:
-        """The UCB weight used: ``beta``, else the paper's 0.5, or for proxy-gp-ucb its
-        preset's (``ScreeningConfig.proxy_prior``), which was chosen with its own beta."""
+        """The UCB weight used: ``beta``, else the paper's 0.5, or for proxy-gp-ucb,
+        adaptive-gp-ucb and optimum-search their presets', which were chosen with it."""
         if self.beta is not None:
             return self.beta
         if self.algorithm == "proxy-gp-ucb":
@@ -215,6 +215,10 @@ class SearchSettings:
             from kdnas.search.adaptive import AdaptiveConfig
 
             return AdaptiveConfig().beta
+        if self.algorithm == "optimum-search":
+            from kdnas.search.optimum_search import OptimumSearchConfig
+
+            return OptimumSearchConfig().beta
         return 0.5
 
     def to_dict(self) -> dict[str, Any]:
@@ -356,7 +360,7 @@ def build_optimizer(
         proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
         return OptimumSearch(
             candidates,
-            search_config_for((settings.low_fidelity,), high),
+            search_config_for((settings.low_fidelity,), high, beta=settings.ucb_beta),
             seed=settings.seed,
             budget=budget,
             proxy=proxy,
