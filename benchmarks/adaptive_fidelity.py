@@ -1,5 +1,5 @@
-"""Adaptive-fidelity GP-UCB against proxy-prior GP-UCB, HF-only GP-UCB and Algorithm 2, in
-regimes where the zero-cost proxy helps and where it misleads.
+"""Optimum search (issue 16, second version) against proxy-prior GP-UCB, HF-only GP-UCB and
+Algorithm 2, in regimes where the zero-cost proxy helps and where it misleads.
 
 Columns (per space of the paper's benchmark; one run per sub-space, all optimizers paired on
 the same sub-spaces):
@@ -15,22 +15,22 @@ The low and negative sub-spaces are drawn with weights exp(-g u v), u and v the 
 proxy and HF ranks in the whole space and g uniform in [0, 150], so that discordant
 architectures are favoured, and kept when their correlation falls in the band.
 
-Rows: adaptive-fidelity GP-UCB with its preset and with its a-priori (untuned) settings, the
-ablation without KD fidelities, proxy-prior GP-UCB, HF-only GP-UCB (the paper's GP, random
-start) and Algorithm 2 at the paper's best cell of the space. Each cell is the mean seconds to
-the optimum (benchmark wall_time of every evaluation until the optimum is evaluated at HF)
-with its standard error, and the ratio HF-only / row (> 1: faster than HF-only). The last
-block gives the share of the adaptive preset's evaluations at each fidelity.
+Rows: optimum search (``kdnas.search.optimum_search``) with its preset and with its a-priori
+(untuned) settings, the ablation without KD fidelities, proxy-prior GP-UCB, HF-only GP-UCB
+(the paper's GP, random start) and Algorithm 2 at the paper's best cell of the space; with
+``--first-version`` also adaptive-fidelity GP-UCB (``kdnas.search.adaptive``). Each cell is
+the mean seconds to the optimum (benchmark wall_time of every evaluation until the optimum is
+evaluated at HF) with its standard error, and the ratio HF-only / row (> 1: faster than
+HF-only). Below each table: the paired t-test of the ablation against the preset, and the
+share of the preset's evaluations at each fidelity.
 
-Protocol: ``--draw`` picks the sub-spaces and seeds. The preset's settings were chosen with
-``--tune`` on draw 0 (a small grid, printed) and are reported on draw 1; the whole-space
-column uses seeds disjoint from both.
+Protocol: ``--draw`` picks the sub-spaces and seeds. The preset's settings were chosen on
+draw 0 (``--tune`` prints the grid) and are reported on draw 1; the whole-space column uses
+seeds disjoint from both.
 
     .venv/bin/python benchmarks/adaptive_fidelity.py [--draw 1] [--subsets 40] [--runs 20]
-        [--tune] [--workers 1] [--spaces mobilenet shufflenet] [--benchmark PATH]
-
-Measured: MobileNetV2 at the defaults takes about 2 min on one shared core; ShuffleNetV2 (300
-architectures, GPs over up to ~100 results per step) about 24 min.
+        [--regimes ...] [--tune] [--workers 1] [--spaces mobilenet shufflenet]
+        [--first-version] [--benchmark PATH]
 
 --benchmark defaults to $KDNAS_BENCHMARK, else ../shared/data/mf_nas_kd/benchmark.pickle.
 """
@@ -50,10 +50,12 @@ import numpy as np
 from scipy import stats
 
 from kdnas.bench import TabularBenchmark
+from kdnas.core import Fidelity
 from kdnas.paper import best_algorithm2_cell
 from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
-from kdnas.search.optimizers import Budget
+from kdnas.search.optimizers import GPUCB, Budget, MultiFidelityGPUCB
+from kdnas.search.optimum_search import OptimumSearch, OptimumSearchConfig
 from kdnas.search.reproduction import (
     SpaceArrays,
     algorithm2_times,
@@ -68,11 +70,19 @@ DEFAULT_BENCHMARK = os.environ.get(
     str(Path(__file__).resolve().parents[2] / "shared/data/mf_nas_kd/benchmark.pickle"),
 )
 REGIMES = ("whole", "random", "low", "negative", "nofav")
-#: The first version's settings, fixed before any sub-space was looked at: one prior
-#: correlation for every KD part and no cap on the low-fidelity seconds.
-UNTUNED = AdaptiveConfig(low_prior_rho=(0.5, 0.5, 0.5), low_share=1e9)
-#: The preset (the dataclass defaults): part-wise priors and the 0.2 cap, chosen on draw 0.
-PRESET = AdaptiveConfig()
+#: Optimum search's preset: the dataclass defaults, chosen on draw 0 (docs/results.md).
+PRESET = OptimumSearchConfig()
+#: Its settings as first written, before any sub-space was looked at: the HF step by
+#: P(optimum) per second, one Gaussian prior on the proxy's slope (mean 0.5 s, std 0.5 s), no
+#: doubting hypothesis, no cap on the KD seconds.
+UNTUNED = OptimumSearchConfig(
+    high_choice="probability",
+    proxy_prior_rho=0.5,
+    proxy_slope_spread=0.5,
+    trust_prior=1.0,
+    low_share=math.inf,
+)
+#: The ablation: the preset without KD fidelities.
 NO_KD = dataclasses.replace(PRESET, low_fidelities=(), low_prior_rho=())
 
 
@@ -123,6 +133,19 @@ def _adaptive(config: AdaptiveConfig) -> Callable[[SpaceArrays, int], AdaptiveFi
     return build
 
 
+def _search(config: OptimumSearchConfig) -> Callable[[SpaceArrays, int], OptimumSearch]:
+    def build(arrays: SpaceArrays, seed: int) -> OptimumSearch:
+        return OptimumSearch(
+            arrays.placeholder_candidates(),
+            config,
+            seed=seed,
+            budget=Budget(max_cost_s=1e6),
+            proxy=np.log(arrays.multiply_adds),
+        )
+
+    return build
+
+
 def _proxy_prior(arrays: SpaceArrays, seed: int) -> ScreeningGPUCB:
     return ScreeningGPUCB(
         arrays.placeholder_candidates(),
@@ -140,11 +163,19 @@ def _one_run(
     for key, build in rows.items():
         optimizer = build(arrays, seed)
         out[key] = _loop_time(arrays, optimizer, workers)
-        if key == "adaptive":
+        if key == "search":
             counts.update(optimizer.fidelity_counts())
+    part, method = best_algorithm2_cell(arrays.space)
+    if workers > 1:
+        # The baselines on the same simulated workers (the batched engine runs one worker).
+        candidates = arrays.placeholder_candidates()
+        low = Fidelity(part=part, method=method)
+        out["hf_only"] = _loop_time(arrays, GPUCB(candidates, seed=seed), workers)
+        algorithm2 = MultiFidelityGPUCB(candidates, n_lf=10, low_fidelity=low, seed=seed)
+        out["algorithm2"] = _loop_time(arrays, algorithm2, workers)
+        return out
     rng = cell_rng(seed, "adaptive-bench", arrays.space)
     out["hf_only"] = float(np.asarray(gp_ucb_hf_times(arrays, 1, rng))[0])
-    part, method = best_algorithm2_cell(arrays.space)
     out["algorithm2"] = float(np.asarray(algorithm2_times(arrays, method, part, 1, 10, rng))[0])
     return out
 
@@ -174,9 +205,10 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
 
 
 LABELS = {
-    "adaptive": "adaptive-fidelity GP-UCB (preset)",
-    "untuned": "adaptive, a-priori settings",
-    "no_kd": "adaptive without KD fidelities",
+    "search": "optimum search (preset)",
+    "untuned": "optimum search, a-priori settings",
+    "no_kd": "optimum search without KD fidelities",
+    "adaptive": "adaptive-fidelity GP-UCB (1st version)",
     "proxy": "proxy-prior GP-UCB",
     "hf_only": "HF-only GP-UCB (paper's GP)",
     "algorithm2": "Algorithm 2, paper's best cell",
@@ -184,17 +216,15 @@ LABELS = {
 
 
 def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
-    rows = {
-        "adaptive": _adaptive(PRESET),
-        "untuned": _adaptive(UNTUNED),
-        "no_kd": _adaptive(NO_KD),
-        "proxy": _proxy_prior,
-    }
+    rows = {"search": _search(PRESET), "untuned": _search(UNTUNED), "no_kd": _search(NO_KD)}
+    if args.first_version:
+        rows["adaptive"] = _adaptive(AdaptiveConfig())
+    rows["proxy"] = _proxy_prior
     for space in args.spaces:
         arrays = load_space_arrays(bench, space, Path(args.benchmark).parent)
         results, fidelities = {}, Counter()
         start = time.perf_counter()
-        for regime in REGIMES:
+        for regime in args.regimes:
             count = args.runs if regime == "whole" else args.subsets
             try:
                 results[regime], counts = measure(
@@ -209,9 +239,11 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
             f"{args.draw}, {args.workers} worker(s), whole {args.runs} runs, "
             f"{args.subsets} sub-spaces per regime ({time.perf_counter() - start:.0f} s) =="
         )
-        regimes = [r for r in REGIMES if r in results]
+        regimes = [r for r in args.regimes if r in results]
         print(f"{'':36s}" + "".join(f"{r:>22s}" for r in regimes))
         for key, label in LABELS.items():
+            if key not in results[regimes[0]]:
+                continue
             cells = []
             for regime in regimes:
                 mean, se = _mean_se(results[regime][key])
@@ -219,8 +251,8 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
                 cells.append(f"{mean:8,.0f}±{se:5,.0f} ({ratio:4.2f}x)")
             print(f"{label:36s}" + "".join(f"{c:>22s}" for c in cells))
         test = [
-            stats.ttest_rel(results[r]["no_kd"], results[r]["adaptive"]).pvalue
-            if np.any(results[r]["no_kd"] != results[r]["adaptive"])
+            stats.ttest_rel(results[r]["no_kd"], results[r]["search"]).pvalue
+            if np.any(results[r]["no_kd"] != results[r]["search"])
             else 1.0
             for r in regimes
         ]
@@ -233,13 +265,23 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
 def tune(args: argparse.Namespace, bench: TabularBenchmark) -> None:
     """The grid looked at on draw 0: ratio to HF-only per regime (random, low, negative,
     nofav) and space."""
-    grid = {f"low_share {share}": AdaptiveConfig(low_share=share) for share in (0.2, 0.5, 1.0)}
+    grid = {
+        f"{choice}, probe {probe}, KD share {share}": dataclasses.replace(
+            PRESET, high_choice=choice, probe=probe, low_share=share
+        )
+        for choice in ("probability", "ucb")
+        for probe in (False, True)
+        for share in (0.1, 0.3, math.inf)
+    }
+    grid["ucb, KD share 0.1, screen the UCB winner only"] = dataclasses.replace(
+        PRESET, screen_top=1
+    )
     grid["no KD"] = NO_KD
-    builders = {name: _adaptive(config) for name, config in grid.items()}
+    builders = {name: _search(config) for name, config in grid.items()}
     ratios: dict[str, list[float]] = {name: [] for name in grid}
     for space in args.spaces:
         arrays = load_space_arrays(bench, space, Path(args.benchmark).parent)
-        for regime in REGIMES[1:]:
+        for regime in [r for r in args.regimes if r != "whole"]:
             try:
                 results, _ = measure(arrays, regime, args.subsets, 0, builders, args.workers)
             except RuntimeError as error:
@@ -260,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20, help="seeds on the whole spaces")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--spaces", nargs="+", default=["mobilenet", "shufflenet"])
+    parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
+    parser.add_argument("--first-version", action="store_true", help="add the 1st version's row")
     parser.add_argument("--tune", action="store_true", help="the grid on draw 0 instead")
     args = parser.parse_args(argv)
     bench = TabularBenchmark.load(args.benchmark)

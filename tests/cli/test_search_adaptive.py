@@ -1,7 +1,8 @@
-"""``kdnas search --algorithm adaptive-gp-ucb``: adaptive-fidelity GP-UCB on real training."""
+"""``kdnas search --algorithm adaptive-gp-ucb`` and ``optimum-search`` on real training."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from kdnas.experiment import (
     build_optimizer,
     sample_architectures,
 )
-from kdnas.search import AdaptiveFidelityGPUCB
+from kdnas.search import AdaptiveFidelityGPUCB, OptimumSearch
 from kdnas.spaces import get_space
 from kdnas.store import SQLiteStore
 
@@ -67,3 +68,41 @@ def test_a_tiny_real_search_runs_end_to_end_and_resumes(
     capsys.readouterr()
     with SQLiteStore(store) as opened:
         assert opened.count() == 4
+
+
+def test_optimum_search_is_built_with_the_low_fidelity() -> None:
+    settings = SearchSettings(
+        algorithm="optimum-search", method="kd", part=3, n_candidates=4, n_lf=2
+    )
+    assert settings.needs_teacher
+    space = get_space("mobilenetv2")
+    optimizer = build_optimizer(
+        settings, build_candidates(space, sample_architectures(space, 4, 0)), resolution=8
+    )
+    assert isinstance(optimizer, OptimumSearch)
+    assert optimizer.config.low_fidelities == (settings.low_fidelity,)
+    assert optimizer.config.low_prior_rho == (0.8,) and optimizer.config.beta == 1.0
+    explicit = dataclasses.replace(settings, beta=0.25)
+    candidates = build_candidates(space, sample_architectures(space, 4, 0))
+    assert build_optimizer(explicit, candidates, resolution=8).config.beta == 0.25
+
+
+@pytest.mark.slow  # 30 s on a loaded 2-core machine: a teacher and four trainings
+def test_optimum_search_runs_end_to_end_on_real_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = tmp_path / "optimum.db"
+    args = [
+        "search", "--dataset", "digits", "--algorithm", "optimum-search", "--method", "kd",
+        "--part", "3", "--candidates", "4", "--n-lf", "2", "--budget-evaluations", "4",
+        "--epochs", "1",
+        "--width-multiplier", "0.125", "--batch-size", "256", "--threads", "1",
+        "--store", str(store), "--json", "--allow-chance-teacher",
+    ]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["evaluations"] == 4
+    with SQLiteStore(store) as opened:
+        results = [e.result for e in opened.results("search")]
+    assert len(results) == 4 and results[0].fidelity.is_high
+    assert len({(r.arch_key, r.fidelity) for r in results}) == 4

@@ -51,10 +51,14 @@ ALGORITHMS: Mapping[str, str] = {
     "adaptive-gp-ucb": "GP-UCB with a zero-cost prior and the low fidelity, each weighed by "
     "how well it has ranked the high-fidelity results so far (experimental: slower than "
     "proxy-gp-ucb where the proxy misleads; docs/results.md)",
+    "optimum-search": "high fidelity for the architecture most likely the best per second, the "
+    "low fidelity when its value of information exceeds its cost, the zero-cost prior "
+    "trusted or doubted by the evidence (experimental: slower than proxy-gp-ucb where the "
+    "proxy misleads; docs/results.md)",
 }
 
 #: The algorithms that evaluate at the low fidelity (--method, --part).
-_USES_LOW = ("alg1", "alg2", "adaptive-gp-ucb")
+_USES_LOW = ("alg1", "alg2", "adaptive-gp-ucb", "optimum-search")
 
 
 @dataclass(frozen=True)
@@ -199,8 +203,8 @@ class SearchSettings:
 
     @property
     def ucb_beta(self) -> float:
-        """The UCB weight used: ``beta``, else the paper's 0.5, or for proxy-gp-ucb its
-        preset's (``ScreeningConfig.proxy_prior``), which was chosen with its own beta."""
+        """The UCB weight used: ``beta``, else the paper's 0.5, or for proxy-gp-ucb,
+        adaptive-gp-ucb and optimum-search their presets', which were chosen with it."""
         if self.beta is not None:
             return self.beta
         if self.algorithm == "proxy-gp-ucb":
@@ -211,6 +215,10 @@ class SearchSettings:
             from kdnas.search.adaptive import AdaptiveConfig
 
             return AdaptiveConfig().beta
+        if self.algorithm == "optimum-search":
+            from kdnas.search.optimum_search import OptimumSearchConfig
+
+            return OptimumSearchConfig().beta
         return 0.5
 
     def to_dict(self) -> dict[str, Any]:
@@ -342,6 +350,17 @@ def build_optimizer(
         return ScreeningGPUCB(
             candidates,
             ScreeningConfig.proxy_prior(high_fidelity=high, beta=settings.ucb_beta),
+            seed=settings.seed,
+            budget=budget,
+            proxy=proxy,
+        )
+    if settings.algorithm == "optimum-search":
+        from kdnas.search.optimum_search import OptimumSearch, search_config_for
+
+        proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
+        return OptimumSearch(
+            candidates,
+            search_config_for((settings.low_fidelity,), high, beta=settings.ucb_beta),
             seed=settings.seed,
             budget=budget,
             proxy=proxy,

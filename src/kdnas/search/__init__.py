@@ -12,6 +12,8 @@
   their Table 4 rows.
 - ``kdnas.search.adaptive``: adaptive-fidelity GP-UCB, which weighs the proxy and KD
   fidelities by how well each has ranked this search's HF results (with its Table 4 row).
+- ``kdnas.search.optimum_search``: optimum search, which evaluates at HF what is most likely
+  the optimum per second and runs KD fidelities by their value of information (Table 4 row).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from kdnas.search.multifidelity import (
     simulate_screening,
 )
 from kdnas.search.optimizers import GPUCB, Budget, LowFidelityGP, MultiFidelityGPUCB, RandomSearch
+from kdnas.search.optimum_search import OptimumSearch, OptimumSearchConfig
 
 __all__ = [
     "GPUCB",
@@ -50,6 +53,8 @@ __all__ = [
     "LoopLimits",
     "LowFidelityGP",
     "MultiFidelityGPUCB",
+    "OptimumSearch",
+    "OptimumSearchConfig",
     "RandomSearch",
     "ScreeningConfig",
     "ScreeningGPUCB",
