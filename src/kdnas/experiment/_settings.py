@@ -51,10 +51,10 @@ ALGORITHMS: Mapping[str, str] = {
     "adaptive-gp-ucb": "GP-UCB with a zero-cost prior and the low fidelity, each weighed by "
     "how well it has ranked the high-fidelity results so far (experimental: slower than "
     "proxy-gp-ucb where the proxy misleads; docs/results.md)",
-    "optimum-search": "high fidelity for the architecture most likely the best per second, the "
-    "low fidelity when its value of information exceeds its cost, the zero-cost prior "
-    "trusted or doubted by the evidence (experimental: slower than proxy-gp-ucb where the "
-    "proxy misleads; docs/results.md)",
+    "optimum-search": "GP-UCB at high fidelity on what a zero-cost trend, trusted or doubted "
+    "by the evidence, leaves unexplained; the low fidelity when its value of information "
+    "exceeds its cost (experimental: slower than proxy-gp-ucb where the proxy misleads; "
+    "docs/results.md)",
 }
 
 #: The algorithms that evaluate at the low fidelity (--method, --part).
