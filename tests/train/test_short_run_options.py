@@ -157,3 +157,20 @@ def test_a_search_with_the_options_never_resumes_one_without() -> None:
     assert config({"precise_bn": True}) != plain
     assert config({"distillation_warmup": 0.2}) != plain
     assert config({"distillation_warmup": 0.2}) != config({"distillation_warmup": 0.1})
+
+
+def test_the_command_line_sets_the_options_and_refuses_what_it_cannot_do(tmp_path, capsys) -> None:
+    from kdnas.cli import main
+
+    common = ["train", "--arch", "original", "--dataset", "digits", "--resolution", "8",
+              "--part", "27", "--epochs", "1", "--width-multiplier", "0.1", "--threads", "1",
+              "--teacher-dir", str(tmp_path / "teachers")]  # fmt: skip
+    assert main([*common, "--distillation-warmup", "1.5"]) == 2
+    assert "--distillation-warmup must lie in [0, 1]" in capsys.readouterr().err
+    assert main([*common, "--precise-bn", "--checkpoint-dir", str(tmp_path / "c")]) == 2
+    assert "--precise-bn is not implemented with --nproc" in capsys.readouterr().err
+    output = tmp_path / "r.json"
+    options = ["--precise-bn", "--distillation-warmup", "0.25", "--output", str(output)]
+    assert main([*common, *options]) == 0
+    config = json.loads(capsys.readouterr().out)["config"]
+    assert config["precise_bn"] is True and config["distillation_warmup"] == 0.25

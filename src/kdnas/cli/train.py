@@ -180,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
                 "--nproc, --stream and --checkpoint-dir train high fidelity with plain "
                 f"cross-entropy: use --loss nokd (got {args.loss!r})"
             )
+        if args.precise_bn:
+            raise UsageError(
+                "--precise-bn is not implemented with --nproc, --stream or --checkpoint-dir"
+            )
         if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
             return relaunch_with_torchrun(args, args.train_parser)
         return run_full(args, space, arch)
