@@ -41,7 +41,7 @@ FLOORS = {
     "crd": 0.3,  # 0.46-0.62; two threads 0.52
 }
 #: In 48 steps the paper's ShuffleNetV2 weights for AT (4,000) and PKT (480,000) leave the
-#: student at 0.18-0.46 and 0.21-0.45 (docs/distillation.md, "Image size"): too close to
+#: student at 0.18-0.46 and 0.21-0.45 (docs/distillation.md, "Short runs"): too close to
 #: chance for a floor that means anything, so these two train here with RepDistiller's weights,
 #: which also exercises the ``--hp`` overrides; the slow test keeps the paper's weights.
 OVERRIDES = {"attention": {"beta": 1000.0}, "pkt": {"beta": 30000.0}}
@@ -80,8 +80,7 @@ def test_every_method_reaches_most_of_cross_entropy_accuracy(_one_torch_thread) 
 
     The MobileNetV2 column is the one whose every method the paper's own low-fidelity runs
     show at or above plain cross-entropy (1/27 and 1/9 of CIFAR-100); its ShuffleNetV2 column
-    puts AT at 0.57 of it there (and at 0.65 in this run at 10 epochs; docs/distillation.md,
-    "Image size").
+    puts AT at 0.57 of it there (docs/distillation.md, "Short runs").
     Measured (benchmarks/distill_short_run.py --weights mobilenetv2 --epochs 20 --seeds 1 2 3):
     0.92 (AT), 0.94 (KD, PKT), 1.00-1.01 (the others) of cross-entropy's 0.960.
     """
