@@ -9,6 +9,7 @@ their mean and the ratio of the mean to the cross-entropy student's mean.
 
     python benchmarks/distill_short_run.py --seeds 1 2 3 4 5 6
     python benchmarks/distill_short_run.py --resolution 8 --hp attention:beta=4000
+    python benchmarks/distill_short_run.py --precise-bn --distillation-warmup 0.2
 """
 
 from __future__ import annotations
@@ -49,11 +50,23 @@ def main() -> None:
     parser.add_argument(
         "--weights", default="shufflenetv2", help="the space whose Appendix A column is used"
     )
+    parser.add_argument(
+        "--precise-bn", action="store_true", help="TrainConfig.precise_bn for the students"
+    )
+    parser.add_argument(
+        "--distillation-warmup", type=float, default=0.0, help="TrainConfig.distillation_warmup"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     overrides = _overrides(args.hp)
     start = time.process_time()
-    setting = short_run_setting(args.resolution, args.images, args.epochs)
+    setting = short_run_setting(
+        args.resolution,
+        args.images,
+        args.epochs,
+        precise_bn=args.precise_bn,
+        distillation_warmup=args.distillation_warmup,
+    )
     print(f"teacher valid_acc {accuracy(setting[4], setting[2], setting[0]):.3f}")
     means: dict[str, float] = {}
     for method in args.methods:

@@ -8,6 +8,8 @@ student trained for a few epochs on 768 of those images with a method's default 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from kdnas.core import Architecture
@@ -33,12 +35,18 @@ def short_run_setting(
     epochs: int = 4,
     teacher_epochs: int = 4,
     teacher_seed: int = 0,
+    **train_options,
 ):
-    """(config, train, valid, space, teacher): the digits, a trained teacher, a student subset."""
+    """(config, train, valid, space, teacher): the digits, a trained teacher, a student subset.
+
+    ``train_options`` are further ``TrainConfig`` fields (``precise_bn``,
+    ``distillation_warmup``), used by the students; the teacher trains without them.
+    """
     data = prepare(load_dataset("digits"), resolution=resolution)
-    config = TrainConfig.for_data(
+    teacher_config = TrainConfig.for_data(
         data, epochs=epochs, batch_size=64, lr=0.1, channels_last=False, amp=False
     )
+    config = dataclasses.replace(teacher_config, **train_options)
     device = torch.device("cpu")
     full = DeviceImages(data.train, data.mean, data.std, config.crop_padding, device)
     part = ImageSet(data.train.images[:student_images], data.train.labels[:student_images])
@@ -52,7 +60,9 @@ def short_run_setting(
     ce = build_loss(
         "nokd", student_probe=None, teacher_probe=None, num_classes=10, n_train=len(full)
     )
-    outcome = train_network(teacher, ce, full, config, seed=teacher_seed, epochs=teacher_epochs)
+    outcome = train_network(
+        teacher, ce, full, teacher_config, seed=teacher_seed, epochs=teacher_epochs
+    )
     if outcome.status != "ok":
         raise RuntimeError(f"the teacher did not train: {outcome}")
     teacher.eval()

@@ -71,6 +71,14 @@ def test_total_is_cross_entropy_plus_beta_times_term(method: str, generator) -> 
     assert torch.allclose(terms["ce"], ce)
     assert torch.allclose(terms["total"], ce + expected_beta * terms[method])
     assert torch.isfinite(terms["total"])
+    if method != "crd":  # CRD's banks move with each call; its total is the same sum
+        # The trainer's warm-up scales the method's weight only (scale 1: bit for bit).
+        summary = loss.teacher_summary(teacher)
+        indices = torch.arange(BATCH)
+        one = loss(student, summary, labels, indices, distillation_scale=1.0)
+        assert torch.equal(one["total"], terms["total"])
+        quarter = loss(student, summary, labels, indices, distillation_scale=0.25)
+        torch.testing.assert_close(quarter["total"], ce + 0.25 * expected_beta * terms[method])
 
 
 @pytest.mark.parametrize("method", FEATURE_METHODS)

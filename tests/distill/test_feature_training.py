@@ -13,6 +13,7 @@ Spreads: ``python benchmarks/distill_short_run.py --seeds 1 2 3 4 5 6`` (and ``-
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -40,7 +41,7 @@ FLOORS = {
     "crd": 0.3,  # 0.46-0.62; two threads 0.52
 }
 #: In 48 steps the paper's ShuffleNetV2 weights for AT (4,000) and PKT (480,000) leave the
-#: student at 0.18-0.46 and 0.21-0.45 (docs/distillation.md, "Image size"): too close to
+#: student at 0.18-0.46 and 0.21-0.45 (docs/distillation.md, "Short runs"): too close to
 #: chance for a floor that means anything, so these two train here with RepDistiller's weights,
 #: which also exercises the ``--hp`` overrides; the slow test keeps the paper's weights.
 OVERRIDES = {"attention": {"beta": 1000.0}, "pkt": {"beta": 30000.0}}
@@ -79,8 +80,7 @@ def test_every_method_reaches_most_of_cross_entropy_accuracy(_one_torch_thread) 
 
     The MobileNetV2 column is the one whose every method the paper's own low-fidelity runs
     show at or above plain cross-entropy (1/27 and 1/9 of CIFAR-100); its ShuffleNetV2 column
-    puts AT at 0.57 of it there (and at 0.65 in this run at 10 epochs; docs/distillation.md,
-    "Image size").
+    puts AT at 0.57 of it there (docs/distillation.md, "Short runs").
     Measured (benchmarks/distill_short_run.py --weights mobilenetv2 --epochs 20 --seeds 1 2 3):
     0.92 (AT), 0.94 (KD, PKT), 1.00-1.01 (the others) of cross-entropy's 0.960.
     """
@@ -94,3 +94,48 @@ def test_every_method_reaches_most_of_cross_entropy_accuracy(_one_torch_thread) 
     }
     ratios = {method: mean[method] / mean["nokd"] for method in METHODS if method != "nokd"}
     assert min(ratios.values()) >= 0.8, ratios
+
+
+#: The short-run options (docs/distillation.md, "Short runs"): BatchNorm statistics recomputed
+#: with the final weights, and the distillation weight ramped over the first 20 % of the steps.
+SHORT_RUN_OPTIONS = {"precise_bn": True, "distillation_warmup": 0.2}
+SHORT_RUN_SEEDS = (1, 2, 3)
+#: The least share of the cross-entropy student's mean validation accuracy each method's mean
+#: must reach over student seeds 1-3, with the paper's ShuffleNetV2 weights and the options
+#: above. Measured (benchmarks/distill_short_run.py --precise-bn --distillation-warmup 0.2
+#: --seeds 1 2 3 4 5 6, one thread): the ratio over seeds 1-3 | seeds 4-6, and without the
+#: options over seeds 1-3 (AT's and NST's floors fail without them; the cross-entropy
+#: students' mean is 0.804 | 0.757 with the options, 0.776 without).
+SHORT_RUN_FLOORS = {
+    "kd": 0.7,  # 0.79 | 0.83; without 0.78
+    "hint": 0.8,  # 1.04 | 1.09; without 1.02
+    "attention": 0.42,  # 0.57 | 0.68 (students 0.42-0.55); without 0.31
+    "similarity": 0.8,  # 1.05 | 1.09; without 0.98
+    "correlation": 0.8,  # 0.99 | 1.01; without 0.98
+    "vid": 0.8,  # 0.99 | 1.01; without 0.93
+    "pkt": 0.5,  # 0.65 | 0.79 (students 0.42-0.64); without 0.48
+    "nst": 0.6,  # 0.76 | 0.86; without 0.42
+    "crd": 0.65,  # 0.78 | 0.80; without 0.77
+}
+
+
+@pytest.fixture(scope="module")
+def short_run(setting):
+    """The same teacher and data, the students trained with the short-run options, and the
+    cross-entropy students' mean validation accuracy over the seeds."""
+    config, *rest = setting
+    options_setting = (dataclasses.replace(config, **SHORT_RUN_OPTIONS), *rest)
+    ce_mean = sum(train_student("nokd", s, options_setting)[0] for s in SHORT_RUN_SEEDS) / 3
+    return options_setting, ce_mean
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "nokd"])
+def test_with_the_short_run_options_each_method_keeps_most_of_cross_entropy_accuracy(
+    method: str, short_run
+) -> None:
+    """Issue 11's aim is 80 % of cross-entropy for all nine; measured, AT, PKT and (on some
+    seeds) KD and NST stay below it with the ShuffleNetV2 weights in 48 steps, so their floors
+    are what they reach (docs/distillation.md, "Short runs")."""
+    options_setting, ce_mean = short_run
+    mean = sum(train_student(method, s, options_setting)[0] for s in SHORT_RUN_SEEDS) / 3
+    assert mean / ce_mean >= SHORT_RUN_FLOORS[method], (method, mean, ce_mean)

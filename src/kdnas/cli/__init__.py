@@ -10,6 +10,7 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import Any
 
 # Sub-command modules, in the order `kdnas --help` lists them.
 _COMMAND_MODULES: tuple[str, ...] = (
@@ -83,6 +84,44 @@ def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="CPU threads (default: all)"
     )
+
+
+def add_short_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """--precise-bn and --distillation-warmup: what short runs need (docs/distillation.md)."""
+    parser.add_argument(
+        "--precise-bn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after training, recompute BatchNorm statistics over one pass of training "
+        "batches (for short runs; default: off, the paper's protocol)",
+    )
+    parser.add_argument(
+        "--distillation-warmup",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="ramp the distillation weight linearly over this fraction of the run's steps "
+        "(default: 0, the paper's protocol)",
+    )
+
+
+def short_run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainConfig`` fields of ``add_short_run_arguments`` that were given.
+
+    Raises:
+        UsageError: a warm-up fraction outside [0, 1].
+    """
+    overrides: dict[str, Any] = {}
+    if getattr(args, "precise_bn", None) is not None:
+        overrides["precise_bn"] = args.precise_bn
+    warmup = getattr(args, "distillation_warmup", None)
+    if warmup is not None:
+        if not 0.0 <= warmup <= 1.0:
+            raise UsageError(
+                f"--distillation-warmup must lie in [0, 1] (a fraction of the run), got {warmup:g}"
+            )
+        overrides["distillation_warmup"] = warmup
+    return overrides
 
 
 def check_device_option(name: str | None, *, here: bool) -> None:

@@ -33,6 +33,9 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["deterministic"] = True
     if getattr(args, "flip", None) is not None:
         overrides["horizontal_flip"] = args.flip
+    from kdnas.cli import short_run_overrides
+
+    overrides.update(short_run_overrides(args))
     return overrides
 
 

@@ -22,7 +22,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers: Any) -> None:
-    from kdnas.cli import non_negative_int, positive_int
+    from kdnas.cli import add_short_run_arguments, non_negative_int, positive_int
     from kdnas.cli.search import add_teacher_and_flip_arguments
     from kdnas.core import METHODS
 
@@ -63,6 +63,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("--gpus-per-eval", type=float, default=0.0)
     build.add_argument("--device", default=None)
     add_teacher_and_flip_arguments(build)
+    add_short_run_arguments(build)
     build.set_defaults(func=run_build)
 
     export = commands.add_parser("export", help="write a store as an open-format benchmark")
@@ -83,7 +84,12 @@ def run_build(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from kdnas.cli import UsageError, check_device_option, check_store_option
+    from kdnas.cli import (
+        UsageError,
+        check_device_option,
+        check_store_option,
+        short_run_overrides,
+    )
     from kdnas.execute import EXECUTORS, import_ray, make_executor
     from kdnas.experiment import SearchSettings
     from kdnas.experiment._bench import BenchGrid, run_bench_build
@@ -121,6 +127,7 @@ def run_build(args: argparse.Namespace) -> int:
     train: dict[str, Any] = {"batch_size": args.batch_size} if args.batch_size is not None else {}
     if args.flip is not None:
         train["horizontal_flip"] = args.flip
+    train.update(short_run_overrides(args))
     settings = SearchSettings(
         space=args.space,
         dataset=args.dataset,

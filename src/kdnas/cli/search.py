@@ -11,7 +11,12 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    from kdnas.cli import add_compute_arguments, non_negative_int, positive_int
+    from kdnas.cli import (
+        add_compute_arguments,
+        add_short_run_arguments,
+        non_negative_int,
+        positive_int,
+    )
     from kdnas.core import METHODS
     from kdnas.experiment import ALGORITHMS
 
@@ -60,6 +65,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--width-multiplier", type=float, default=1.0)
     parser.add_argument("--batch-size", type=positive_int, default=None)
     add_teacher_and_flip_arguments(parser)
+    add_short_run_arguments(parser)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
     parser.add_argument(
@@ -127,7 +133,7 @@ def add_teacher_and_flip_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The ``SearchSettings`` of the command line (validated: bad names list valid ones)."""
-    from kdnas.cli import hyperparameter_overrides
+    from kdnas.cli import hyperparameter_overrides, short_run_overrides
     from kdnas.experiment import SearchSettings
     from kdnas.spaces import get_space
 
@@ -142,6 +148,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         train["deterministic"] = True
     if args.flip is not None:
         train["horizontal_flip"] = args.flip
+    train.update(short_run_overrides(args))
     return SearchSettings(
         space=args.space,
         dataset=args.dataset,

@@ -17,7 +17,12 @@ _DEFAULT_TEACHERS = Path("kdnas-teachers")
 
 
 def register(subparsers: Any) -> None:
-    from kdnas.cli import add_compute_arguments, non_negative_int, positive_int
+    from kdnas.cli import (
+        add_compute_arguments,
+        add_short_run_arguments,
+        non_negative_int,
+        positive_int,
+    )
     from kdnas.cli.search import add_teacher_and_flip_arguments
 
     parser = subparsers.add_parser(
@@ -73,6 +78,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--output", default=None, help="result JSON path (default: results/)")
     add_teacher_and_flip_arguments(parser)
+    add_short_run_arguments(parser)
     full = parser.add_argument_group(
         "high fidelity at scale (plain cross-entropy; see docs/training.md)"
     )
@@ -173,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(
                 "--nproc, --stream and --checkpoint-dir train high fidelity with plain "
                 f"cross-entropy: use --loss nokd (got {args.loss!r})"
+            )
+        if args.precise_bn:
+            raise UsageError(
+                "--precise-bn is not implemented with --nproc, --stream or --checkpoint-dir"
             )
         if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
             return relaunch_with_torchrun(args, args.train_parser)

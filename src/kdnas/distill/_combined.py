@@ -183,14 +183,16 @@ class MethodPlusCrossEntropy(TrainingLoss):
         teacher: Mapping[str, torch.Tensor] | None,
         labels: torch.Tensor,
         indices: torch.Tensor,
+        distillation_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
-        """Terms ``ce``, ``<name>`` (unweighted) and ``total`` for one batch."""
+        """Terms ``ce``, ``<name>`` (unweighted) and ``total`` for one batch; ``total`` weighs
+        the method's term by ``distillation_scale * beta``."""
         if teacher is None:
             raise ValueError(f"method {self.name!r} needs the teacher summary, got None")
         with autocast_off(student.logits.device):
             ce = F.cross_entropy(student.logits.float(), labels)
             term = self.method_term(student, teacher, labels, indices)
-            total = self.ce_weight * ce + self.beta * term
+            total = self.ce_weight * ce + distillation_scale * self.beta * term
         return {"ce": ce, self.name: term, "total": total}
 
     def extra_repr(self) -> str:

@@ -83,6 +83,7 @@ class TrainingLoss(nn.Module):
         teacher: Mapping[str, torch.Tensor] | None,
         labels: torch.Tensor,
         indices: torch.Tensor,
+        distillation_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """Named loss terms of one batch; the key "total" holds the weighted sum to minimise.
 
@@ -93,5 +94,8 @@ class TrainingLoss(nn.Module):
             labels: B class indices.
             indices: B positions of the samples within the training subset (0-based), which
                 CRD's memory banks need.
+            distillation_scale: a factor in [0, 1] on the distillation term's weight (the
+                trainer's warm-up, ``TrainConfig.distillation_warmup``); 1 is the method as
+                specified. The returned terms stay unweighted.
         """
         raise NotImplementedError

@@ -112,6 +112,7 @@ class CrossEntropyLoss(TrainingLoss):
         teacher: Mapping[str, torch.Tensor] | None,
         labels: torch.Tensor,
         indices: torch.Tensor,
+        distillation_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         ce = F.cross_entropy(student.logits.float(), labels)
         return {"ce": ce, "total": ce}
@@ -181,7 +182,10 @@ class HintonKDLoss(TrainingLoss):
         teacher: Mapping[str, torch.Tensor] | None,
         labels: torch.Tensor,
         indices: torch.Tensor,
+        distillation_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
+        """Terms of one batch; ``distillation_scale`` scales lambda, the KD term's share, so a
+        warm-up moves from plain cross-entropy to the paper's mixture."""
         if teacher is None:
             raise ValueError("method 'kd' needs the teacher summary {'logits': ...}, got None")
         logits = student.logits.float()
@@ -192,7 +196,8 @@ class HintonKDLoss(TrainingLoss):
         scale = self.tau * self.tau
         kd = -scale * (p_t * log_p_s).sum(dim=1).mean()
         kd_kl = scale * (p_t * (log_p_t - log_p_s)).sum(dim=1).mean()
-        total = (1.0 - self.lam) * ce + self.lam * kd
+        share = distillation_scale * self.lam
+        total = (1.0 - share) * ce + share * kd
         return {"ce": ce, "kd": kd, "kd_kl": kd_kl.detach(), "total": total}
 
     def extra_repr(self) -> str:

@@ -404,10 +404,15 @@ def run_config(
     values["beta"] = settings.ucb_beta  # what the search uses, however it was given
     values["dataset"] = data.name
     values["dataset_hash"] = data.subset(1, 0).content_hash
-    values["train_config"] = train_config(settings, data).to_dict()
-    for name in ("eval_batch_size", "deterministic"):  # they change bits, not results
-        values["train_config"].pop(name, None)
+    # Less eval_batch_size and deterministic (bits, not results) and the fields added later
+    # while they hold their legacy value, so that older stores keep their fingerprint.
+    values["train_config"] = train_config(settings, data).protocol_dict()
     values["train"].pop("deterministic", None)
+    from kdnas.train import LEGACY_FIELD_VALUES
+
+    for name, legacy in LEGACY_FIELD_VALUES.items():
+        if name in values["train"] and values["train"][name] == legacy:
+            del values["train"][name]  # given explicitly at the value of older stores
     values["candidates"] = [arch.to_json() for arch in archs]
     values["high_fidelity"] = _fidelity_dict(settings.high_fidelity)
     values["low_fidelity"] = _fidelity_dict(settings.low_fidelity)

@@ -17,7 +17,7 @@ Typical use::
 from __future__ import annotations
 
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
-from kdnas.train._config import SCHEDULES, TrainConfig, TrainResult
+from kdnas.train._config import LEGACY_FIELD_VALUES, SCHEDULES, TrainConfig, TrainResult
 from kdnas.train._distributed import (
     BatchSource,
     DistributedContext,
@@ -48,10 +48,12 @@ from kdnas.train._trainer import (
     kernel_mode,
     pick_device,
     precision,
+    recompute_batchnorm_statistics,
     train_network,
 )
 
 __all__ = [
+    "LEGACY_FIELD_VALUES",
     "SCHEDULES",
     "TEACHER_DATA",
     "BatchSource",
@@ -81,6 +83,7 @@ __all__ = [
     "kernel_mode",
     "pick_device",
     "precision",
+    "recompute_batchnorm_statistics",
     "teacher_key",
     "train_full",
     "train_network",

@@ -15,12 +15,17 @@ from kdnas.core import STATUSES, Architecture, EvalResult, Fidelity
 if TYPE_CHECKING:
     from kdnas.data import PreparedData
 
-__all__ = ["SCHEDULES", "TrainConfig", "TrainResult"]
+__all__ = ["LEGACY_FIELD_VALUES", "SCHEDULES", "TrainConfig", "TrainResult"]
 
 SCHEDULES: tuple[str, ...] = ("cosine", "constant")
 
 #: Fields that change how results are computed but not what is learned.
 _NON_PROTOCOL_FIELDS = frozenset({"eval_batch_size", "deterministic"})
+#: Fields added after results were first stored, with the value that reproduces the training
+#: of before. At that value a field is left out of the protocol's identity, so stored teachers,
+#: runs and checkpoints keep their keys; at any other value it joins it, so results trained
+#: with and without it are never mixed.
+LEGACY_FIELD_VALUES: dict[str, Any] = {"distillation_warmup": 0.0, "precise_bn": False}
 
 
 def _refuse_unknown_fields(cls: type, values: Mapping[str, Any]) -> None:
@@ -54,6 +59,13 @@ class TrainConfig:
         deterministic: deterministic GPU kernels, so a rerun on the same GPU gives the same
             bits (slower; see ``kdnas.train.kernel_mode``); False turns cuDNN autotuning on.
             Not part of the protocol: it changes bits, not what is learned.
+        distillation_warmup: the fraction of a run's steps over which the distillation
+            term's weight ramps linearly from 0 to its value (0: none, the paper's protocol).
+            Cross-entropy training is unaffected.
+        precise_bn: after the last epoch, replace the BatchNorm running statistics by their
+            average over one more pass of training batches with the final weights
+            (``recompute_batchnorm_statistics``). False is the paper's protocol; True is what
+            short runs need to be scored fairly (docs/distillation.md, "Short runs").
     """
 
     epochs: int = 100
@@ -69,6 +81,8 @@ class TrainConfig:
     channels_last: bool = True
     eval_batch_size: int = 1024
     deterministic: bool = False
+    distillation_warmup: float = 0.0
+    precise_bn: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -91,6 +105,14 @@ class TrainConfig:
             raise ValueError(
                 f"TrainConfig.schedule must be one of {', '.join(SCHEDULES)}, "
                 f"got {self.schedule!r}"
+            )
+        if not (
+            isinstance(self.distillation_warmup, (int, float))
+            and 0.0 <= self.distillation_warmup <= 1.0
+        ):
+            raise ValueError(
+                "TrainConfig.distillation_warmup must lie in [0, 1] (a fraction of the run), "
+                f"got {self.distillation_warmup!r}"
             )
         if not isinstance(self.crop_padding, int) or self.crop_padding < 0:
             raise ValueError(
@@ -120,9 +142,21 @@ class TrainConfig:
         _refuse_unknown_fields(cls, values)
         return cls(**dict(values))
 
+    def protocol_dict(self) -> dict[str, Any]:
+        """The fields that change what training learns and what it scores: ``to_dict`` less
+        ``eval_batch_size`` and ``deterministic``, and less the fields that hold their legacy
+        value (``LEGACY_FIELD_VALUES``)."""
+        return {
+            k: v
+            for k, v in self.to_dict().items()
+            if k not in _NON_PROTOCOL_FIELDS
+            and not (k in LEGACY_FIELD_VALUES and v == LEGACY_FIELD_VALUES[k])
+        }
+
     def protocol_key(self) -> str:
-        """16 hex digits identifying everything that changes what training learns."""
-        values = {k: v for k, v in self.to_dict().items() if k not in _NON_PROTOCOL_FIELDS}
+        """16 hex digits identifying everything that changes what training learns
+        (``protocol_dict``)."""
+        values = self.protocol_dict()
         text = json.dumps(values, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -298,8 +298,15 @@ def train_full(
         fewer than ``run.epochs`` after ``stop_after_epochs``), NaN when training diverged.
 
     Raises:
-        ValueError: a checkpoint in ``checkpoint_dir`` belongs to another run.
+        ValueError: a checkpoint in ``checkpoint_dir`` belongs to another run, or
+            ``config.precise_bn`` (not implemented here: the pass would have to gather
+            statistics across ranks and streamed batches).
     """
+    if config.precise_bn:
+        raise ValueError(
+            "precise_bn is not implemented for full training (several processes, streaming "
+            "or checkpoints); train without --precise-bn, or in one process"
+        )
     context = context or DistributedContext(device=pick_device())
     device = context.device
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None

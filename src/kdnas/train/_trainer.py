@@ -36,6 +36,7 @@ __all__ = [
     "kernel_mode",
     "pick_device",
     "precision",
+    "recompute_batchnorm_statistics",
     "train_network",
 ]
 
@@ -236,6 +237,11 @@ def train_network(
         parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     outcome = TrainOutcome()
+    # epoch_plan drops a final batch of one sample (BatchNorm cannot train on it).
+    full_batches, remainder = divmod(len(train), config.batch_size)
+    steps_per_epoch = full_batches + (remainder >= 2)
+    warmup_steps = config.distillation_warmup * epochs * steps_per_epoch
+    step = 0
     # Check each step on the CPU (free); on CUDA once per epoch, to avoid a sync per step.
     check_each_step = device.type != "cuda"
     kernel_mode(config.deterministic)
@@ -254,9 +260,13 @@ def train_network(
         finite = True
         for batch, (images, labels, positions) in enumerate(train.plan_batches(plan)):
             summary = teacher.summary(epoch, batch, images) if teacher is not None else None
+            step += 1
+            # The distillation weight ramps linearly over the first ``warmup_steps`` steps
+            # (step / warmup_steps, reaching 1 at the last of them); exactly 1 after.
+            scale = min(1.0, step / warmup_steps) if step < warmup_steps else 1.0
             with autocast(device, config):
                 taps = model.forward_taps(images)
-                terms = loss(taps, summary, labels, positions)
+                terms = loss(taps, summary, labels, positions, distillation_scale=scale)
             total = terms["total"]
             if check_each_step and not bool(torch.isfinite(total)):
                 finite = False
@@ -283,9 +293,57 @@ def train_network(
             teacher.end_epoch(epoch)
         outcome.epochs = epoch + 1
         logger.debug("epoch %d: %s", epoch, epoch_terms)
+    if config.precise_bn and outcome.status == "ok":
+        recompute_batchnorm_statistics(model, train, config, seed, epoch=epochs)
     _synchronize(device)
     outcome.train_time_s = time.perf_counter() - start
     return outcome
+
+
+def recompute_batchnorm_statistics(
+    model: nn.Module, train: DeviceImages, config: TrainConfig, seed: int, epoch: int
+) -> None:
+    """Replace every BatchNorm layer's running statistics by their average over one pass of
+    ``train`` with the final weights ("precise BN").
+
+    The pass is a training epoch's batches (``epoch_plan(seed, epoch)``, augmented like
+    training) in training mode without gradients; each layer's mean and variance are averaged
+    over the batches with equal weights (``momentum=None``), then the layers' momenta are
+    restored. Nothing but the running means and variances changes.
+
+    Why: evaluation uses the running statistics, an exponential average (momentum 0.1, about
+    the last ten batches) of statistics taken while the weights moved. When the weights move
+    fast to the end, as in a run of a few dozen steps whose distillation term inflates the
+    feature maps, that average lags the final network's statistics and evaluation scores a
+    network that does not exist. After a long run annealed to a learning rate near zero, the
+    weights hardly move over the last batches and the pass changes little.
+    """
+    layers = [
+        module
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+    ]
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    counts = [layer.num_batches_tracked.clone() for layer in layers]
+    was_training = model.training
+    plan = epoch_plan(
+        len(train), config.batch_size, seed, epoch, config.crop_padding, config.horizontal_flip
+    )
+    try:
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None  # a cumulative average over the pass
+        model.train()
+        with torch.no_grad(), autocast(train.device, config):
+            for images, _labels, _positions in train.plan_batches(plan):
+                model(images)
+    finally:
+        for layer, momentum, count in zip(layers, momenta, counts, strict=True):
+            layer.momentum = momentum
+            layer.num_batches_tracked.copy_(count)  # training's count, not the pass's
+        model.train(was_training)
 
 
 def _with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
