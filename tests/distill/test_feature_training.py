@@ -67,6 +67,9 @@ def test_method_trains_to_better_than_chance(method: str, setting) -> None:
     assert valid_acc > FLOORS[method], method
 
 
+#: The short-run options (docs/distillation.md, "Short runs"): BatchNorm statistics recomputed
+#: with the final weights, and the distillation weight ramped over the first 20 % of the steps.
+SHORT_RUN_OPTIONS = {"precise_bn": True, "distillation_warmup": 0.2}
 #: The slow check's run: 20 epochs (240 steps) on the same 768 images.
 SLOW_EPOCHS, SLOW_SEEDS = 20, (1, 2, 3)
 
@@ -80,7 +83,7 @@ def test_every_method_reaches_most_of_cross_entropy_accuracy(_one_torch_thread) 
 
     The MobileNetV2 column is the one whose every method the paper's own low-fidelity runs
     show at or above plain cross-entropy (1/27 and 1/9 of CIFAR-100); its ShuffleNetV2 column
-    puts AT at 0.57 of it there (docs/distillation.md, "Short runs").
+    puts AT at 0.57 of it there (docs/distillation.md, "Short runs"); the next test covers it.
     Measured (benchmarks/distill_short_run.py --weights mobilenetv2 --epochs 20 --seeds 1 2 3):
     0.92 (AT), 0.94 (KD, PKT), 1.00-1.01 (the others) of cross-entropy's 0.960.
     """
@@ -96,9 +99,31 @@ def test_every_method_reaches_most_of_cross_entropy_accuracy(_one_torch_thread) 
     assert min(ratios.values()) >= 0.8, ratios
 
 
-#: The short-run options (docs/distillation.md, "Short runs"): BatchNorm statistics recomputed
-#: with the final weights, and the distillation weight ramped over the first 20 % of the steps.
-SHORT_RUN_OPTIONS = {"precise_bn": True, "distillation_warmup": 0.2}
+@pytest.mark.slow
+@pytest.mark.timeout(3600)  # 30 students of 240 steps: minutes
+def test_with_the_short_run_options_the_shufflenet_weights_reach_most_of_cross_entropy(
+    _one_torch_thread,
+) -> None:
+    """The same 240-step run with the paper's ShuffleNetV2 column (AT 4,000, NST 200, PKT
+    480,000) and both short-run options: every method reaches 80 % of cross-entropy.
+
+    Measured (benchmarks/distill_short_run.py --epochs 20 --seeds 1 2 3 --precise-bn
+    --distillation-warmup 0.2, one thread), share of cross-entropy's 0.970: KD 0.91, AT 0.92
+    (students 0.888-0.902), PKT 0.94, NST 0.99, CRD 0.99, the others 0.98-1.00. Without the
+    options AT stays at 0.65 (students 0.39-0.79) and the test fails; with precise BN alone
+    0.66.
+    """
+    config, *rest = short_run_setting(epochs=SLOW_EPOCHS)
+    setting = (dataclasses.replace(config, **SHORT_RUN_OPTIONS), *rest)
+    mean = {
+        method: sum(train_student(method, seed, setting)[0] for seed in SLOW_SEEDS)
+        / len(SLOW_SEEDS)
+        for method in METHODS
+    }
+    ratios = {method: mean[method] / mean["nokd"] for method in METHODS if method != "nokd"}
+    assert min(ratios.values()) >= 0.8, ratios
+
+
 SHORT_RUN_SEEDS = (1, 2, 3)
 #: The least share of the cross-entropy student's mean validation accuracy each method's mean
 #: must reach over student seeds 1-3, with the paper's ShuffleNetV2 weights and the options
