@@ -237,3 +237,24 @@ def test_syne_tune_reads_it_back_and_runs_asha_on_it_unchanged(
     assert len(top) >= 1
     hf = [bench.query("tiny", a, "nokd", 1, dataset="toy").valid_acc for a in range(4)]
     assert float(top["valid_acc"].max()) in hf
+
+
+@needs_syne_tune
+def test_the_papers_benchmark_as_syne_tune_reads_it(paper_data_dir: Path, tmp_path: Path) -> None:
+    from syne_tune.blackbox_repository.blackbox_tabular import deserialize
+
+    paper = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
+    export = write_syne_tune_blackboxes(paper, tmp_path / "out")
+    assert [(b.name, b.num_configurations, b.parts) for b in export.blackboxes] == [
+        ("mobilenet", 1000, (27, 9, 3, 1)),
+        ("shufflenet", 3000, (27, 9, 3, 1)),
+    ]
+    assert len(export.skipped) == 1 and export.skipped[0].startswith("imagenet/mobilenet")
+    for space, n in (("mobilenet", 100), ("shufflenet", 300)):
+        blackbox = deserialize(str(tmp_path / "out" / space))["cifar100"]
+        for arch in (0, n - 1):
+            got = blackbox(configuration={"arch": arch, "method": "nst"}, seed=0)
+            columns = [("nst", 27), ("nst", 9), ("nst", 3), ("nokd", 1)]
+            valid = [paper.query(space, arch, m, p).valid_acc for m, p in columns]
+            walls = np.cumsum([paper.query(space, arch, m, p).wall_time for m, p in columns])
+            assert got[:, 0].tolist() == valid and got[:, 2].tolist() == walls.tolist()
