@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 
 import numpy as np
 import pytest
 from test_field import hand_made, schedule  # pytest puts tests/search on sys.path
 
+from kdnas.core import EvalResult
 from kdnas.search import InProcessWorkers, LoopLimits, run_loop
 from kdnas.search.field import FidelityLadder, SyneTuneMultiFidelity
 from kdnas.search.reproduction import ArraysObjective
@@ -129,3 +131,48 @@ def test_a_missing_syne_tune_says_how_to_install_it(monkeypatch: pytest.MonkeyPa
         SyneTuneMultiFidelity(arrays.placeholder_candidates(), seed=0)
     with pytest.raises(ValueError, match="unknown scheduler"):
         SyneTuneMultiFidelity(arrays.placeholder_candidates(), scheduler="hyperband", seed=0)
+
+
+@needs_syne_tune
+def test_a_failed_training_is_the_tuners_on_trial_error() -> None:
+    # Architecture 1 fails at 1/9: Syne Tune's Tuner calls only on_trial_error, so the trial
+    # records nothing at the rung and the decisions after it are made without it (here the
+    # same as by hand above: trial 3 has 1 of 3 better, 1/3, and goes on).
+    arrays, optimizer = forced("asha")
+    inner = ArraysObjective(arrays)
+
+    class FailsOnce:
+        candidates = inner.candidates
+
+        def evaluate(self, arch, fidelity):
+            if inner.candidates.index_of(arch) == 1:
+                return EvalResult(arch.key(), fidelity, math.nan, math.nan, 30.0, "failed")
+            return inner.evaluate(arch, fidelity)
+
+    trace = run_loop(
+        optimizer, InProcessWorkers(FailsOnce(), 1), limits=LoopLimits(max_evaluations=12)
+    )
+    steps = [
+        (inner.candidates.index_of(s.suggestion.arch), s.result.fidelity.part) for s in trace.steps
+    ]
+    assert steps == BY_HAND
+    assert set(optimizer.scheduler.trial_info) == {1}  # errored, never removed (as the Tuner)
+    rungs = dict(optimizer.scheduler.brackets[0].rungs)
+    assert sorted(-m["valid_acc"] for m in rungs[1].values()) == sorted(V9[:1] + V9[2:])
+
+
+@needs_syne_tune
+def test_features_encoding_evaluates_nearest_candidates() -> None:
+    # With "features" Syne Tune searches one float per feature column and the nearest
+    # candidate is trained (never twice at one fidelity); on 12 candidates the peer soon
+    # proposes only what it has seen, and the adapter ends the run (finished).
+    rng = np.random.default_rng(1)
+    low = {("nokd", p): rng.uniform(0.3, 0.6, 12) for p in (27, 9, 3)}
+    arrays = hand_made(low, rng.uniform(0.6, 0.7, 12))
+    optimizer = SyneTuneMultiFidelity(
+        arrays.placeholder_candidates(), scheduler="asha", seed=0, encoding="features"
+    )
+    steps = schedule(arrays, optimizer, evaluations=40)
+    assert len(steps) == len(set(steps)) >= 10 and {i for i, _ in steps} <= set(range(12))
+    assert optimizer.finished and optimizer.repeats_answered >= optimizer.max_repeats
+    assert set(optimizer.scheduler.config_space) == {"x0", "x1"}
