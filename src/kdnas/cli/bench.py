@@ -37,7 +37,8 @@ def register(subparsers: Any) -> None:
         description="Build a tabular benchmark: 'build' trains every architecture x part x "
         "method into an SQLite store (resumable: run it again after an interruption); "
         "'export' writes a store in the open benchmark format that 'kdnas reproduce "
-        "--benchmark FOLDER' and kdnas.bench.TabularBenchmark.load read.",
+        "--benchmark FOLDER' and kdnas.bench.TabularBenchmark.load read, or (--format "
+        "syne-tune) a benchmark as Syne Tune blackboxes.",
     )
     commands = parser.add_subparsers(dest="bench_command", metavar="{build,export}")
 
@@ -86,7 +87,9 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="open: STORE FOLDER; syne-tune: [SOURCE] DIR",
     )
-    export.add_argument("--format", choices=EXPORT_FORMATS, default="open", help="(open)")
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, default="open", help="what to write (open)"
+    )
     export.add_argument(
         "--benchmark",
         metavar="PATH",
