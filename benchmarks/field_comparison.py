@@ -72,6 +72,7 @@ from kdnas.search.candidates import CandidateSet  # noqa: E402
 from kdnas.search.field import (  # noqa: E402
     OptunaMultiFidelity,
     SMACMultiFidelity,
+    SyneTuneMultiFidelity,
     ZeroCostSuccessiveHalving,
     peer_versions,
 )
@@ -154,8 +155,31 @@ ROWS: dict[str, tuple[str, Factory]] = {
         lambda c, a, s: SMACMultiFidelity(c, (_best(a),), s, encoding="index"),
     ),
 }
+
+
+def _syne_tune(scheduler: str, methods: str) -> Factory:
+    """Syne Tune's ASHA or BOHB with nokd, the best method, or the method as its choice."""
+
+    def factory(c: CandidateSet, a: SpaceArrays, s: int) -> Optimizer:
+        chosen = {"nokd": ("nokd",), "best": (_best(a),), "choice": _ladder_methods(a)}[methods]
+        return SyneTuneMultiFidelity(c, chosen, scheduler, s)
+
+    return factory
+
+
+# Syne Tune's rows (pip install 'kdnas[syne-tune]').
+for _scheduler, _name in (("asha", "ASHA"), ("bohb", "BOHB")):
+    for _methods, _label in (
+        ("nokd", "nokd"),
+        ("best", "best method"),
+        ("choice", "method chosen"),
+    ):
+        ROWS[f"synetune_{_scheduler}_{_methods}"] = (
+            f"Syne Tune {_name}, {_label}",
+            _syne_tune(_scheduler, _methods),
+        )
 KDNAS_BEST = "proxy_gp_ucb"
-SLOW_ROWS = ("smac_nokd", "smac_best", "optuna_sh_best")
+SLOW_ROWS = ("smac_nokd", "smac_best", "optuna_sh_best", *(r for r in ROWS if "bohb" in r))
 
 _SPACES: dict[str, SpaceArrays] = {}
 
@@ -353,7 +377,7 @@ def losses_of_best(summary: dict[str, dict[str, object]]) -> list[str]:
     out = []
     for key, cell in summary.items():
         row, space, workers, kind = key.split("/")
-        if row.startswith(("optuna", "smac", "zero_cost")):
+        if row.startswith(("optuna", "smac", "synetune", "zero_cost")):
             ours = summary.get(f"{KDNAS_BEST}/{space}/{workers}/{kind}")
             if ours is not None and cell["time_to_optimum_s"] < ours["time_to_optimum_s"]:
                 out.append(
@@ -401,6 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("libraries: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
     rows = [r for r in args.rows if not (r.startswith("smac") and versions["smac"] == "absent")]
     rows = [r for r in rows if not (r.startswith("optuna") and versions["optuna"] == "absent")]
+    rows = [
+        r for r in rows if not (r.startswith("synetune") and versions["syne-tune"] == "absent")
+    ]
     jobs = [
         (row, space, workers, kind, _runs_of(row, args))
         for row in rows

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["EXPORT_FORMATS", "register"]
+
+#: What ``kdnas bench export --format`` writes.
+EXPORT_FORMATS: tuple[str, ...] = ("open", "syne-tune")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -22,6 +26,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers: Any) -> None:
+    from kdnas.bench import BENCHMARK_ENV_VAR
     from kdnas.cli import add_short_run_arguments, non_negative_int, positive_int
     from kdnas.cli.search import add_teacher_and_flip_arguments
     from kdnas.core import METHODS
@@ -32,7 +37,8 @@ def register(subparsers: Any) -> None:
         description="Build a tabular benchmark: 'build' trains every architecture x part x "
         "method into an SQLite store (resumable: run it again after an interruption); "
         "'export' writes a store in the open benchmark format that 'kdnas reproduce "
-        "--benchmark FOLDER' and kdnas.bench.TabularBenchmark.load read.",
+        "--benchmark FOLDER' and kdnas.bench.TabularBenchmark.load read, or (--format "
+        "syne-tune) a benchmark as Syne Tune blackboxes.",
     )
     commands = parser.add_subparsers(dest="bench_command", metavar="{build,export}")
 
@@ -66,9 +72,30 @@ def register(subparsers: Any) -> None:
     add_short_run_arguments(build)
     build.set_defaults(func=run_build)
 
-    export = commands.add_parser("export", help="write a store as an open-format benchmark")
-    export.add_argument("store", help="the SQLite store")
-    export.add_argument("folder", help="output folder")
+    export = commands.add_parser(
+        "export",
+        help="write a store as an open-format benchmark, or a benchmark as Syne Tune blackboxes",
+        description="--format open (the default): write a store (kdnas bench build's) in "
+        "kdnas's open benchmark format: kdnas bench export STORE FOLDER. --format syne-tune: "
+        "write a benchmark as Syne Tune blackboxes, one per search space, into a new or empty "
+        "DIR: kdnas bench export --format syne-tune [SOURCE] DIR, where SOURCE is a store, "
+        f"benchmark.pickle or an open-format folder (default: --benchmark, else "
+        f"${BENCHMARK_ENV_VAR}); see docs/benchmark.md.",
+    )
+    export.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="open: STORE FOLDER; syne-tune: [SOURCE] DIR",
+    )
+    export.add_argument(
+        "--format", choices=EXPORT_FORMATS, default="open", help="what to write (open)"
+    )
+    export.add_argument(
+        "--benchmark",
+        metavar="PATH",
+        help=f"syne-tune: the benchmark to write (default ${BENCHMARK_ENV_VAR})",
+    )
     export.add_argument("--run-id", action="append", default=None, help="runs (default all)")
     export.add_argument("--dataset", default=None, help="dataset key (default: the run's)")
     export.set_defaults(func=run_export)
@@ -187,12 +214,83 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from kdnas.cli import UsageError
+
+    if args.format == "syne-tune":
+        return _export_syne_tune(args)
+    if len(args.paths) != 2 or args.benchmark is not None:
+        raise UsageError(
+            "--format open writes a store: kdnas bench export STORE FOLDER (--benchmark is for "
+            "--format syne-tune)"
+        )
     from kdnas.store import SQLiteStore, export_benchmark
 
-    if not Path(args.store).is_file():
-        raise FileNotFoundError(f"store {args.store}: no such file")
+    store_path, folder = args.paths
+    if not Path(store_path).is_file():
+        raise FileNotFoundError(f"store {store_path}: no such file")
     # Read-only: exporting never writes to the store, which may lie on read-only media.
-    with SQLiteStore(args.store, read_only=True) as store:
-        folder = export_benchmark(store, args.folder, run_ids=args.run_id, dataset=args.dataset)
+    with SQLiteStore(store_path, read_only=True) as store:
+        folder = export_benchmark(store, folder, run_ids=args.run_id, dataset=args.dataset)
     print(f"wrote {folder} (open benchmark format; architectures in architectures.json)")
+    return 0
+
+
+def _is_store(path: Path) -> bool:
+    """An SQLite file (a kdnas store), by its header."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(16) == b"SQLite format 3\x00"
+
+
+def _export_syne_tune(args: argparse.Namespace) -> int:
+    from kdnas.bench import PAPER_SPACE_KEYS, TabularBenchmark, resolve_benchmark_path
+    from kdnas.bench.syne_tune_format import check_new_folder, write_syne_tune_blackboxes
+    from kdnas.cli import UsageError
+
+    if len(args.paths) > 2:
+        raise UsageError("--format syne-tune takes [SOURCE] DIR")
+    if len(args.paths) == 2 and args.benchmark is not None:
+        raise UsageError("give the source once: SOURCE DIR, or --benchmark PATH DIR")
+    folder = args.paths[-1]
+    check_new_folder(folder)  # before anything is loaded
+    source = Path(args.paths[0]) if len(args.paths) == 2 else None
+    if source is None:
+        source = resolve_benchmark_path(args.benchmark)
+    elif not source.exists():
+        raise FileNotFoundError(f"{source}: no such store, benchmark file or folder")
+    architectures = None
+    if _is_store(source):
+        from kdnas.store import SQLiteStore, store_to_benchmark
+
+        with SQLiteStore(str(source), read_only=True) as store:
+            bench, order = store_to_benchmark(store, run_ids=args.run_id, dataset=args.dataset)
+        # The store names spaces as kdnas does ("mobilenetv2"), the benchmark as the paper.
+        architectures = {
+            PAPER_SPACE_KEYS.get(space, space): [json.loads(a.to_json()) for a in archs]
+            for space, archs in order.items()
+        }
+    else:
+        if args.run_id or args.dataset:
+            raise UsageError("--run-id and --dataset select runs of a store, not of a benchmark")
+        bench = TabularBenchmark.load(source)
+    try:
+        export = write_syne_tune_blackboxes(bench, folder, architectures)
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+    for box in export.blackboxes:
+        resources = ", ".join(map(str, box.resources))
+        parts = ", ".join("full data" if p == 1 else f"1/{p}" for p in box.parts)
+        print(
+            f"wrote {export.folder / box.name}: Syne Tune blackbox, task(s) "
+            f"{', '.join(box.tasks)}; {box.num_configurations} configurations "
+            f"({box.num_architectures} architectures x {len(box.methods)} methods) x "
+            f"resource {resources} ({parts})"
+        )
+    for line in export.skipped:
+        print(f"note: {line}")
+    print(
+        "read back with syne_tune.blackbox_repository.blackbox_tabular.deserialize(FOLDER); "
+        "the incumbent comes from top-rung rows only (docs/benchmark.md)"
+    )
     return 0

@@ -35,8 +35,10 @@ import math
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
@@ -51,6 +53,7 @@ __all__ = [
     "FidelityLadder",
     "OptunaMultiFidelity",
     "SMACMultiFidelity",
+    "SyneTuneMultiFidelity",
     "ZeroCostSuccessiveHalving",
     "peer_versions",
 ]
@@ -62,7 +65,7 @@ logger = logging.getLogger(__name__)
 ENCODINGS: tuple[str, ...] = ("index", "features")
 
 #: The peers' distributions (pip names), for ``peer_versions``.
-PEERS: tuple[str, ...] = ("optuna", "smac", "ConfigSpace")
+PEERS: tuple[str, ...] = ("optuna", "smac", "ConfigSpace", "syne-tune")
 
 
 def _import_peer(module: str, extra: str = "field") -> Any:
@@ -481,6 +484,142 @@ class SMACMultiFidelity(_PeerAdapter):
 
     def __del__(self) -> None:
         self.close()
+
+
+_SYNE_TUNE_MULTI_FIDELITY_SEARCHER = (
+    "syne_tune.optimizer.schedulers.searchers.last_value_multi_fidelity_searcher"
+)
+
+
+class SyneTuneMultiFidelity(_PeerAdapter):
+    """Syne Tune's ASHA or BOHB (its ``syne_tune.optimizer.baselines`` schedulers: stopping-type
+    asynchronous successive halving, with a random searcher or BOHB's kernel density
+    estimator) over the fidelity ladder, driven the way Syne Tune's own ``Tuner`` drives them.
+
+    A trial is one architecture (and, with several ``methods``, its loss method as the
+    categorical hyperparameter "method"). Each rung is a separate training; its validation
+    accuracy is reported with ``resource`` = the rung's resource (1, 3, 9, 27) through
+    ``scheduler.on_trial_result``. The scheduler's CONTINUE sends the trial to the next rung;
+    STOP (always at the top rung, ``max_t`` 27) ends it with ``on_trial_remove``, and a failed
+    training ends it with ``on_trial_error``, exactly the ``Tuner``'s calls. The scheduler
+    maximises the validation accuracy (``do_minimize=False``) with ``grace_period`` 1,
+    ``max_t`` 27 and ``reduction_factor`` 3 (the ladder's), one bracket (Syne Tune's default).
+
+    Args:
+        candidates: the architectures and their standardised features.
+        methods: loss methods of the low rungs: one (fixed) or several (the scheduler's
+            searcher chooses).
+        scheduler: "asha" (``baselines.ASHA``) or "bohb" (``baselines.BOHB``).
+        seed: the scheduler's ``random_seed``.
+        encoding: see ``ENCODINGS`` ("features": one ``uniform`` per feature column).
+        ladder: the rungs (default 1/27, 1/9, 1/3, full).
+        points_to_evaluate: configurations the searcher proposes first (Syne Tune's own
+            argument; e.g. ``[{"arch": 3}]``).
+
+    Syne Tune 0.16's random searcher (and ``on_trial_add``) draw from numpy's global generator
+    whatever the seed; the adapter lends every call into the scheduler a global state of its
+    own (seeded from ``seed``), so a run is reproducible and the process's global generator
+    is left as it was.
+    """
+
+    SCHEDULERS: tuple[str, ...] = ("asha", "bohb")
+    #: The reported accuracy and the resource, as named in the results the scheduler reads.
+    METRIC = "valid_acc"
+    RESOURCE = "resource"
+
+    def __init__(
+        self,
+        candidates: CandidateSet,
+        methods: Sequence[str] = ("nokd",),
+        scheduler: str = "asha",
+        seed: int | None = None,
+        encoding: str = "index",
+        ladder: FidelityLadder | None = None,
+        points_to_evaluate: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(candidates, ladder, methods, seed, encoding)
+        if scheduler not in self.SCHEDULERS:
+            raise ValueError(
+                f"unknown scheduler {scheduler!r}; valid: {', '.join(self.SCHEDULERS)}"
+            )
+        baselines = _import_peer("syne_tune.optimizer.baselines", extra="syne-tune")
+        domains = _import_peer("syne_tune.config_space", extra="syne-tune")
+        self._trial_status = _import_peer("syne_tune.backend.trial_status", extra="syne-tune")
+        decisions = _import_peer("syne_tune.optimizer.scheduler", extra="syne-tune")
+        self._continue = decisions.SchedulerDecision.CONTINUE
+        if self.encoding.encoding == "index":
+            space: dict[str, Any] = {"arch": domains.choice(list(range(self.encoding.size)))}
+        else:
+            columns = zip(self.encoding.names(), self.encoding.bounds, strict=True)
+            space = {name: domains.uniform(low, high) for name, (low, high) in columns}
+        if len(self.methods) > 1:
+            space["method"] = domains.choice(list(self.methods))
+        resources = self.ladder.resources
+        peer = baselines.ASHA if scheduler == "asha" else baselines.BOHB
+        self.scheduler_name = scheduler
+        # ASHA and BOHB hand points_to_evaluate to their searcher twice, which then logs a
+        # warning on every construction about Syne Tune's own call: not the user's to act on.
+        quiet = logging.getLogger(_SYNE_TUNE_MULTI_FIDELITY_SEARCHER)
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            self.scheduler = peer(
+                space,
+                metric=self.METRIC,
+                time_attr=self.RESOURCE,
+                max_t=resources[-1],
+                do_minimize=False,
+                random_seed=self.seed,
+                grace_period=resources[0],
+                reduction_factor=self.ladder.eta,
+                points_to_evaluate=[dict(p) for p in points_to_evaluate or []],
+            )
+        finally:
+            quiet.setLevel(level)
+        self._global_state = np.random.RandomState(self.seed).get_state()
+
+    @contextmanager
+    def _own_generator(self) -> Iterator[None]:
+        """Lend Syne Tune's calls this run's numpy global generator state, then restore the
+        process's (its random searcher and ``on_trial_add`` draw from the global one)."""
+        outside = np.random.get_state()
+        np.random.set_state(self._global_state)
+        try:
+            yield
+        finally:
+            self._global_state = np.random.get_state()
+            np.random.set_state(outside)
+
+    def _new_run(self) -> _Run | None:
+        with self._own_generator():
+            suggestion = self.scheduler.suggest()
+        if suggestion is None:
+            logger.info("Syne Tune %s: no configuration left to suggest", self.scheduler_name)
+            self._converged = True
+            return None
+        trial = self._trial_status.Trial(
+            trial_id=self.runs_started, config=suggestion.config, creation_time=datetime.now()
+        )
+        with self._own_generator():
+            self.scheduler.on_trial_add(trial)
+        self.runs_started += 1
+        params = dict(suggestion.config)
+        method = str(params.get("method", self.methods[0]))
+        return _Run(trial, self.encoding.index_of(params), method)
+
+    def _answer(self, run: _Run, result: EvalResult) -> bool:
+        trial = run.handle
+        with self._own_generator():
+            if not result.ok:
+                self.scheduler.on_trial_error(trial)
+                return False
+            resource = self.ladder.resources[run.rung]
+            report = {self.METRIC: result.valid_acc, self.RESOURCE: resource}
+            decision = self.scheduler.on_trial_result(trial, report)
+            if decision == self._continue and run.rung < self.ladder.top:
+                return True
+            self.scheduler.on_trial_remove(trial)
+            return False
 
 
 def _never_called(config: Any, seed: int = 0, budget: float = 0.0) -> float:
