@@ -281,6 +281,33 @@ class _PeerAdapter:
         """The best high-fidelity result so far (the non-oracle incumbent)."""
         return self._pool.best(HIGH_FIDELITY)
 
+    def _configuration_space(self, extra: str = "field") -> Any:
+        """A ConfigSpace space (SMAC's and DEHB's): "arch" (categorical ids) or one float per
+        feature column, and "method" (categorical) when there are several methods."""
+        config_space = _import_peer("ConfigSpace", extra=extra)
+        space = config_space.ConfigurationSpace(seed=self.seed)
+        if self.encoding.encoding == "index":
+            space.add(
+                config_space.Categorical("arch", [str(i) for i in range(self.encoding.size)])
+            )
+        else:
+            for name, (low, high) in zip(self.encoding.names(), self.encoding.bounds, strict=True):
+                space.add(config_space.Float(name, (low, high)))
+        if len(self.methods) > 1:
+            space.add(config_space.Categorical("method", list(self.methods)))
+        return space
+
+    def _run_at(self, handle: Any, config: Any, resource: float) -> _Run:
+        """The run of a ConfigSpace configuration the peer asks for at ``resource``."""
+        params = dict(config)
+        if self.encoding.encoding == "index":
+            params["arch"] = int(params["arch"])
+        run = _Run(
+            handle, self.encoding.index_of(params), str(params.get("method", self.methods[0]))
+        )
+        run.rung = self.ladder.rung_of_resource(float(resource))
+        return run
+
     def _new_run(self) -> _Run | None:
         raise NotImplementedError
 
@@ -416,17 +443,7 @@ class SMACMultiFidelity(_PeerAdapter):
     ) -> None:
         super().__init__(candidates, ladder, methods, seed, encoding)
         smac = _import_peer("smac")
-        config_space = _import_peer("ConfigSpace")
-        space = config_space.ConfigurationSpace(seed=self.seed)
-        if self.encoding.encoding == "index":
-            space.add(
-                config_space.Categorical("arch", [str(i) for i in range(self.encoding.size)])
-            )
-        else:
-            for name, (low, high) in zip(self.encoding.names(), self.encoding.bounds, strict=True):
-                space.add(config_space.Float(name, (low, high)))
-        if len(self.methods) > 1:
-            space.add(config_space.Categorical("method", list(self.methods)))
+        space = self._configuration_space()
         self._folder = tempfile.mkdtemp(prefix="kdnas-smac-")
         resources = self.ladder.resources
         scenario = smac.Scenario(
@@ -464,13 +481,7 @@ class SMACMultiFidelity(_PeerAdapter):
             self._converged = True
             return None
         self.runs_started += 1
-        params = dict(info.config)
-        if self.encoding.encoding == "index":
-            params["arch"] = int(params["arch"])
-        index = self.encoding.index_of(params)
-        run = _Run(info, index, str(params.get("method", self.methods[0])))
-        run.rung = self.ladder.rung_of_resource(float(info.budget))
-        return run
+        return self._run_at(info, info.config, info.budget)
 
     def _answer(self, run: _Run, result: EvalResult) -> bool:
         if result.ok:
@@ -637,17 +648,7 @@ class DEHBMultiFidelity(_PeerAdapter):
     ) -> None:
         super().__init__(candidates, ladder, methods, seed, encoding)
         dehb = _import_peer("dehb", extra="dehb")
-        config_space = _import_peer("ConfigSpace", extra="dehb")
-        space = config_space.ConfigurationSpace(seed=self.seed)
-        if self.encoding.encoding == "index":
-            space.add(
-                config_space.Categorical("arch", [str(i) for i in range(self.encoding.size)])
-            )
-        else:
-            for name, (low, high) in zip(self.encoding.names(), self.encoding.bounds, strict=True):
-                space.add(config_space.Float(name, (low, high)))
-        if len(self.methods) > 1:
-            space.add(config_space.Categorical("method", list(self.methods)))
+        space = self._configuration_space(extra="dehb")
         self._folder = tempfile.mkdtemp(prefix="kdnas-dehb-")
         resources = self.ladder.resources
         self.dehb = dehb.DEHB(
@@ -671,12 +672,7 @@ class DEHBMultiFidelity(_PeerAdapter):
     def _new_run(self) -> _Run:
         job = self.dehb.ask()
         self.runs_started += 1
-        params = dict(job["config"])
-        if self.encoding.encoding == "index":
-            params["arch"] = int(params["arch"])
-        run = _Run(job, self.encoding.index_of(params), str(params.get("method", self.methods[0])))
-        run.rung = self.ladder.rung_of_resource(float(job["fidelity"]))
-        return run
+        return self._run_at(job, job["config"], job["fidelity"])
 
     def _answer(self, run: _Run, result: EvalResult) -> bool:
         fitness = 1.0 - result.valid_acc if result.ok else 1.0
