@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,8 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def save(record: dict[str, Any]) -> None:
             if args.cells is not None:
-                with args.cells.open("a") as stream:
-                    stream.write(json.dumps(record) + "\n")
+                # One write() of the whole line on an O_APPEND file: invocations over
+                # disjoint rows may share one --cells file without interleaving lines.
+                fd = os.open(args.cells, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                try:
+                    os.write(fd, (json.dumps(record) + "\n").encode())
+                finally:
+                    os.close(fd)
             print(
                 f"  {time.perf_counter() - started:7.0f} s  {record['row']}/{record['space']}/"
                 f"{record['workers']}/{record['kind']} runs {record['first_run']}-"
