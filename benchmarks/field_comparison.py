@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     benchmark = resolve_benchmark_path(args.benchmark)
     rows, versions, skipped = available_rows(args.rows)
     print("libraries: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
-    for row, install in skipped:
+    for row, install in [] if args.render_only else skipped:
         print(f"skipped: {row.label} ({row.library} is not installed: {install})")
     if args.ten_minutes:
         runs_of = runs_per_cell(rows)
@@ -135,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"ran in {time.perf_counter() - started:.0f} s wall")
     cells = merge_chunks(records)
+    recorded = sorted({cell["library"] for cell in cells.values()})
+    print("libraries of the runs in this table: " + ", ".join(recorded))
     summary = {key: summarise(cell, args.horizon_s) for key, cell in cells.items()}
     table = leaderboard_markdown(summary, args.horizon_s)
     print(table)
