@@ -122,7 +122,7 @@ _NOT_IN_ALL = ("all", "field")
 
 
 def _target_all(args: argparse.Namespace) -> int:
-    """Every table and figure (with --json FILE, one FILE-stem.<target>.json per table)."""
+    """Every table and figure of the paper (not field; --json FILE: FILE-stem.<target>.json)."""
     status = 0
     for name, function in TARGETS.items():
         if name in _NOT_IN_ALL:
