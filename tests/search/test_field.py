@@ -231,7 +231,7 @@ def test_peers_are_imported_only_when_an_adapter_is_built() -> None:
             imported |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module)
-    peers = {"optuna", "smac", "ConfigSpace"}
+    peers = {"optuna", "smac", "ConfigSpace", "dehb"}
     assert not {name.split(".")[0] for name in imported} & peers
     assert "numpy" in imported  # the walk does see the module's imports
 

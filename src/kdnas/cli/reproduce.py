@@ -19,6 +19,7 @@ from rich.table import Table
 
 from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
 from kdnas.cli import non_negative_int, positive_int
+from kdnas.cli._field_target import FIELD_TARGETS
 from kdnas.cli._search_targets import SEARCH_TARGETS, json_path
 from kdnas.cli._table3_target import TABLE3_TARGETS
 from kdnas.paper import METHOD_LABELS, SPACE_TITLES, TABLE1_TOLERANCE, paper_figures
@@ -116,11 +117,15 @@ TARGETS.update(SEARCH_TARGETS)
 TARGETS.update(TABLE3_TARGETS)
 
 
+#: Targets "all" leaves out: itself, and the field's leaderboard (no table of the paper).
+_NOT_IN_ALL = ("all", "field")
+
+
 def _target_all(args: argparse.Namespace) -> int:
-    """Every table and figure (with --json FILE, one FILE-stem.<target>.json per table)."""
+    """Every table and figure of the paper (not field; --json FILE: FILE-stem.<target>.json)."""
     status = 0
     for name, function in TARGETS.items():
-        if name == "all":
+        if name in _NOT_IN_ALL:
             continue
         one = argparse.Namespace(**vars(args))
         one._all = True
@@ -131,6 +136,8 @@ def _target_all(args: argparse.Namespace) -> int:
 
 
 TARGETS["all"] = _target_all
+# The field's leaderboard (issue 15); "all" leaves it out.
+TARGETS.update(FIELD_TARGETS)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -174,6 +181,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of simulated searches"
+    )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        metavar="ROW",
+        help="field only: the leaderboard's rows (default: every row whose library is "
+        "installed; names in kdnas.search.field_leaderboard.ROWS)",
     )
     parser.add_argument(
         "--dataset",

@@ -25,6 +25,10 @@ time or trial limits is used; the loop's limits and stop predicate end a run.
 
 ``ZeroCostSuccessiveHalving`` is the literature's zero-cost baseline (rank by a proxy known
 before any training, then successive halving over the top), written here: it has no library.
+
+``DEHBMultiFidelity`` drives DEHB (differential evolution in Hyperband's brackets) from the
+``dehb`` library; dehb 0.1.2 requires numpy < 2, so ``pip install 'kdnas[dehb]'`` belongs in
+an environment of its own.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from kdnas.search.optimizers import TrialPool
 
 __all__ = [
     "ENCODINGS",
+    "DEHBMultiFidelity",
     "FidelityLadder",
     "OptunaMultiFidelity",
     "SMACMultiFidelity",
@@ -65,7 +70,7 @@ logger = logging.getLogger(__name__)
 ENCODINGS: tuple[str, ...] = ("index", "features")
 
 #: The peers' distributions (pip names), for ``peer_versions``.
-PEERS: tuple[str, ...] = ("optuna", "smac", "ConfigSpace", "syne-tune")
+PEERS: tuple[str, ...] = ("optuna", "smac", "ConfigSpace", "dehb", "syne-tune")
 
 
 def _import_peer(module: str, extra: str = "field") -> Any:
@@ -279,6 +284,33 @@ class _PeerAdapter:
         """The best high-fidelity result so far (the non-oracle incumbent)."""
         return self._pool.best(HIGH_FIDELITY)
 
+    def _configuration_space(self, extra: str = "field") -> Any:
+        """A ConfigSpace space (SMAC's and DEHB's): "arch" (categorical ids) or one float per
+        feature column, and "method" (categorical) when there are several methods."""
+        config_space = _import_peer("ConfigSpace", extra=extra)
+        space = config_space.ConfigurationSpace(seed=self.seed)
+        if self.encoding.encoding == "index":
+            space.add(
+                config_space.Categorical("arch", [str(i) for i in range(self.encoding.size)])
+            )
+        else:
+            for name, (low, high) in zip(self.encoding.names(), self.encoding.bounds, strict=True):
+                space.add(config_space.Float(name, (low, high)))
+        if len(self.methods) > 1:
+            space.add(config_space.Categorical("method", list(self.methods)))
+        return space
+
+    def _run_at(self, handle: Any, config: Any, resource: float) -> _Run:
+        """The run of a ConfigSpace configuration the peer asks for at ``resource``."""
+        params = dict(config)
+        if self.encoding.encoding == "index":
+            params["arch"] = int(params["arch"])
+        run = _Run(
+            handle, self.encoding.index_of(params), str(params.get("method", self.methods[0]))
+        )
+        run.rung = self.ladder.rung_of_resource(float(resource))
+        return run
+
     def _new_run(self) -> _Run | None:
         raise NotImplementedError
 
@@ -414,17 +446,7 @@ class SMACMultiFidelity(_PeerAdapter):
     ) -> None:
         super().__init__(candidates, ladder, methods, seed, encoding)
         smac = _import_peer("smac")
-        config_space = _import_peer("ConfigSpace")
-        space = config_space.ConfigurationSpace(seed=self.seed)
-        if self.encoding.encoding == "index":
-            space.add(
-                config_space.Categorical("arch", [str(i) for i in range(self.encoding.size)])
-            )
-        else:
-            for name, (low, high) in zip(self.encoding.names(), self.encoding.bounds, strict=True):
-                space.add(config_space.Float(name, (low, high)))
-        if len(self.methods) > 1:
-            space.add(config_space.Categorical("method", list(self.methods)))
+        space = self._configuration_space()
         self._folder = tempfile.mkdtemp(prefix="kdnas-smac-")
         resources = self.ladder.resources
         scenario = smac.Scenario(
@@ -462,13 +484,7 @@ class SMACMultiFidelity(_PeerAdapter):
             self._converged = True
             return None
         self.runs_started += 1
-        params = dict(info.config)
-        if self.encoding.encoding == "index":
-            params["arch"] = int(params["arch"])
-        index = self.encoding.index_of(params)
-        run = _Run(info, index, str(params.get("method", self.methods[0])))
-        run.rung = self.ladder.rung_of_resource(float(info.budget))
-        return run
+        return self._run_at(info, info.config, info.budget)
 
     def _answer(self, run: _Run, result: EvalResult) -> bool:
         if result.ok:
@@ -734,3 +750,77 @@ class ZeroCostSuccessiveHalving:
     def best(self) -> EvalResult | None:
         """The best high-fidelity result so far."""
         return self._pool.best(HIGH_FIDELITY)
+
+
+class DEHBMultiFidelity(_PeerAdapter):
+    """DEHB (differential evolution inside Hyperband's brackets, Awad et al. 2021) from the
+    ``dehb`` library, driven through ``dehb.ask()`` / ``dehb.tell()``.
+
+    DEHB's fidelities are the ladder's resources (``min_fidelity`` 1, ``max_fidelity`` 27,
+    eta 3: 1, 3, 9, 27); a job at fidelity f trains at the rung of f, a separate training.
+    DEHB minimises, so it is told fitness = 1 - valid_acc (a failed training: fitness 1, as
+    for an accuracy of 0; DEHB has no failure status) and cost = the training's seconds.
+    DEHB decides the brackets, which configurations a rung promotes (its first Hyperband
+    round) and the mutants it evolves per fidelity; several jobs may be pending (N workers),
+    DEHB then opens a new bracket as its own asynchronous scheduler does.
+
+    Args:
+        candidates: the architectures and their standardised features.
+        methods: loss methods of the low rungs: one (fixed) or several (a categorical
+            hyperparameter "method" of DEHB's configuration space).
+        seed: DEHB's seed (its populations, mutations and the space's sampling).
+        encoding: see ``ENCODINGS``.
+        ladder: the rungs (default 1/27, 1/9, 1/3, full).
+
+    ``pip install 'kdnas[dehb]'``: dehb 0.1.2 requires numpy < 2, so it lives in an
+    environment of its own (see docs/search.md). DEHB writes a log to a temporary folder,
+    removed by ``close()``.
+    """
+
+    def __init__(
+        self,
+        candidates: CandidateSet,
+        methods: Sequence[str] = ("nokd",),
+        seed: int | None = None,
+        encoding: str = "index",
+        ladder: FidelityLadder | None = None,
+    ) -> None:
+        super().__init__(candidates, ladder, methods, seed, encoding)
+        dehb = _import_peer("dehb", extra="dehb")
+        space = self._configuration_space(extra="dehb")
+        self._folder = tempfile.mkdtemp(prefix="kdnas-dehb-")
+        resources = self.ladder.resources
+        self.dehb = dehb.DEHB(
+            cs=space,
+            min_fidelity=resources[0],
+            max_fidelity=resources[-1],
+            eta=self.ladder.eta,
+            # One process: the kdnas loop is the scheduler, DEHB never evaluates anything.
+            n_workers=1,
+            seed=self.seed,
+            output_path=self._folder,
+            # Checkpoints only at the end of DEHB's own run(), which is never called.
+            save_freq="end",
+            log_level="ERROR",
+        )
+        if len(self.dehb.fidelities) != len(resources):
+            raise RuntimeError(
+                f"DEHB made fidelities {list(self.dehb.fidelities)} from the ladder {resources}"
+            )
+
+    def _new_run(self) -> _Run:
+        job = self.dehb.ask()
+        self.runs_started += 1
+        return self._run_at(job, job["config"], job["fidelity"])
+
+    def _answer(self, run: _Run, result: EvalResult) -> bool:
+        fitness = 1.0 - result.valid_acc if result.ok else 1.0
+        self.dehb.tell(run.handle, {"fitness": fitness, "cost": result.cost_s})
+        return False  # DEHB's brackets ask for the next fidelity themselves
+
+    def close(self) -> None:
+        """Remove DEHB's temporary log folder."""
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __del__(self) -> None:
+        self.close()
