@@ -47,6 +47,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import stats
@@ -432,23 +433,28 @@ class AdaptiveFidelityGPUCB:
 # ---------------------------------------------------------------------------- Table 4 row
 
 
-def _adaptive_optimizer(
+#: AdaptiveFidelityGPUCB or a subclass (optimum search).
+AdaptiveOptimizer = TypeVar("AdaptiveOptimizer", bound="AdaptiveFidelityGPUCB")
+
+
+def on_benchmark_space(
+    optimizer_type: type[AdaptiveOptimizer],
     candidates: CandidateSet,
     arrays: SpaceArrays,
     seed: int,
-    config: AdaptiveConfig | None = None,
+    config: Any,
     max_cost_s: float = 1e6,
-) -> AdaptiveFidelityGPUCB:
-    """The optimizer on a benchmark space: log multiply-adds as the proxy (if known), and
-    the low fidelities of ``config`` that the benchmark holds."""
-    config = config or AdaptiveConfig()
+) -> AdaptiveOptimizer:
+    """An optimizer of this family on a benchmark space: log multiply-adds as the proxy (if
+    known), and the low fidelities of ``config`` (with their prior correlations) that the
+    benchmark holds."""
     held = [
         (f, rho)
         for f, rho in zip(config.low_fidelities, config.low_prior_rho, strict=True)
         if (f.method, f.part) in arrays.low
     ]
     proxy = None if arrays.multiply_adds is None else np.log(arrays.multiply_adds)
-    return AdaptiveFidelityGPUCB(
+    return optimizer_type(
         candidates,
         dataclasses.replace(
             config,
@@ -458,6 +464,19 @@ def _adaptive_optimizer(
         seed=seed,
         budget=Budget(max_cost_s=max_cost_s),
         proxy=proxy,
+    )
+
+
+def _adaptive_optimizer(
+    candidates: CandidateSet,
+    arrays: SpaceArrays,
+    seed: int,
+    config: AdaptiveConfig | None = None,
+    max_cost_s: float = 1e6,
+) -> AdaptiveFidelityGPUCB:
+    """Adaptive-fidelity GP-UCB on a benchmark space (``on_benchmark_space``)."""
+    return on_benchmark_space(
+        AdaptiveFidelityGPUCB, candidates, arrays, seed, config or AdaptiveConfig(), max_cost_s
     )
 
 

@@ -67,7 +67,6 @@ Parallel use, failures and ``fidelity_counts`` as ``AdaptiveFidelityGPUCB``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,7 +77,11 @@ from scipy import linalg, stats
 
 from kdnas.core import HIGH_FIDELITY, Fidelity
 from kdnas.search._noisy_gp import LOG_LENGTH_GRID, fit_noisy_gp
-from kdnas.search.adaptive import PRIOR_RHO_BY_PART, AdaptiveFidelityGPUCB
+from kdnas.search.adaptive import (
+    PRIOR_RHO_BY_PART,
+    AdaptiveFidelityGPUCB,
+    on_benchmark_space,
+)
 from kdnas.search.candidates import CandidateSet
 from kdnas.search.gp import squared_distances, upper_confidence_bound
 from kdnas.search.optimizers import Budget
@@ -624,25 +627,9 @@ def _search_optimizer(
     config: OptimumSearchConfig | None = None,
     max_cost_s: float = 1e6,
 ) -> OptimumSearch:
-    """The optimizer on a benchmark space: log multiply-adds as the proxy, and the low
-    fidelities of ``config`` that the benchmark holds."""
-    config = config or OptimumSearchConfig()
-    held = [
-        (f, rho)
-        for f, rho in zip(config.low_fidelities, config.low_prior_rho, strict=True)
-        if (f.method, f.part) in arrays.low
-    ]
-    proxy = None if arrays.multiply_adds is None else np.log(arrays.multiply_adds)
-    return OptimumSearch(
-        candidates,
-        dataclasses.replace(
-            config,
-            low_fidelities=tuple(f for f, _ in held),
-            low_prior_rho=tuple(rho for _, rho in held),
-        ),
-        seed=seed,
-        budget=Budget(max_cost_s=max_cost_s),
-        proxy=proxy,
+    """Optimum search on a benchmark space (``adaptive.on_benchmark_space``)."""
+    return on_benchmark_space(
+        OptimumSearch, candidates, arrays, seed, config or OptimumSearchConfig(), max_cost_s
     )
 
 
@@ -653,7 +640,8 @@ def register_table4_rows() -> None:
         register_optimizer(
             "optimum-search",
             partial(_search_optimizer, config=OptimumSearchConfig()),
-            label="optimum search (P(optimum) per second, KD by value of information)",
+            label="optimum search (GP-UCB on a trusted-or-doubted proxy trend, KD by value "
+            "of information)",
             applies=lambda arrays: arrays.multiply_adds is not None,
         )
 
