@@ -496,7 +496,10 @@ class SMACMultiFidelity(_PeerAdapter):
 
     def close(self) -> None:
         """Remove SMAC's temporary output folder."""
-        shutil.rmtree(self._folder, ignore_errors=True)
+        # getattr: a constructor that failed (its library absent) never made the folder.
+        folder = getattr(self, "_folder", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __del__(self) -> None:
         self.close()
@@ -820,7 +823,10 @@ class DEHBMultiFidelity(_PeerAdapter):
 
     def close(self) -> None:
         """Remove DEHB's temporary log folder."""
-        shutil.rmtree(self._folder, ignore_errors=True)
+        # getattr: a constructor that failed (its library absent) never made the folder.
+        folder = getattr(self, "_folder", None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __del__(self) -> None:
         self.close()
