@@ -311,6 +311,19 @@ class _PeerAdapter:
         run.rung = self.ladder.rung_of_resource(float(resource))
         return run
 
+    #: A temporary folder the peer writes its logs to (SMAC, DEHB), removed by ``close``.
+    _folder: str | None = None
+
+    def close(self) -> None:
+        """Remove the peer's temporary folder, if it has one."""
+        # The class default covers a constructor that failed before making the folder (its
+        # library absent), which __del__ still closes.
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __del__(self) -> None:
+        self.close()
+
     def _new_run(self) -> _Run | None:
         raise NotImplementedError
 
@@ -493,16 +506,6 @@ class SMACMultiFidelity(_PeerAdapter):
             value = self._value(cost=1.0, time=result.cost_s, status=self._status.CRASHED)
         self.smac.tell(run.handle, value, save=False)
         return False  # SMAC's intensifier asks for the next budget itself
-
-    def close(self) -> None:
-        """Remove SMAC's temporary output folder."""
-        # getattr: a constructor that failed (its library absent) never made the folder.
-        folder = getattr(self, "_folder", None)
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def __del__(self) -> None:
-        self.close()
 
 
 _SYNE_TUNE_MULTI_FIDELITY_SEARCHER = (
@@ -820,13 +823,3 @@ class DEHBMultiFidelity(_PeerAdapter):
         fitness = 1.0 - result.valid_acc if result.ok else 1.0
         self.dehb.tell(run.handle, {"fitness": fitness, "cost": result.cost_s})
         return False  # DEHB's brackets ask for the next fidelity themselves
-
-    def close(self) -> None:
-        """Remove DEHB's temporary log folder."""
-        # getattr: a constructor that failed (its library absent) never made the folder.
-        folder = getattr(self, "_folder", None)
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def __del__(self) -> None:
-        self.close()
