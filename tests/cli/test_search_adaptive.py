@@ -45,12 +45,20 @@ def test_the_settings_build_it_with_the_low_fidelity_and_a_teacher() -> None:
         SearchSettings(algorithm="adaptive-gp-ucb", method="nokd", part=1)
 
 
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        "adaptive-gp-ucb",
+        # 30 s on a loaded 2-core machine: a teacher and four trainings.
+        pytest.param("optimum-search", marks=pytest.mark.slow),
+    ],
+)
 def test_a_tiny_real_search_runs_end_to_end_and_resumes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    algorithm: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = tmp_path / "adaptive.db"
+    store = tmp_path / f"{algorithm}.db"
     args = [
-        "search", "--dataset", "digits", "--algorithm", "adaptive-gp-ucb", "--method", "kd",
+        "search", "--dataset", "digits", "--algorithm", algorithm, "--method", "kd",
         "--part", "3", "--candidates", "4", "--n-lf", "2", "--budget-evaluations", "4",
         "--epochs", "1",
         "--width-multiplier", "0.125", "--batch-size", "256", "--threads", "1",
@@ -85,24 +93,3 @@ def test_optimum_search_is_built_with_the_low_fidelity() -> None:
     explicit = dataclasses.replace(settings, beta=0.25)
     candidates = build_candidates(space, sample_architectures(space, 4, 0))
     assert build_optimizer(explicit, candidates, resolution=8).config.beta == 0.25
-
-
-@pytest.mark.slow  # 30 s on a loaded 2-core machine: a teacher and four trainings
-def test_optimum_search_runs_end_to_end_on_real_training(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    store = tmp_path / "optimum.db"
-    args = [
-        "search", "--dataset", "digits", "--algorithm", "optimum-search", "--method", "kd",
-        "--part", "3", "--candidates", "4", "--n-lf", "2", "--budget-evaluations", "4",
-        "--epochs", "1",
-        "--width-multiplier", "0.125", "--batch-size", "256", "--threads", "1",
-        "--store", str(store), "--json", "--allow-chance-teacher",
-    ]  # fmt: skip
-    assert main(args) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["evaluations"] == 4
-    with SQLiteStore(store) as opened:
-        results = [e.result for e in opened.results("search")]
-    assert len(results) == 4 and results[0].fidelity.is_high
-    assert len({(r.arch_key, r.fidelity) for r in results}) == 4
