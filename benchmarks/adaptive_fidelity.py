@@ -56,6 +56,7 @@ from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
 from kdnas.search.optimizers import GPUCB, Budget, MultiFidelityGPUCB
 from kdnas.search.optimum_search import OptimumSearch, OptimumSearchConfig
+from kdnas.search.regimes import REGIMES, draw_subspace
 from kdnas.search.reproduction import (
     SpaceArrays,
     algorithm2_times,
@@ -69,7 +70,6 @@ DEFAULT_BENCHMARK = os.environ.get(
     "KDNAS_BENCHMARK",
     str(Path(__file__).resolve().parents[2] / "shared/data/mf_nas_kd/benchmark.pickle"),
 )
-REGIMES = ("whole", "random", "low", "negative", "nofav")
 #: Optimum search's preset: the dataclass defaults, chosen on draw 0 (docs/results.md).
 PRESET = OptimumSearchConfig()
 #: Its settings as first written, before any sub-space was looked at: the HF step by
@@ -84,35 +84,6 @@ UNTUNED = OptimumSearchConfig(
 )
 #: The ablation: the preset without KD fidelities.
 NO_KD = dataclasses.replace(PRESET, low_fidelities=(), low_prior_rho=())
-
-
-def _proxy_ranks(arrays: SpaceArrays) -> tuple[np.ndarray, np.ndarray]:
-    assert arrays.multiply_adds is not None
-    u = stats.rankdata(arrays.multiply_adds) / arrays.size - 0.5
-    v = stats.rankdata(arrays.hf_valid) / arrays.size - 0.5
-    return u, v
-
-
-def draw_subspace(arrays: SpaceArrays, regime: str, rng: np.random.Generator) -> np.ndarray:
-    """Sorted indices of one sub-space of ``regime`` (see the module docstring)."""
-    if regime == "random":
-        return np.sort(rng.choice(arrays.size, (2 * arrays.size) // 3, replace=False))
-    if regime == "nofav":
-        assert arrays.multiply_adds is not None
-        favourites = np.argsort(-arrays.multiply_adds)[: max(1, arrays.size // 10)]
-        rest = np.setdiff1d(np.arange(arrays.size), favourites)
-        return np.sort(rng.choice(rest, (2 * arrays.size) // 3 - len(favourites), replace=False))
-    low, high = {"low": (-0.2, 0.2), "negative": (-1.0, -0.3)}[regime]
-    u, v = _proxy_ranks(arrays)
-    # A reversed proxy needs a smaller sub-space to be found by rejection.
-    size = arrays.size // (3 if regime == "low" else 6)
-    for _ in range(10_000):
-        weights = np.exp(-rng.uniform(0.0, 150.0) * u * v)
-        rows = np.sort(rng.choice(arrays.size, size, replace=False, p=weights / weights.sum()))
-        rho = stats.spearmanr(arrays.multiply_adds[rows], arrays.hf_valid[rows]).statistic
-        if low <= rho <= high:
-            return rows
-    raise RuntimeError(f"{arrays.space}: no {regime} sub-space in 10,000 draws")
 
 
 def _loop_time(arrays: SpaceArrays, optimizer: object, workers: int) -> float:
