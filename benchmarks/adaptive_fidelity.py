@@ -30,7 +30,7 @@ seeds disjoint from both.
 
     .venv/bin/python benchmarks/adaptive_fidelity.py [--draw 1] [--subsets 40] [--runs 20]
         [--regimes ...] [--tune] [--workers 1] [--spaces mobilenet shufflenet]
-        [--first-version] [--benchmark PATH]
+        [--first-version] [--field optuna_hb_best synetune_asha_best ...] [--benchmark PATH]
 
 --benchmark defaults to $KDNAS_BENCHMARK, else ../shared/data/mf_nas_kd/benchmark.pickle.
 """
@@ -53,6 +53,9 @@ from kdnas.bench import TabularBenchmark
 from kdnas.core import Fidelity
 from kdnas.paper import best_algorithm2_cell
 from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
+from kdnas.search.field_leaderboard import ROWS as FIELD_ROWS
+from kdnas.search.field_leaderboard import available_rows
+from kdnas.search.field_leaderboard import one_run as field_run
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
 from kdnas.search.optimizers import GPUCB, Budget, MultiFidelityGPUCB
 from kdnas.search.optimum_search import OptimumSearch, OptimumSearchConfig
@@ -82,6 +85,9 @@ UNTUNED = OptimumSearchConfig(
     trust_prior=1.0,
     low_share=math.inf,
 )
+#: A field peer that has not reached the optimum after this many simulated seconds stops and
+#: counts as this (so its mean is, if anything, flattered; the count is printed).
+FIELD_HORIZON_S = 200_000.0
 #: The ablation: the preset without KD fidelities.
 NO_KD = dataclasses.replace(PRESET, low_fidelities=(), low_prior_rho=())
 
@@ -128,7 +134,12 @@ def _proxy_prior(arrays: SpaceArrays, seed: int) -> ScreeningGPUCB:
 
 
 def _one_run(
-    arrays: SpaceArrays, seed: int, rows: dict[str, Callable], workers: int, counts: Counter
+    arrays: SpaceArrays,
+    seed: int,
+    rows: dict[str, Callable],
+    workers: int,
+    counts: Counter,
+    field: Sequence[str] = (),
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, build in rows.items():
@@ -136,6 +147,9 @@ def _one_run(
         out[key] = _loop_time(arrays, optimizer, workers)
         if key == "search":
             counts.update(optimizer.fidelity_counts())
+    for key in field:
+        seconds, _, _ = field_run(arrays, FIELD_ROWS[key].factory, seed, workers, FIELD_HORIZON_S)
+        out[key] = min(seconds, FIELD_HORIZON_S)
     part, method = best_algorithm2_cell(arrays.space)
     if workers > 1:
         # The baselines on the same simulated workers (the batched engine runs one worker).
@@ -158,6 +172,7 @@ def measure(
     draw: int,
     rows: dict[str, Callable],
     workers: int = 1,
+    field: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray], Counter]:
     """[count] seconds to the optimum per row (plus "hf_only", "algorithm2") in ``regime``."""
     counts: Counter = Counter()
@@ -166,7 +181,7 @@ def measure(
     for k in range(count):
         seed = 10_000 * (draw + 1) + k
         space = arrays if regime == "whole" else arrays.subset(draw_subspace(arrays, regime, rng))
-        runs.append(_one_run(space, seed, rows, workers, counts))
+        runs.append(_one_run(space, seed, rows, workers, counts, field))
     return {key: np.array([r[key] for r in runs]) for key in runs[0]}, counts
 
 
@@ -191,6 +206,12 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
     if args.first_version:
         rows["adaptive"] = _adaptive(AdaptiveConfig())
     rows["proxy"] = _proxy_prior
+    present, versions, skipped = available_rows(args.field)
+    field = [row.key for row in present]
+    for row, install in skipped:
+        print(f"{row.key}: skipped, {install}")
+    print(", ".join(f"{library} {version}" for library, version in versions.items()))
+    labels = {**LABELS, **{key: f"field: {FIELD_ROWS[key].label}" for key in field}}
     for space in args.spaces:
         arrays = load_space_arrays(bench, space, Path(args.benchmark).parent)
         results, fidelities = {}, Counter()
@@ -199,7 +220,7 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
             count = args.runs if regime == "whole" else args.subsets
             try:
                 results[regime], counts = measure(
-                    arrays, regime, count, args.draw, rows, args.workers
+                    arrays, regime, count, args.draw, rows, args.workers, field
                 )
             except RuntimeError as error:
                 print(f"{regime}: {error}")
@@ -211,8 +232,8 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
             f"{args.subsets} sub-spaces per regime ({time.perf_counter() - start:.0f} s) =="
         )
         regimes = [r for r in args.regimes if r in results]
-        print(f"{'':36s}" + "".join(f"{r:>22s}" for r in regimes))
-        for key, label in LABELS.items():
+        print(f"{'':48s}" + "".join(f"{r:>22s}" for r in regimes))
+        for key, label in labels.items():
             if key not in results[regimes[0]]:
                 continue
             cells = []
@@ -220,14 +241,17 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
                 mean, se = _mean_se(results[regime][key])
                 ratio = results[regime]["hf_only"].mean() / mean
                 cells.append(f"{mean:8,.0f}±{se:5,.0f} ({ratio:4.2f}x)")
-            print(f"{label:36s}" + "".join(f"{c:>22s}" for c in cells))
+            print(f"{label:48s}" + "".join(f"{c:>22s}" for c in cells))
+            capped = sum(int(np.sum(results[r][key] >= FIELD_HORIZON_S)) for r in regimes)
+            if key in field and capped:
+                print(f"  ({capped} runs stopped at {FIELD_HORIZON_S:,.0f} s)")
         test = [
             stats.ttest_rel(results[r]["no_kd"], results[r]["search"]).pvalue
             if np.any(results[r]["no_kd"] != results[r]["search"])
             else 1.0
             for r in regimes
         ]
-        print(f"{'no-KD vs preset, paired p':36s}" + "".join(f"{p:>22.2g}" for p in test))
+        print(f"{'no-KD vs preset, paired p':48s}" + "".join(f"{p:>22.2g}" for p in test))
         total = sum(fidelities.values())
         shares = ", ".join(f"{f} {n / total:.1%}" for f, n in sorted(fidelities.items()))
         print(f"preset's evaluations by fidelity (all columns): {shares}")
@@ -276,6 +300,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     parser.add_argument("--first-version", action="store_true", help="add the 1st version's row")
     parser.add_argument("--tune", action="store_true", help="the grid on draw 0 instead")
+    parser.add_argument(
+        "--field",
+        nargs="*",
+        default=[],
+        choices=sorted(k for k, row in FIELD_ROWS.items() if row.library != "kdnas"),
+        help="add the field's optimizers (kdnas.search.field_leaderboard keys) as rows",
+    )
     args = parser.parse_args(argv)
     bench = TabularBenchmark.load(args.benchmark)
     (tune if args.tune else report)(args, bench)

@@ -46,3 +46,11 @@ def test_field_unknown_row_is_one_line_error(paper_data_dir, capsys) -> None:
     bench = str(paper_data_dir / "benchmark.pickle")
     assert main(["reproduce", "field", "--benchmark", bench, "--rows", "nope"]) == 2
     assert "unknown row 'nope'" in capsys.readouterr().err
+
+
+def test_field_refuses_a_dataset_it_would_ignore(tmp_path, capsys) -> None:
+    # Checked before the benchmark is read: the path need not exist.
+    argv = ["reproduce", "field", "--benchmark", str(tmp_path / "none"), "--dataset", "digits"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "CIFAR-100 spaces only" in error and "'digits'" in error

@@ -2,7 +2,7 @@
 
 Registered into ``kdnas.cli.reproduce.TARGETS`` (not part of ``reproduce all``: it is not one
 of the paper's tables); uses the shared options --benchmark, --json, --out, --trials, --seed
-and --rows. The work is ``kdnas.search.field_leaderboard``'s; this module only prints.
+and --rows (--dataset must stay cifar100). The work is ``kdnas.search.field_leaderboard``'s; this module only prints.
 """
 
 from __future__ import annotations
@@ -43,6 +43,12 @@ def _target_field(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         # Piped to a file or a log: wide enough for the table's rows not to wrap.
         console = Console(width=170)
+    if args.dataset != "cifar100":
+        # The leaderboard's cells, horizon and best method are the paper's CIFAR-100 ones.
+        raise ValueError(
+            f"kdnas reproduce field runs on the paper's CIFAR-100 spaces only; --dataset "
+            f"{args.dataset!r} is not supported (kdnas search runs your own data)"
+        )
     path = resolve_benchmark_path(args.benchmark)
     missing = set(SPACES) - set(TabularBenchmark.load(path).spaces("cifar100"))
     if missing:
