@@ -2,7 +2,8 @@
 
 Registered into ``kdnas.cli.reproduce.TARGETS`` (not part of ``reproduce all``: it is not one
 of the paper's tables); uses the shared options --benchmark, --json, --out, --trials, --seed
-and --rows (--dataset must stay cifar100). The work is ``kdnas.search.field_leaderboard``'s; this module only prints.
+and --rows (--dataset must stay cifar100). The work is ``kdnas.search.field_leaderboard``'s;
+this module only prints.
 """
 
 from __future__ import annotations
