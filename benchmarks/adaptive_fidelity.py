@@ -54,7 +54,7 @@ from kdnas.core import Fidelity
 from kdnas.paper import best_algorithm2_cell
 from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
 from kdnas.search.field_leaderboard import ROWS as FIELD_ROWS
-from kdnas.search.field_leaderboard import available_rows
+from kdnas.search.field_leaderboard import available_rows, quiet_peer_logging
 from kdnas.search.field_leaderboard import one_run as field_run
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
 from kdnas.search.optimizers import GPUCB, Budget, MultiFidelityGPUCB
@@ -206,6 +206,7 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
     if args.first_version:
         rows["adaptive"] = _adaptive(AdaptiveConfig())
     rows["proxy"] = _proxy_prior
+    quiet_peer_logging()
     present, versions, skipped = available_rows(args.field)
     field = [row.key for row in present]
     for row, install in skipped:

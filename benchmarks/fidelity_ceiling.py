@@ -18,12 +18,17 @@ sub-space, every row paired on the same sub-spaces and seeds:
 - "<method> 1/<part> free|bought q %": the same with the column known for a random q % of
   the candidates only (the rest get the neutral proxy value, the column's mean): how much of
   the column's value a partial screening keeps (``--coverage``);
-- "best column, hindsight": the column whose free (bought) row is fastest in that regime on
+- "<method> 1/<part> perfect veto": HF-only GP-UCB's own path, with every architecture on it
+  first screened at that fidelity and a perfect veto: only the optimum is run at HF. The
+  seconds of every screening on the path plus the optimum's HF run: what screening the
+  proposals of this search can save at best;
+- "best column, hindsight": the column whose free (bought, veto) row is fastest in that regime on
   this very draw. Chosen after seeing the results, so optimistic;
 - "best policy per sub-space, hindsight": for each sub-space the fastest of the real policies
-  (proxy, proxy off, HF-only, every column bought). No rule that picks one of them, however
-  it decides, can beat this row;
-- "best free source per sub-space": the same over the free rows too: the most generous row.
+  (proxy, proxy off, reversed proxy, HF-only, every column bought, wholly or in part). No
+  rule that picks one of them, however it decides, can beat this row;
+- "best free source per sub-space": the same over the free and veto rows too: the most
+  generous row.
 
 Each cell: mean seconds to the optimum ± standard error (HF-only / row; > 1 is faster). A
 regime's goal of 1.5x is out of reach for a family of policies when its hindsight row is below
@@ -92,7 +97,9 @@ def one_space(
     """Seconds to the optimum of every row on one (sub-)space; the columns ``partial``
     ("method/part") also with a random share ``coverage`` of the candidates known."""
     rng = cell_rng(seed, "adaptive-bench", arrays.space)
-    out = {"hf_only": float(np.asarray(gp_ucb_hf_times(arrays, 1, rng))[0])}
+    times, orders = gp_ucb_hf_times(arrays, 1, rng, return_order=True)
+    out = {"hf_only": float(np.asarray(times)[0])}
+    path = orders[0][orders[0] >= 0]
     proxy = np.log(arrays.multiply_adds)
     out["proxy"] = _proxy_prior_seconds(arrays, proxy, seed)
     out["proxy off"] = _proxy_prior_seconds(arrays, None, seed)
@@ -102,6 +109,8 @@ def one_space(
         free = _proxy_prior_seconds(arrays, np.asarray(columns["valid_acc"]), seed)
         out[f"{name} free"] = free
         out[f"{name} bought"] = free + float(np.sum(columns["wall_time"]))
+        screening = float(np.sum(np.asarray(columns["wall_time"])[path]))
+        out[f"{name} perfect veto"] = screening + float(arrays.hf_time[arrays.optimum])
     chooser = np.random.default_rng([seed, arrays.size])
     for name in partial:
         method, part = name.split("/")
@@ -137,7 +146,7 @@ def measure(
         space = arrays if regime == "whole" else arrays.subset(draw_subspace(arrays, regime, rng))
         runs.append(one_space(space, seed, partial, coverage))
     table = {key: np.array([run[key] for run in runs]) for key in runs[0]}
-    policies = [key for key in table if " free" not in key]
+    policies = [key for key in table if " free" not in key and "veto" not in key]
     table["best policy per sub-space, hindsight"] = np.min([table[k] for k in policies], axis=0)
     table["best free source per sub-space"] = np.min(list(table.values()), axis=0)
     return table
@@ -170,7 +179,7 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
         )
         rows = ["hf_only", "proxy", "proxy off", "reversed proxy"]
         for column in args.columns:
-            rows += [f"{column} free", f"{column} bought"]
+            rows += [f"{column} free", f"{column} bought", f"{column} perfect veto"]
             for share in args.coverage:
                 rows += [f"{column} free {share:.0%}", f"{column} bought {share:.0%}"]
         rows += ["best policy per sub-space, hindsight", "best free source per sub-space"]
@@ -180,7 +189,7 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
                 raise SystemExit(f"unknown column {row.rsplit(' ', 1)[0]!r} in {space}")
             cells = [_cell(results[r][row], results[r]["hf_only"]) for r in args.regimes]
             print(f"{row:38s}" + "".join(f"{c:>24s}" for c in cells))
-        for kind in ("free", "bought"):
+        for kind in ("free", "bought", "perfect veto"):
             best = []
             for regime in args.regimes:
                 table = results[regime]

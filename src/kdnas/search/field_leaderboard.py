@@ -65,6 +65,7 @@ __all__ = [
     "make_chunks",
     "merge_chunks",
     "plot_curves",
+    "quiet_peer_logging",
     "run_chunks",
     "summarise",
 ]
@@ -426,8 +427,8 @@ def run_chunk(
 _SPACE_CACHE: dict[str, SpaceArrays] = {}
 
 
-def _load_spaces(benchmark: str) -> None:
-    """Per worker process: quiet the peers' loggers, load both spaces once."""
+def quiet_peer_logging() -> None:
+    """Silence the peers' per-trial log lines and warnings (one per simulated run otherwise)."""
     for name in ("optuna", "smac"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore")
@@ -437,6 +438,11 @@ def _load_spaces(benchmark: str) -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     except ImportError:
         pass
+
+
+def _load_spaces(benchmark: str) -> None:
+    """Per worker process: quiet the peers' loggers, load both spaces once."""
+    quiet_peer_logging()
     from kdnas.bench import TabularBenchmark
     from kdnas.search.reproduction import load_space_arrays
 
