@@ -1,7 +1,7 @@
 """Every loss trains a student end to end on the embedded digits, through the real trainer.
 
 The setting (tests/distill/_short_run.py): a small ShuffleNetV2 teacher trained with
-cross-entropy on the whole digits training split (0.92 validation accuracy), and a student
+cross-entropy on the whole digits training split (0.85-0.94 validation accuracy), and a student
 with other stage widths and depths trained for 48 steps on 768 images at 16x16 with the
 paper's ShuffleNetV2 weights, each method through ``train_network`` and the shared teacher
 cache. Each must end with finite loss terms and validation accuracy well above chance (10 %).
@@ -50,7 +50,8 @@ OVERRIDES = {"attention": {"beta": 1000.0}, "pkt": {"beta": 30000.0}}
 @pytest.fixture(scope="module")
 def setting(_one_torch_thread):
     config, train, valid, space, teacher = short_run_setting(epochs=EPOCHS)
-    # Teacher seed 0: 0.92 (0.94 with two threads); teacher seeds 0-4: 0.88-0.96.
+    # Teacher seed 0: 0.853 with one thread on this project's CI-like machine (0.92-0.94 on
+    # other CPUs and thread counts); seeds 0-4 here: 0.853, 0.923, 0.930, 0.867, 0.937.
     assert accuracy(teacher, valid, config) > 0.6
     return config, train, valid, space, teacher
 
