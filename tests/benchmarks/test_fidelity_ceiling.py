@@ -1,0 +1,59 @@
+"""benchmarks/fidelity_ceiling.py measures what it says: its rows keep the relations their
+definitions imply, on a few of the paper's sub-spaces (a few seconds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kdnas.bench import TabularBenchmark
+from kdnas.search.reproduction import load_space_arrays
+
+_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fidelity_ceiling.py"
+
+
+@pytest.fixture(scope="module")
+def ceiling():
+    spec = importlib.util.spec_from_file_location("fidelity_ceiling", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fidelity_ceiling"] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["fidelity_ceiling"]
+
+
+def test_rows_keep_the_relations_their_definitions_imply(ceiling, paper_data_dir: Path) -> None:
+    bench = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
+    arrays = load_space_arrays(bench, "mobilenet", paper_data_dir)
+    table = ceiling.measure(arrays, "negative", 3, 0, ["kd/3"], [0.5])
+    columns = arrays.low_column("kd", 3, "wall_time")
+    for key in ("hf_only", "proxy", "kd/3 free", "kd/3 bought", "kd/3 perfect veto"):
+        assert table[key].shape == (3,) and np.all(table[key] > 0), key
+    # Bought = free + the fidelity's seconds on every candidate of the sub-space (>= 16 of
+    # them, each more than the cheapest run in the space).
+    assert np.all(table["kd/3 bought"] - table["kd/3 free"] >= 16 * columns.min())
+    assert np.all(table["kd/3 bought 50%"] >= table["kd/3 free 50%"])
+    # A perfect veto still pays for the optimum's HF run.
+    optimum_hf = arrays.hf_time.min()
+    assert np.all(table["kd/3 perfect veto"] > optimum_hf)
+    # The hindsight rows are minima over the rows they name.
+    policies = ["hf_only", "proxy", "proxy off", "reversed proxy", "kd/3 bought 50%"]
+    for key in policies:
+        assert np.all(table["best policy per sub-space, hindsight"] <= table[key])
+    assert np.all(table["best free source per sub-space"] <= table["kd/3 free"])
+    assert np.all(table["best free source per sub-space"] <= table["kd/3 perfect veto"])
+    assert set(np.unique(table[f"kd/3 {ceiling.KEEPS}"])) <= {0.0, 1.0}
+
+
+def test_the_true_accuracy_as_a_free_source_finds_the_optimum_at_once(
+    ceiling, paper_data_dir: Path
+) -> None:
+    # Closed form: with HF accuracy itself as the prior, the first HF run is the optimum.
+    bench = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
+    arrays = load_space_arrays(bench, "mobilenet", paper_data_dir)
+    seconds = ceiling._proxy_prior_seconds(arrays, arrays.hf_valid, seed=0)
+    assert seconds == pytest.approx(arrays.hf_time[arrays.optimum])
