@@ -302,12 +302,35 @@ def build_objective(
     )
 
 
+def _proxy_optimizer(settings: SearchSettings) -> tuple[type, Any] | None:
+    """(class, config) of the optimizers built on the zero-cost proxy, None for the others."""
+    high = settings.high_fidelity
+    if settings.algorithm == "proxy-gp-ucb":
+        from kdnas.search import ScreeningConfig, ScreeningGPUCB
+
+        return ScreeningGPUCB, ScreeningConfig.proxy_prior(
+            high_fidelity=high, beta=settings.ucb_beta
+        )
+    if settings.algorithm == "optimum-search":
+        from kdnas.search.optimum_search import OptimumSearch, search_config_for
+
+        lows = (settings.low_fidelity,)
+        return OptimumSearch, search_config_for(lows, high, beta=settings.ucb_beta)
+    if settings.algorithm == "adaptive-gp-ucb":
+        from kdnas.search.adaptive import AdaptiveFidelityGPUCB, config_for
+
+        lows = (settings.low_fidelity,)
+        return AdaptiveFidelityGPUCB, config_for(lows, high, beta=settings.ucb_beta)
+    return None
+
+
 def build_optimizer(
     settings: SearchSettings, candidates: CandidateSet, resolution: int = 32
 ) -> Optimizer:
     """A fresh optimizer of ``settings.algorithm`` over ``candidates``.
 
-    ``resolution`` (pixels) is the image size at which proxy-gp-ucb counts multiply-adds.
+    ``resolution`` (pixels) is the image size at which the optimizers built on the zero-cost
+    proxy (proxy-gp-ucb, optimum-search, adaptive-gp-ucb) count multiply-adds.
     """
     from kdnas.search import (
         GPUCB,
@@ -315,8 +338,6 @@ def build_optimizer(
         LowFidelityGP,
         MultiFidelityGPUCB,
         RandomSearch,
-        ScreeningConfig,
-        ScreeningGPUCB,
         multiply_add_proxy,
     )
     from kdnas.spaces import get_space
@@ -345,37 +366,11 @@ def build_optimizer(
         )
     if settings.algorithm == "gp-ucb":
         return GPUCB(candidates, high, seed=settings.seed, beta=settings.ucb_beta, budget=budget)
-    if settings.algorithm == "proxy-gp-ucb":
+    with_proxy = _proxy_optimizer(settings)
+    if with_proxy is not None:
+        kind, config = with_proxy
         proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
-        return ScreeningGPUCB(
-            candidates,
-            ScreeningConfig.proxy_prior(high_fidelity=high, beta=settings.ucb_beta),
-            seed=settings.seed,
-            budget=budget,
-            proxy=proxy,
-        )
-    if settings.algorithm == "optimum-search":
-        from kdnas.search.optimum_search import OptimumSearch, search_config_for
-
-        proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
-        return OptimumSearch(
-            candidates,
-            search_config_for((settings.low_fidelity,), high, beta=settings.ucb_beta),
-            seed=settings.seed,
-            budget=budget,
-            proxy=proxy,
-        )
-    if settings.algorithm == "adaptive-gp-ucb":
-        from kdnas.search.adaptive import AdaptiveFidelityGPUCB, config_for
-
-        proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
-        return AdaptiveFidelityGPUCB(
-            candidates,
-            config_for((settings.low_fidelity,), high, beta=settings.ucb_beta),
-            seed=settings.seed,
-            budget=budget,
-            proxy=proxy,
-        )
+        return kind(candidates, config, seed=settings.seed, budget=budget, proxy=proxy)
     return RandomSearch(candidates, high, seed=settings.seed, budget=budget)
 
 

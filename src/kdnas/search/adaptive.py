@@ -64,6 +64,7 @@ __all__ = [
     "AdaptiveConfig",
     "AdaptiveFidelityGPUCB",
     "config_for",
+    "prior_rho_for",
     "register_table4_rows",
     "shrunk_rank_correlation",
 ]
@@ -144,10 +145,18 @@ def config_for(
     """The preset for other fidelities (``kdnas search``): each low fidelity's prior
     correlation from its part (``PRIOR_RHO_BY_PART``)."""
     fidelities = tuple(low_fidelities)
-    priors = tuple(PRIOR_RHO_BY_PART.get(f.part, 0.5) for f in fidelities)
     return AdaptiveConfig(
-        low_fidelities=fidelities, high_fidelity=high_fidelity, low_prior_rho=priors, **overrides
+        low_fidelities=fidelities,
+        high_fidelity=high_fidelity,
+        low_prior_rho=prior_rho_for(fidelities),
+        **overrides,
     )
+
+
+def prior_rho_for(low_fidelities: Sequence[Fidelity]) -> tuple[float, ...]:
+    """Each low fidelity's prior rank correlation with HF, from its part
+    (``PRIOR_RHO_BY_PART``; 0.5 for a part it does not list)."""
+    return tuple(PRIOR_RHO_BY_PART.get(f.part, 0.5) for f in low_fidelities)
 
 
 def shrunk_rank_correlation(

@@ -77,11 +77,7 @@ from scipy import linalg, stats
 
 from kdnas.core import HIGH_FIDELITY, Fidelity
 from kdnas.search._noisy_gp import LOG_LENGTH_GRID, fit_noisy_gp
-from kdnas.search.adaptive import (
-    PRIOR_RHO_BY_PART,
-    AdaptiveFidelityGPUCB,
-    on_benchmark_space,
-)
+from kdnas.search.adaptive import AdaptiveFidelityGPUCB, on_benchmark_space, prior_rho_for
 from kdnas.search.candidates import CandidateSet
 from kdnas.search.gp import squared_distances, upper_confidence_bound
 from kdnas.search.optimizers import Budget
@@ -216,9 +212,11 @@ def search_config_for(
     """The preset for other fidelities (``kdnas search``): each low fidelity's prior
     correlation from its part (``adaptive.PRIOR_RHO_BY_PART``)."""
     fidelities = tuple(low_fidelities)
-    priors = tuple(PRIOR_RHO_BY_PART.get(f.part, 0.5) for f in fidelities)
     return OptimumSearchConfig(
-        low_fidelities=fidelities, high_fidelity=high_fidelity, low_prior_rho=priors, **overrides
+        low_fidelities=fidelities,
+        high_fidelity=high_fidelity,
+        low_prior_rho=prior_rho_for(fidelities),
+        **overrides,
     )
 
 
