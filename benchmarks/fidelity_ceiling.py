@@ -33,13 +33,17 @@ sub-space, every row paired on the same sub-spaces and seeds:
 - "best free source per sub-space": the same over the free and veto rows too: the most
   generous row.
 
+With ``--workers W`` every search runs on W simulated asynchronous workers (the loop's
+clock), a column is bought in the makespan of its runs on the W workers (longest first), and
+the veto rows, which follow a sequential path, are left out.
+
 Each cell: mean seconds to the optimum ± standard error (HF-only / row; > 1 is faster). A
 regime's goal of 1.5x is out of reach for a family of policies when its hindsight row is below
 1.5x.
 
     .venv/bin/python benchmarks/fidelity_ceiling.py [--draw 1] [--subsets 20] [--runs 10]
         [--spaces mobilenet shufflenet] [--regimes ...] [--columns kd/3 kd/9 ...]
-        [--coverage 0.1 0.25 0.5]
+        [--coverage 0.1 0.25 0.5] [--workers 4]
 
 Draw 1 is the reported draw of ``benchmarks/adaptive_fidelity.py`` (draw 0 chose its presets);
 the sub-spaces and seeds of a draw are the same in both scripts.
@@ -58,7 +62,7 @@ import numpy as np
 
 from kdnas.bench import TabularBenchmark
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
-from kdnas.search.optimizers import Budget
+from kdnas.search.optimizers import GPUCB, Budget
 from kdnas.search.regimes import REGIMES, draw_subspace
 from kdnas.search.reproduction import (
     SpaceArrays,
@@ -77,7 +81,9 @@ DEFAULT_COLUMNS = ("kd/3", "kd/9", "kd/27", "nokd/3")
 KEEPS = "record veto keeps the optimum"
 
 
-def _proxy_prior_seconds(arrays: SpaceArrays, proxy: np.ndarray | None, seed: int) -> float:
+def _proxy_prior_seconds(
+    arrays: SpaceArrays, proxy: np.ndarray | None, seed: int, workers: int = 1
+) -> float:
     config = ScreeningConfig.proxy_prior(
         **({} if proxy is not None else {"proxy_slope": 0.0, "proxy_averaging": False})
     )
@@ -89,7 +95,16 @@ def _proxy_prior_seconds(arrays: SpaceArrays, proxy: np.ndarray | None, seed: in
         proxy=proxy,
     )
     optimum = arrays.placeholder_candidates().archs[arrays.optimum]
-    return run_on_arrays(arrays, optimizer, 1).time_to(optimum)
+    return run_on_arrays(arrays, optimizer, workers).time_to(optimum)
+
+
+def screening_makespan(seconds: np.ndarray, workers: int) -> float:
+    """Seconds until ``workers`` workers have run every job of ``seconds``, longest first,
+    each on the worker free first (LPT; with one worker, the sum)."""
+    loads = np.zeros(workers)
+    for job in np.sort(np.asarray(seconds, dtype=float))[::-1]:
+        loads[np.argmin(loads)] += job
+    return float(loads.max())
 
 
 def column_name(method: str, part: int) -> str:
@@ -97,23 +112,36 @@ def column_name(method: str, part: int) -> str:
 
 
 def one_space(
-    arrays: SpaceArrays, seed: int, partial: Sequence[str] = (), coverage: Sequence[float] = ()
+    arrays: SpaceArrays,
+    seed: int,
+    partial: Sequence[str] = (),
+    coverage: Sequence[float] = (),
+    workers: int = 1,
 ) -> dict[str, float]:
     """Seconds to the optimum of every row on one (sub-)space; the columns ``partial``
-    ("method/part") also with a random share ``coverage`` of the candidates known."""
-    rng = cell_rng(seed, "adaptive-bench", arrays.space)
-    times, orders = gp_ucb_hf_times(arrays, 1, rng, return_order=True)
-    out = {"hf_only": float(np.asarray(times)[0])}
-    path = orders[0][orders[0] >= 0]
+    ("method/part") also with a random share ``coverage`` of the candidates known. With
+    several ``workers`` every search runs on that many simulated workers, a column is bought
+    in the makespan of its runs on them, and the veto rows (a sequential path) are left out."""
+    if workers == 1:
+        rng = cell_rng(seed, "adaptive-bench", arrays.space)
+        times, orders = gp_ucb_hf_times(arrays, 1, rng, return_order=True)
+        out = {"hf_only": float(np.asarray(times)[0])}
+        path = orders[0][orders[0] >= 0]
+    else:
+        optimizer = GPUCB(arrays.placeholder_candidates(), seed=seed)
+        optimum = arrays.placeholder_candidates().archs[arrays.optimum]
+        out = {"hf_only": run_on_arrays(arrays, optimizer, workers).time_to(optimum)}
     proxy = np.log(arrays.multiply_adds)
-    out["proxy"] = _proxy_prior_seconds(arrays, proxy, seed)
-    out["proxy off"] = _proxy_prior_seconds(arrays, None, seed)
-    out["reversed proxy"] = _proxy_prior_seconds(arrays, -proxy, seed)
+    out["proxy"] = _proxy_prior_seconds(arrays, proxy, seed, workers)
+    out["proxy off"] = _proxy_prior_seconds(arrays, None, seed, workers)
+    out["reversed proxy"] = _proxy_prior_seconds(arrays, -proxy, seed, workers)
     for (method, part), columns in sorted(arrays.low.items()):
         name = column_name(method, part)
-        free = _proxy_prior_seconds(arrays, np.asarray(columns["valid_acc"]), seed)
+        free = _proxy_prior_seconds(arrays, np.asarray(columns["valid_acc"]), seed, workers)
         out[f"{name} free"] = free
-        out[f"{name} bought"] = free + float(np.sum(columns["wall_time"]))
+        out[f"{name} bought"] = free + screening_makespan(columns["wall_time"], workers)
+        if workers > 1:
+            continue
         screening = float(np.sum(np.asarray(columns["wall_time"])[path]))
         out[f"{name} perfect veto"] = screening + float(arrays.hf_time[arrays.optimum])
         values = np.asarray(columns["valid_acc"])
@@ -131,9 +159,9 @@ def one_space(
             # Unknown candidates get the known results' mean: no push either way. The tiny
             # ramp breaks the ties a constant proxy would leave for the UCB's argmax.
             proxy = np.where(known, values, values[known].mean()) + 1e-9 * np.arange(arrays.size)
-            free = _proxy_prior_seconds(arrays, proxy, seed)
+            free = _proxy_prior_seconds(arrays, proxy, seed, workers)
             out[f"{name} free {share:.0%}"] = free
-            out[f"{name} bought {share:.0%}"] = free + float(seconds[known].sum())
+            out[f"{name} bought {share:.0%}"] = free + screening_makespan(seconds[known], workers)
     return out
 
 
@@ -144,6 +172,7 @@ def measure(
     draw: int,
     partial: Sequence[str] = (),
     coverage: Sequence[float] = (),
+    workers: int = 1,
 ) -> dict[str, np.ndarray]:
     """[count] seconds per row in ``regime``, on the sub-spaces and seeds of ``draw`` (the
     same as ``benchmarks/adaptive_fidelity.py``'s)."""
@@ -152,7 +181,7 @@ def measure(
     for k in range(count):
         seed = 10_000 * (draw + 1) + k
         space = arrays if regime == "whole" else arrays.subset(draw_subspace(arrays, regime, rng))
-        runs.append(one_space(space, seed, partial, coverage))
+        runs.append(one_space(space, seed, partial, coverage, workers))
     table = {key: np.array([run[key] for run in runs]) for key in runs[0]}
     seconds = [key for key in table if not key.endswith(KEEPS)]
     policies = [key for key in seconds if " free" not in key and "veto" not in key]
@@ -178,17 +207,21 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
                 args.draw,
                 args.columns,
                 args.coverage,
+                args.workers,
             )
             for regime in args.regimes
         }
         print(
             f"\n== {space}: mean seconds to the optimum ± se (HF-only / row), draw {args.draw}, "
-            f"whole {args.runs} seeds, {args.subsets} sub-spaces per regime "
+            f"{args.workers} worker(s), whole {args.runs} seeds, {args.subsets} sub-spaces per "
+            "regime "
             f"({time.perf_counter() - start:.0f} s) =="
         )
+        sequential = args.workers == 1
         rows = ["hf_only", "proxy", "proxy off", "reversed proxy"]
         for column in args.columns:
-            rows += [f"{column} free", f"{column} bought", f"{column} perfect veto"]
+            rows += [f"{column} free", f"{column} bought"]
+            rows += [f"{column} perfect veto"] if sequential else []
             for share in args.coverage:
                 rows += [f"{column} free {share:.0%}", f"{column} bought {share:.0%}"]
         rows += ["best policy per sub-space, hindsight", "best free source per sub-space"]
@@ -198,11 +231,11 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
                 raise SystemExit(f"unknown column {row.rsplit(' ', 1)[0]!r} in {space}")
             cells = [_cell(results[r][row], results[r]["hf_only"]) for r in args.regimes]
             print(f"{row:38s}" + "".join(f"{c:>24s}" for c in cells))
-        for column in args.columns:
+        for column in args.columns if sequential else []:
             label = f"{column} record veto keeps the optimum"
             shares = [f"{results[r][f'{column} {KEEPS}'].mean():.0%}" for r in args.regimes]
             print(f"{label:38s}" + "".join(f"{c:>24s}" for c in shares))
-        for kind in ("free", "bought", "perfect veto"):
+        for kind in ("free", "bought", "perfect veto") if sequential else ("free", "bought"):
             best = []
             for regime in args.regimes:
                 table = results[regime]
@@ -224,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spaces", nargs="+", default=["mobilenet", "shufflenet"])
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
     parser.add_argument("--columns", nargs="+", default=list(DEFAULT_COLUMNS))
+    parser.add_argument("--workers", type=int, default=1, help="simulated workers per search")
     parser.add_argument(
         "--coverage", nargs="*", type=float, default=[], help="shares of a partly known column"
     )

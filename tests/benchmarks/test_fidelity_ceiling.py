@@ -57,3 +57,22 @@ def test_the_true_accuracy_as_a_free_source_finds_the_optimum_at_once(
     arrays = load_space_arrays(bench, "mobilenet", paper_data_dir)
     seconds = ceiling._proxy_prior_seconds(arrays, arrays.hf_valid, seed=0)
     assert seconds == pytest.approx(arrays.hf_time[arrays.optimum])
+
+
+def test_screening_makespan_schedules_longest_first(ceiling) -> None:
+    jobs = np.array([2.0, 3.0, 2.0, 3.0, 2.0])
+    assert ceiling.screening_makespan(jobs, 1) == pytest.approx(12.0)
+    # Longest first on 2 workers: (3, 2, 2) and (3, 2): 7, one more than the optimum's 6.
+    assert ceiling.screening_makespan(jobs, 2) == pytest.approx(7.0)
+    assert ceiling.screening_makespan(jobs, 10) == pytest.approx(3.0)
+
+
+def test_with_workers_a_column_is_bought_in_its_makespan(ceiling, paper_data_dir: Path) -> None:
+    bench = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
+    arrays = load_space_arrays(bench, "mobilenet", paper_data_dir)
+    table = ceiling.measure(arrays, "negative", 2, 0, workers=4)
+    seconds = arrays.low_column("kd", 3, "wall_time")
+    assert "kd/3 perfect veto" not in table  # a sequential path: one worker only
+    paid = table["kd/3 bought"] - table["kd/3 free"]
+    # 16 candidates on 4 workers: at least a quarter of their total, at least the longest.
+    assert np.all(paid >= 16 * seconds.min() / 4) and np.all(paid < 16 * seconds.max())
