@@ -59,7 +59,7 @@ from kdnas.search.field_leaderboard import one_run as field_run
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
 from kdnas.search.optimizers import GPUCB, Budget, MultiFidelityGPUCB
 from kdnas.search.optimum_search import OptimumSearch, OptimumSearchConfig
-from kdnas.search.regimes import REGIMES, draw_subspace
+from kdnas.search.regimes import REGIMES, draw_spaces
 from kdnas.search.reproduction import (
     SpaceArrays,
     algorithm2_times,
@@ -176,11 +176,8 @@ def measure(
 ) -> tuple[dict[str, np.ndarray], Counter]:
     """[count] seconds to the optimum per row (plus "hf_only", "algorithm2") in ``regime``."""
     counts: Counter = Counter()
-    rng = cell_rng(draw, "adaptive-subspaces", arrays.space, regime)
     runs: list[dict[str, float]] = []
-    for k in range(count):
-        seed = 10_000 * (draw + 1) + k
-        space = arrays if regime == "whole" else arrays.subset(draw_subspace(arrays, regime, rng))
+    for seed, space in draw_spaces(arrays, regime, count, draw):
         runs.append(_one_run(space, seed, rows, workers, counts, field))
     return {key: np.array([r[key] for r in runs]) for key in runs[0]}, counts
 

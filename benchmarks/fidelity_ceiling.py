@@ -63,7 +63,7 @@ import numpy as np
 from kdnas.bench import TabularBenchmark
 from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
 from kdnas.search.optimizers import GPUCB, Budget
-from kdnas.search.regimes import REGIMES, draw_subspace
+from kdnas.search.regimes import REGIMES, draw_spaces
 from kdnas.search.reproduction import (
     SpaceArrays,
     cell_rng,
@@ -176,11 +176,8 @@ def measure(
 ) -> dict[str, np.ndarray]:
     """[count] seconds per row in ``regime``, on the sub-spaces and seeds of ``draw`` (the
     same as ``benchmarks/adaptive_fidelity.py``'s)."""
-    rng = cell_rng(draw, "adaptive-subspaces", arrays.space, regime)
     runs = []
-    for k in range(count):
-        seed = 10_000 * (draw + 1) + k
-        space = arrays if regime == "whole" else arrays.subset(draw_subspace(arrays, regime, rng))
+    for seed, space in draw_spaces(arrays, regime, count, draw):
         runs.append(one_space(space, seed, partial, coverage, workers))
     table = {key: np.array([run[key] for run in runs]) for key in runs[0]}
     seconds = [key for key in table if not key.endswith(KEEPS)]

@@ -9,7 +9,13 @@ import pytest
 from scipy import stats
 
 from kdnas.bench import TabularBenchmark
-from kdnas.search.regimes import CORRELATION_BANDS, REGIMES, draw_subspace, proxy_correlation
+from kdnas.search.regimes import (
+    CORRELATION_BANDS,
+    REGIMES,
+    draw_spaces,
+    draw_subspace,
+    proxy_correlation,
+)
 from kdnas.search.reproduction import SpaceArrays, cell_rng, load_space_arrays
 
 
@@ -106,3 +112,18 @@ def test_on_the_paper_spaces_the_proxy_is_good_and_hostile_draws_hold_their_band
         for _ in range(3):
             sub = arrays.subset(draw_subspace(arrays, "negative", rng))
             assert sub.size == arrays.size // 6 and proxy_correlation(sub) <= -0.3
+
+
+def test_draw_spaces_fixes_seeds_and_sub_spaces_per_draw() -> None:
+    arrays = _space()
+    first = list(draw_spaces(arrays, "low", 3, draw=1))
+    again = list(draw_spaces(arrays, "low", 3, draw=1))
+    assert [seed for seed, _ in first] == [20_000, 20_001, 20_002]
+    for (_, a), (_, b) in zip(first, again, strict=True):
+        assert np.array_equal(a.hf_valid, b.hf_valid)
+    other = [seed for seed, _ in draw_spaces(arrays, "low", 3, draw=2)]
+    assert not set(other) & {20_000, 20_001, 20_002}
+    whole = list(draw_spaces(arrays, "whole", 2, draw=0))
+    assert all(space is arrays for _, space in whole)
+    with pytest.raises(ValueError, match="count >= 1"):
+        list(draw_spaces(arrays, "low", 0, draw=0))

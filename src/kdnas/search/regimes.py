@@ -22,12 +22,14 @@ sub-space drawn, tested in tests/search/test_regimes.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import stats
 
-from kdnas.search.reproduction import SpaceArrays
+from kdnas.search.reproduction import SpaceArrays, cell_rng
 
-__all__ = ["REGIMES", "draw_subspace", "proxy_correlation"]
+__all__ = ["REGIMES", "draw_spaces", "draw_subspace", "proxy_correlation"]
 
 REGIMES: tuple[str, ...] = ("whole", "random", "low", "negative", "nofav")
 
@@ -76,3 +78,18 @@ def draw_subspace(
         if low <= rho <= high:
             return rows
     raise RuntimeError(f"{arrays.space}: no {regime} sub-space in {max_attempts:,} draws")
+
+
+def draw_spaces(
+    arrays: SpaceArrays, regime: str, count: int, draw: int
+) -> Iterator[tuple[int, SpaceArrays]]:
+    """``count`` (seed, space) pairs of ``regime``: draw number ``draw`` of the comparisons
+    in ``benchmarks/`` (a draw fixes every sub-space and seed, so all optimizers of a table
+    meet the same ones; "whole" repeats the whole space with ``count`` seeds). Draws are
+    disjoint in seeds; draw 0 is the one settings were chosen on, later draws are fresh."""
+    if count < 1:
+        raise ValueError(f"draw_spaces needs count >= 1, got {count}")
+    rng = cell_rng(draw, "adaptive-subspaces", arrays.space, regime)
+    for k in range(count):
+        space = arrays if regime == "whole" else arrays.subset(draw_subspace(arrays, regime, rng))
+        yield 10_000 * (draw + 1) + k, space
