@@ -97,9 +97,12 @@ def _loop_time(arrays: SpaceArrays, optimizer: object, workers: int) -> float:
     return run_on_arrays(arrays, optimizer, workers).time_to(optimum)  # type: ignore[arg-type]
 
 
-def _adaptive(config: AdaptiveConfig) -> Callable[[SpaceArrays, int], AdaptiveFidelityGPUCB]:
-    def build(arrays: SpaceArrays, seed: int) -> AdaptiveFidelityGPUCB:
-        return AdaptiveFidelityGPUCB(
+def _builder(kind: type, config: object) -> Callable[[SpaceArrays, int], object]:
+    """(space, seed) -> a fresh ``kind`` optimizer with ``config`` and the multiply-adds proxy
+    (the three proxy-based optimizers share this constructor)."""
+
+    def build(arrays: SpaceArrays, seed: int) -> object:
+        return kind(
             arrays.placeholder_candidates(),
             config,
             seed=seed,
@@ -110,27 +113,15 @@ def _adaptive(config: AdaptiveConfig) -> Callable[[SpaceArrays, int], AdaptiveFi
     return build
 
 
-def _search(config: OptimumSearchConfig) -> Callable[[SpaceArrays, int], OptimumSearch]:
-    def build(arrays: SpaceArrays, seed: int) -> OptimumSearch:
-        return OptimumSearch(
-            arrays.placeholder_candidates(),
-            config,
-            seed=seed,
-            budget=Budget(max_cost_s=1e6),
-            proxy=np.log(arrays.multiply_adds),
-        )
-
-    return build
+def _adaptive(config: AdaptiveConfig) -> Callable[[SpaceArrays, int], object]:
+    return _builder(AdaptiveFidelityGPUCB, config)
 
 
-def _proxy_prior(arrays: SpaceArrays, seed: int) -> ScreeningGPUCB:
-    return ScreeningGPUCB(
-        arrays.placeholder_candidates(),
-        ScreeningConfig.proxy_prior(),
-        seed=seed,
-        budget=Budget(max_cost_s=1e6),
-        proxy=np.log(arrays.multiply_adds),
-    )
+def _search(config: OptimumSearchConfig) -> Callable[[SpaceArrays, int], object]:
+    return _builder(OptimumSearch, config)
+
+
+_proxy_prior = _builder(ScreeningGPUCB, ScreeningConfig.proxy_prior())
 
 
 def _one_run(
