@@ -73,7 +73,7 @@ DEFAULT_BENCHMARK = os.environ.get(
     "KDNAS_BENCHMARK",
     str(Path(__file__).resolve().parents[2] / "shared/data/mf_nas_kd/benchmark.pickle"),
 )
-#: Optimum search's preset: the dataclass defaults, chosen on draw 0 (docs/results.md).
+#: Optimum search's preset: the dataclass defaults, chosen on draw 0 (docs/research_notes.md).
 PRESET = OptimumSearchConfig()
 #: Its settings as first written, before any sub-space was looked at: the HF step by
 #: P(optimum) per second, one Gaussian prior on the proxy's slope (mean 0.5 s, std 0.5 s), no
