@@ -15,7 +15,8 @@ The low and negative sub-spaces are drawn with weights exp(-g u v), u and v the 
 proxy and HF ranks in the whole space and g uniform in [0, 150], so that discordant
 architectures are favoured, and kept when their correlation falls in the band.
 
-Rows: optimum search (``kdnas.search.optimum_search``) with its preset and with its a-priori
+Rows: optimum search (``kdnas.search.experimental.optimum_search``) with its preset and
+with its a-priori
 (untuned) settings, the ablation without KD fidelities, proxy-prior GP-UCB, HF-only GP-UCB
 (the paper's GP, random start) and Algorithm 2 at the paper's best cell of the space; with
 ``--first-version`` also adaptive-fidelity GP-UCB (``kdnas.search.adaptive``). Each cell is
@@ -52,22 +53,20 @@ from scipy import stats
 from kdnas.bench import TabularBenchmark
 from kdnas.core import Fidelity
 from kdnas.paper import best_algorithm2_cell
-from kdnas.search.adaptive import AdaptiveConfig, AdaptiveFidelityGPUCB
-from kdnas.search.field_leaderboard import ROWS as FIELD_ROWS
-from kdnas.search.field_leaderboard import available_rows, quiet_peer_logging
-from kdnas.search.field_leaderboard import one_run as field_run
-from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
-from kdnas.search.optimizers import GPUCB, Budget, MultiFidelityGPUCB
-from kdnas.search.optimum_search import OptimumSearch, OptimumSearchConfig
-from kdnas.search.regimes import REGIMES, draw_spaces
-from kdnas.search.reproduction import (
-    SpaceArrays,
-    algorithm2_times,
-    cell_rng,
-    gp_ucb_hf_times,
-    load_space_arrays,
-    run_on_arrays,
+from kdnas.peers.leaderboard import available_rows, leaderboard_rows, quiet_peer_logging
+from kdnas.peers.leaderboard import one_run as field_run
+from kdnas.replay.arrays import SpaceArrays, cell_rng, load_space_arrays
+from kdnas.replay.regimes import REGIMES, draw_spaces
+from kdnas.replay.runs import algorithm2_times, gp_ucb_hf_times, run_on_arrays
+from kdnas.search.experimental.optimum_search import (
+    AdaptiveConfig,
+    AdaptiveFidelityGPUCB,
+    OptimumSearch,
+    OptimumSearchConfig,
 )
+from kdnas.search.optimizers import GPUCB, MultiFidelityGPUCB
+from kdnas.search.pool import Budget
+from kdnas.search.proxy_prior import ProxyPriorConfig, ProxyPriorGPUCB
 
 DEFAULT_BENCHMARK = os.environ.get(
     "KDNAS_BENCHMARK",
@@ -121,7 +120,7 @@ def _search(config: OptimumSearchConfig) -> Callable[[SpaceArrays, int], object]
     return _builder(OptimumSearch, config)
 
 
-_proxy_prior = _builder(ScreeningGPUCB, ScreeningConfig.proxy_prior())
+_proxy_prior = _builder(ProxyPriorGPUCB, ProxyPriorConfig())
 
 
 def _one_run(
@@ -139,7 +138,9 @@ def _one_run(
         if key == "search":
             counts.update(optimizer.fidelity_counts())
     for key in field:
-        seconds, _, _ = field_run(arrays, FIELD_ROWS[key].factory, seed, workers, FIELD_HORIZON_S)
+        seconds, _, _ = field_run(
+            arrays, leaderboard_rows()[key].factory, seed, workers, FIELD_HORIZON_S
+        )
         out[key] = min(seconds, FIELD_HORIZON_S)
     part, method = best_algorithm2_cell(arrays.space)
     if workers > 1:
@@ -200,7 +201,7 @@ def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
     for row, install in skipped:
         print(f"{row.key}: skipped, {install}")
     print(", ".join(f"{library} {version}" for library, version in versions.items()))
-    labels = {**LABELS, **{key: f"field: {FIELD_ROWS[key].label}" for key in field}}
+    labels = {**LABELS, **{key: f"field: {leaderboard_rows()[key].label}" for key in field}}
     for space in args.spaces:
         arrays = load_space_arrays(bench, space, Path(args.benchmark).parent)
         results, fidelities = {}, Counter()
@@ -293,8 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--field",
         nargs="*",
         default=[],
-        choices=sorted(k for k, row in FIELD_ROWS.items() if row.library != "kdnas"),
-        help="add the field's optimizers (kdnas.search.field_leaderboard keys) as rows",
+        choices=sorted(k for k, row in leaderboard_rows().items() if row.library != "kdnas"),
+        help="add the field's optimizers (kdnas.peers.leaderboard keys) as rows",
     )
     args = parser.parse_args(argv)
     bench = TabularBenchmark.load(args.benchmark)

@@ -1,8 +1,8 @@
 """What each source of information is worth to a search for the optimum, regime by regime: a
 ceiling for issue 16's goal (1.5x faster than HF-only GP-UCB in every proxy-hostile regime).
 
-Every row is proxy-prior GP-UCB (``ScreeningConfig.proxy_prior()``, the project's fastest
-optimizer) fed a different proxy, on the regimes of ``kdnas.search.regimes``; one run per
+Every row is proxy-prior GP-UCB (``ProxyPriorConfig()``, the project's fastest
+optimizer) fed a different proxy, on the regimes of ``kdnas.replay.regimes``; one run per
 sub-space, every row paired on the same sub-spaces and seeds:
 
 - HF-only GP-UCB: the paper's GP, random start (the baseline of every ratio);
@@ -61,16 +61,12 @@ from pathlib import Path
 import numpy as np
 
 from kdnas.bench import TabularBenchmark
-from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
-from kdnas.search.optimizers import GPUCB, Budget
-from kdnas.search.regimes import REGIMES, draw_spaces
-from kdnas.search.reproduction import (
-    SpaceArrays,
-    cell_rng,
-    gp_ucb_hf_times,
-    load_space_arrays,
-    run_on_arrays,
-)
+from kdnas.replay.arrays import SpaceArrays, cell_rng, load_space_arrays
+from kdnas.replay.regimes import REGIMES, draw_spaces
+from kdnas.replay.runs import gp_ucb_hf_times, run_on_arrays
+from kdnas.search.optimizers import GPUCB
+from kdnas.search.pool import Budget
+from kdnas.search.proxy_prior import ProxyPriorConfig, ProxyPriorGPUCB
 
 DEFAULT_BENCHMARK = os.environ.get(
     "KDNAS_BENCHMARK",
@@ -84,10 +80,10 @@ KEEPS = "record veto keeps the optimum"
 def _proxy_prior_seconds(
     arrays: SpaceArrays, proxy: np.ndarray | None, seed: int, workers: int = 1
 ) -> float:
-    config = ScreeningConfig.proxy_prior(
+    config = ProxyPriorConfig(
         **({} if proxy is not None else {"proxy_slope": 0.0, "proxy_averaging": False})
     )
-    optimizer = ScreeningGPUCB(
+    optimizer = ProxyPriorGPUCB(
         arrays.placeholder_candidates(),
         config,
         seed=seed,

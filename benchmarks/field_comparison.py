@@ -1,7 +1,7 @@
 """The field's leaderboard at the issue's protocol (100 runs per cell), resumable, and across
 Python environments: kdnas's optimizers, the zero-cost baseline, Optuna, SMAC and DEHB on the
 paper's benchmark through kdnas's simulated clock (the rows, cells and metrics are
-``kdnas.search.field_leaderboard``'s; ``kdnas reproduce field`` is the 10-minute version).
+``kdnas.peers.leaderboard``'s; ``kdnas reproduce field`` is the 10-minute version).
 
 Work is cut into chunks of --chunk-runs runs of one row in one cell and spread over --jobs
 processes; with --cells FILE every finished chunk is appended to FILE (JSON lines) at once and
@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from kdnas.bench import resolve_benchmark_path
-from kdnas.search.field_leaderboard import (
+from kdnas.peers.leaderboard import (
     KINDS,
-    ROWS,
     available_rows,
     leaderboard_markdown,
+    leaderboard_rows,
     losses_of_best,
     make_chunks,
     merge_chunks,
@@ -78,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--chunk-runs", type=int, default=10)
-    parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument(
+        "--rows", nargs="*", default=list(leaderboard_rows()), choices=list(leaderboard_rows())
+    )
     parser.add_argument("--kinds", nargs="*", default=list(KINDS), choices=list(KINDS))
     parser.add_argument("--cells", type=Path, default=None, help="JSON lines: append, resume")
     parser.add_argument("--render-only", action="store_true", help="table from --cells only")

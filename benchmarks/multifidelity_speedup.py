@@ -7,10 +7,10 @@ For each space of the paper's benchmark this prints the mean seconds to reach th
   std-scaled targets (the project's engine, ``kdnas.search.reproduction``);
 - Algorithm 2 (n_lf = 10) at the paper's best cell for that space (MobileNetV2: 1/27 AT,
   ShuffleNetV2: 1/27 KD);
-- proxy-prior GP-UCB (``ScreeningConfig.proxy_prior()``: a zero-cost prior from log
+- proxy-prior GP-UCB (``ProxyPriorConfig()``: a zero-cost prior from log
   multiply-adds, no screening; its settings chosen on another draw of sub-spaces by
   ``benchmarks/proxy_prior_grid.py``), the same with a-priori settings, and screening GP-UCB
-  (``ScreeningConfig()``: 1/3 KD screening), on seeds 1000 on;
+  (``ProxyPriorConfig.screening()``: 1/3 KD screening), on seeds 1000 on;
 - the proxy alone: high-fidelity runs in descending multiply-adds, no model at all;
 
 the speedups against each, t-tests against Algorithm 2, the non-oracle view (the incumbent's
@@ -45,15 +45,11 @@ from scipy import stats
 
 from kdnas.bench import TabularBenchmark
 from kdnas.paper import best_algorithm2_cell, paper_figures
+from kdnas.replay.arrays import SpaceArrays, cell_rng, load_space_arrays
+from kdnas.replay.benchmark_requests import simulate_proxy_prior
+from kdnas.replay.runs import algorithm2_times, gp_ucb_hf_times
 from kdnas.search.gp import GPConfig
-from kdnas.search.multifidelity import ScreeningConfig, simulate_screening
-from kdnas.search.reproduction import (
-    SpaceArrays,
-    algorithm2_times,
-    cell_rng,
-    gp_ucb_hf_times,
-    load_space_arrays,
-)
+from kdnas.search.proxy_prior import ProxyPriorConfig
 
 #: The paper's benchmark: $KDNAS_BENCHMARK, else ../shared beside the checkout.
 DEFAULT_BENCHMARK = os.environ.get(
@@ -139,14 +135,12 @@ LABELS = {
     "proxy": "proxy-prior GP-UCB (ours)",
 }
 OURS = "proxy"
-#: The two optimizers of ``kdnas.search.multifidelity`` measured here.
+#: The two optimizers of ``kdnas.search.proxy_prior`` measured here.
 CONFIGS = {
-    "screening": ScreeningConfig(),
+    "screening": ProxyPriorConfig.screening(),
     # Numbers from least-squares fits on the other space and the paper's beta, nothing tuned.
-    "proxy_apriori": ScreeningConfig.proxy_prior(
-        beta=0.5, proxy_slope=0.016, proxy_slope_std=0.016
-    ),
-    "proxy": ScreeningConfig.proxy_prior(),
+    "proxy_apriori": ProxyPriorConfig(beta=0.5, proxy_slope=0.016, proxy_slope_std=0.016),
+    "proxy": ProxyPriorConfig(),
 }
 
 
@@ -187,12 +181,12 @@ def _measure(
     seeds = range(1000 + seed * 1_000_003, 1000 + seed * 1_000_003 + runs)
     for key, config in CONFIGS.items():
         start = time.perf_counter()
-        sim = simulate_screening(arrays, config, seeds=seeds)
+        sim = simulate_proxy_prior(arrays, config, seeds=seeds)
         out[key] = {
             "times": sim.time_to_optimum_s,
             "events": [list(e) for e in sim.high_events],
             "seconds": time.perf_counter() - start,
-            "screens": float(sim.screen_counts.mean()),
+            "screens": float(sim.low_counts.mean()),
         }
     start = time.perf_counter()
     out["proxy_only"] = _proxy_only(arrays) | {"seconds": time.perf_counter() - start}

@@ -1,4 +1,4 @@
-"""How ``ScreeningConfig.proxy_prior()`` was chosen: a grid over its settings on sub-spaces.
+"""How ``ProxyPriorConfig()`` was chosen: a grid over its settings on sub-spaces.
 
 Protocol (docs/results.md, "Beyond the paper"): every setting of a 30-point grid (beta 0,
 0.1, 0.25, 0.5, 1; prior slope 0.008, 0.016, 0.03; slope std 0 or 0.016) runs on 100 random
@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from kdnas.bench import TabularBenchmark
-from kdnas.search.multifidelity import ScreeningConfig, simulate_screening
-from kdnas.search.reproduction import SpaceArrays, cell_rng, load_space_arrays
+from kdnas.replay.arrays import SpaceArrays, cell_rng, load_space_arrays
+from kdnas.replay.benchmark_requests import simulate_proxy_prior
+from kdnas.search.proxy_prior import ProxyPriorConfig
 
 DEFAULT_BENCHMARK = os.environ.get(
     "KDNAS_BENCHMARK",
@@ -47,8 +48,8 @@ def sub_spaces(arrays: SpaceArrays, count: int, seed: int) -> list[SpaceArrays]:
     ]
 
 
-def seconds(arrays: SpaceArrays, config: ScreeningConfig) -> float:
-    return float(simulate_screening(arrays, config, seeds=[0]).time_to_optimum_s[0])
+def seconds(arrays: SpaceArrays, config: ProxyPriorConfig) -> float:
+    return float(simulate_proxy_prior(arrays, config, seeds=[0]).time_to_optimum_s[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         + "".join(f"{key + ' whole':>17s}{key + ' draw A':>18s}" for key in spaces)
         + f"{'sum of draw A':>15s}"
     )
-    best: tuple[float, ScreeningConfig] | None = None
+    best: tuple[float, ProxyPriorConfig] | None = None
     for beta, slope, std in itertools.product(BETAS, SLOPES, SLOPE_STDS):
-        config = ScreeningConfig.proxy_prior(beta=beta, proxy_slope=slope, proxy_slope_std=std)
+        config = ProxyPriorConfig(beta=beta, proxy_slope=slope, proxy_slope_std=std)
         cells, total = [], 0.0
         for key, arrays in spaces.items():
             tuned = np.array([seconds(sub, config) for sub in draws[key]])
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             best = (total, config)
     assert best is not None
     chosen = best[1]
-    preset = ScreeningConfig.proxy_prior()
+    preset = ProxyPriorConfig()
     print(
         f"\nlowest sum on draw A: beta {chosen.beta}, slope {chosen.proxy_slope}, slope std "
         f"{chosen.proxy_slope_std}; the preset is "

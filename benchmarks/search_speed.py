@@ -2,7 +2,7 @@
 
 One Table 2 cell (MobileNetV2 space, 1/9 part, NST, n_lf = 30, 1000 runs by default), both on
 the same random subsets: a per-run loop fitting scikit-learn's GaussianProcessRegressor
-(RBF(1.0), raw targets, as the paper), and ``kdnas.search.engine.simulate_algorithm1``.
+(RBF(1.0), raw targets, as the paper), and ``kdnas.replay.engine.simulate_algorithm1``.
 Prints both times (wall and CPU seconds), the ratio, and checks that the two give the same
 statistics: the share of runs choosing the same architecture, and the mean percentile and
 test accuracy of the choices.
@@ -38,9 +38,10 @@ def main() -> int:
     from sklearn.gaussian_process.kernels import RBF
 
     from kdnas.bench import TabularBenchmark, resolve_benchmark_path
-    from kdnas.search import percentile_in_space, random_subsets
-    from kdnas.search.engine import simulate_algorithm1
-    from kdnas.search.reproduction import load_space_arrays
+    from kdnas.replay import percentile_in_space
+    from kdnas.replay.arrays import load_space_arrays
+    from kdnas.replay.engine import simulate_algorithm1
+    from kdnas.search import random_subsets
 
     torch.set_num_threads(args.threads)
     default = Path(__file__).resolve().parents[2] / "shared/data/mf_nas_kd/benchmark.pickle"

@@ -1,5 +1,5 @@
 """Time to the optimum with N simulated asynchronous workers against one worker, on the paper's
-benchmark (``kdnas.search.loop.InProcessWorkers``: each evaluation occupies a worker for its
+benchmark (``kdnas.loop.InProcessWorkers``: each evaluation occupies a worker for its
 stored training seconds; the optimizer is asked whenever a worker frees).
 
 For random search and proxy-prior GP-UCB on both spaces, the same seeds are run with one
@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from kdnas.search.reproduction import SpaceArrays
+    from kdnas.replay.arrays import SpaceArrays
 
 
 def random_search(arrays: SpaceArrays, seeds: range, workers: int) -> float:
     """Mean simulated seconds random search needs to reach the optimum."""
+    from kdnas.replay.runs import run_on_arrays
     from kdnas.search import RandomSearch
-    from kdnas.search.reproduction import run_on_arrays
 
     candidates = arrays.placeholder_candidates()
     optimum = candidates.archs[arrays.optimum]
@@ -38,9 +38,10 @@ def random_search(arrays: SpaceArrays, seeds: range, workers: int) -> float:
 
 def proxy_prior(arrays: SpaceArrays, seeds: range, workers: int) -> float:
     """Mean simulated seconds proxy-prior GP-UCB needs to reach the optimum."""
-    from kdnas.search.multifidelity import ScreeningConfig, simulate_screening
+    from kdnas.replay.benchmark_requests import simulate_proxy_prior
+    from kdnas.search.proxy_prior import ProxyPriorConfig
 
-    runs = simulate_screening(arrays, ScreeningConfig.proxy_prior(), seeds, workers=workers)
+    runs = simulate_proxy_prior(arrays, ProxyPriorConfig(), seeds, workers=workers)
     return float(runs.time_to_optimum_s.mean())
 
 
@@ -52,7 +53,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from kdnas.bench import TabularBenchmark, resolve_benchmark_path
-    from kdnas.search.reproduction import load_space_arrays
+    from kdnas.replay.arrays import load_space_arrays
 
     path = resolve_benchmark_path(args.benchmark)
     bench = TabularBenchmark.load(path)

@@ -62,11 +62,11 @@ def overfit(seeds) -> None:
 def engine(seeds) -> None:
     """tests/search/test_engine.py: batched Algorithm 1 and the optimizer agree (of 20 runs)."""
     sys.path.insert(0, str(TESTS / "search"))
-    from search_toys import TableObjective, make_candidates
-
     from kdnas.core import HIGH_FIDELITY, Fidelity
-    from kdnas.search import LowFidelityGP, random_subsets, run_optimizer
-    from kdnas.search.engine import simulate_algorithm1
+    from kdnas.loop import run_optimizer
+    from kdnas.replay.engine import simulate_algorithm1
+    from kdnas.search import LowFidelityGP, random_subsets
+    from search_toys import TableObjective, make_candidates
 
     low_fidelity = Fidelity(part=9, method="nst")
     agreements = []
@@ -97,13 +97,13 @@ def calibration(seeds) -> None:
     sys.path.insert(0, str(TESTS / "search"))
     from test_multifidelity import SCREEN, TwoFidelityToy
 
-    from kdnas.search.multifidelity import ScreeningConfig, ScreeningGPUCB
+    from kdnas.search.proxy_prior import ProxyPriorConfig, ProxyPriorGPUCB
 
     slopes, noises = [], []
     for seed in seeds:
         toy = TwoFidelityToy()
-        config = ScreeningConfig(screen_fidelity=SCREEN, calibrate_after=3)
-        optimizer = ScreeningGPUCB(toy.candidates, config, seed=seed)
+        config = ProxyPriorConfig.screening(screen_fidelity=SCREEN, calibrate_after=3)
+        optimizer = ProxyPriorGPUCB(toy.candidates, config, seed=seed)
         for _ in range(40):
             suggestion = optimizer.ask()
             if suggestion is None:
@@ -165,7 +165,7 @@ def _benchmark_path() -> Path:
 
 def _paper_spaces():
     from kdnas.bench import TabularBenchmark
-    from kdnas.search.reproduction import load_space_arrays
+    from kdnas.replay.arrays import load_space_arrays
 
     path = _benchmark_path()
     bench = TabularBenchmark.load(path)
@@ -174,13 +174,13 @@ def _paper_spaces():
 
 def screening(seeds) -> None:
     """tests/search/test_multifidelity.py: mean time to the optimum of 30 screening runs."""
-    from kdnas.search.multifidelity import simulate_screening
+    from kdnas.replay.benchmark_requests import simulate_proxy_prior
 
     arrays = _paper_spaces()["mobilenet"]
     means = []
     for seed in seeds:
         start = 1000 + 30 * seed
-        runs = simulate_screening(arrays, seeds=range(start, start + 30))
+        runs = simulate_proxy_prior(arrays, seeds=range(start, start + 30))
         means.append(runs.time_to_optimum_s.mean())
     _row("screening mean seconds to optimum (30 runs)", means)
 
@@ -188,7 +188,7 @@ def screening(seeds) -> None:
 def table2(seeds) -> None:
     """tests/search/test_paper_faithfulness.py: MobileNetV2 1/27 cells and NST's p-value."""
     from kdnas.paper import paper_figures
-    from kdnas.search.reproduction import run_table2
+    from kdnas.reproduction.table2 import run_table2
 
     spaces = _paper_spaces()
     figures = paper_figures()
@@ -212,7 +212,7 @@ def table2(seeds) -> None:
 def table4(seeds) -> None:
     """tests/search/test_paper_faithfulness.py: MobileNetV2 HF-only and 1/27 KD, 200 runs."""
     from kdnas.paper import paper_figures
-    from kdnas.search.reproduction import Table4Settings, run_table4
+    from kdnas.reproduction.table4 import Table4Settings, run_table4
 
     spaces = {"mobilenet": _paper_spaces()["mobilenet"]}
     paper = paper_figures()["table4_mf_avg_wall_time_to_optimum_seconds"]["mobilenet"]

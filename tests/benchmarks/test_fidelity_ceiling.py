@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from kdnas.bench import TabularBenchmark
-from kdnas.search.reproduction import load_space_arrays
+from kdnas.replay.arrays import load_space_arrays
 
 _SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fidelity_ceiling.py"
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from kdnas.cli import main
-from kdnas.search import field_leaderboard
+from kdnas.peers import leaderboard as field_leaderboard
 
 
 def test_field_prints_versions_table_and_skips_an_absent_peer(

@@ -43,7 +43,7 @@ def tiny_search(store: Path, *extra: str) -> list[str]:
     [
         ("--space", "resnet", "unknown search space 'resnet'; valid: mobilenetv2, shufflenetv2"),
         ("--method", "distill", "unknown method 'distill'; valid methods: nokd, kd, hint"),
-        ("--algorithm", "bohb", "valid algorithms: alg1, alg2, gp-ucb, proxy-gp-ucb, random"),
+        ("--algorithm", "bohb", "valid algorithms: random, gp-ucb, alg1, alg2, screening-gp-ucb"),
         ("--executor", "dask", "valid executors: serial, ray"),
     ],
 )

@@ -1,4 +1,5 @@
-"""``kdnas search --algorithm adaptive-gp-ucb`` and ``optimum-search`` on real training."""
+"""``kdnas search --algorithm screening-gp-ucb`` and ``optimum-search`` on real training; the
+retired ``adaptive-gp-ucb``."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from kdnas.experiment import (
     build_optimizer,
     sample_architectures,
 )
-from kdnas.search import AdaptiveFidelityGPUCB, OptimumSearch
+from kdnas.search import ProxyPriorGPUCB
+from kdnas.search.experimental import OptimumSearch
 from kdnas.spaces import get_space
 from kdnas.store import SQLiteStore
 
@@ -32,23 +34,33 @@ def _restore_threads() -> Iterator[None]:
 
 def test_the_settings_build_it_with_the_low_fidelity_and_a_teacher() -> None:
     settings = SearchSettings(
-        algorithm="adaptive-gp-ucb", method="kd", part=9, n_candidates=4, n_lf=2
+        algorithm="screening-gp-ucb", method="kd", part=9, n_candidates=4, n_lf=2
     )
     assert settings.needs_teacher and settings.ucb_beta == 1.0
     space = get_space("mobilenetv2")
     archs = sample_architectures(space, 4, 0)
     optimizer = build_optimizer(settings, build_candidates(space, archs), resolution=8)
-    assert isinstance(optimizer, AdaptiveFidelityGPUCB)
-    assert optimizer.config.low_fidelities == (settings.low_fidelity,)
-    assert optimizer.config.low_prior_rho == (0.5,)
+    assert isinstance(optimizer, ProxyPriorGPUCB)
+    assert optimizer.config.screen_fidelity == settings.low_fidelity
+    assert not optimizer.config.uses_proxy
     with pytest.raises(ValueError, match="equals the high fidelity"):
-        SearchSettings(algorithm="adaptive-gp-ucb", method="nokd", part=1)
+        SearchSettings(algorithm="screening-gp-ucb", method="nokd", part=1)
+
+
+def test_the_retired_adaptive_gp_ucb_is_a_one_line_error_naming_its_successor(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(ValueError, match=r"retired.*optimum-search"):
+        SearchSettings(algorithm="adaptive-gp-ucb", method="kd", part=9)
+    assert main(["search", "--algorithm", "adaptive-gp-ucb", "--store", "/nonexistent/x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "optimum-search" in err[0]
 
 
 @pytest.mark.parametrize(
     "algorithm",
     [
-        "adaptive-gp-ucb",
+        "screening-gp-ucb",
         # 30 s on a loaded 2-core machine: a teacher and four trainings.
         pytest.param("optimum-search", marks=pytest.mark.slow),
     ],
@@ -69,7 +81,10 @@ def test_a_tiny_real_search_runs_end_to_end_and_resumes(
     assert summary["evaluations"] == 4
     with SQLiteStore(store) as opened:
         results = [e.result for e in opened.results("search")]
-    assert len(results) == 4 and results[0].fidelity.is_high
+    # Screening GP-UCB screens its first pick at 1/3 KD; optimum search starts at HF.
+    first = results[0].fidelity
+    assert len(results) == 4 and first.is_high == (algorithm == "optimum-search")
+    assert any(r.fidelity.is_high for r in results)
     assert len({(r.arch_key, r.fidelity) for r in results}) == 4
     # Rerunning the same command finds the search complete and recomputes nothing.
     assert main(args) == 0

@@ -91,9 +91,9 @@ def test_every_gp_answers_one_posterior_contract() -> None:
     # computed once for all of them.
     import torch
 
-    from kdnas.search._noisy_gp import fit_noisy_gp
-    from kdnas.search.engine import batched_fit
+    from kdnas.replay.engine import batched_fit
     from kdnas.search.gp import upper_confidence_bound
+    from kdnas.search.noisy_gp import fit_noisy_gp
 
     rng = np.random.default_rng(0)
     x, query = rng.normal(size=(8, 2)), rng.normal(size=(5, 2))

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import search_toys
-from search_toys import TableObjective, make_candidates
 
+import search_toys
 from kdnas.core import HIGH_FIDELITY, Fidelity, Optimizer
-from kdnas.search import (
-    GPUCB,
-    Budget,
-    LowFidelityGP,
-    MultiFidelityGPUCB,
-    RandomSearch,
-    run_optimizer,
-)
+from kdnas.loop import run_optimizer
+from kdnas.search import GPUCB, Budget, LowFidelityGP, MultiFidelityGPUCB, RandomSearch
+from search_toys import TableObjective, make_candidates
 
 LOW = Fidelity(part=27, method="kd")
 

@@ -1,4 +1,5 @@
-"""Optimum search (``kdnas.search.optimum_search``): closed forms, the model, the loop."""
+"""Optimum search (``kdnas.search.experimental.optimum_search``): closed forms, the model,
+the loop."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from search_toys import TableObjective, toy
 
 from kdnas.core import HIGH_FIDELITY, Fidelity
-from kdnas.search import OptimumSearch, OptimumSearchConfig, run_optimizer
-from kdnas.search.optimum_search import (
+from kdnas.loop import run_optimizer
+from kdnas.reproduction.table4 import table4_rows
+from kdnas.search.experimental import OptimumSearch, OptimumSearchConfig
+from kdnas.search.experimental.optimum_search import (
     expected_search_seconds,
     finite_posterior,
     normal_scores,
     optimum_probabilities,
     screening_value,
     search_config_for,
+    shrunk_rank_correlation,
 )
-from kdnas.search.reproduction import TABLE4_ROWS
+from search_toys import TableObjective, toy
 
 LOW = Fidelity(part=9, method="kd")
 
@@ -197,11 +200,11 @@ def test_bad_settings_are_refused(overrides: dict[str, object], message: str) ->
         OptimumSearchConfig(**overrides)  # type: ignore[arg-type]
 
 
-def test_a_proxy_of_the_wrong_length_is_refused_and_the_table4_row_is_registered() -> None:
+def test_a_proxy_of_the_wrong_length_is_refused_and_it_is_a_table4_row() -> None:
     candidates, _ = toy()
     with pytest.raises(ValueError, match="one value per candidate"):
         OptimumSearch(candidates, proxy=np.zeros(3))
-    assert "optimum-search" in TABLE4_ROWS
+    assert "optimum-search" in table4_rows()
 
 
 # ---------------------------------------------------------------------------- the benchmark
@@ -211,13 +214,24 @@ def test_on_the_whole_mobilenet_space_the_first_hf_run_is_the_optimum(
     paper_data_dir: Path,
 ) -> None:
     from kdnas.bench import TabularBenchmark
-    from kdnas.search.optimum_search import _search_optimizer
-    from kdnas.search.reproduction import load_space_arrays, run_on_arrays
+    from kdnas.replay.arrays import load_space_arrays
+    from kdnas.replay.benchmark_requests import optimizer_on_arrays
+    from kdnas.replay.runs import run_on_arrays
+    from kdnas.search import get_optimizer
 
     bench = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
     arrays = load_space_arrays(bench, "mobilenet", paper_data_dir)
     optimum = arrays.placeholder_candidates().archs[arrays.optimum]
-    optimizer = _search_optimizer(arrays.placeholder_candidates(), arrays, seed=0)
+    entry = get_optimizer("optimum-search")
+    optimizer = optimizer_on_arrays(entry, arrays.placeholder_candidates(), arrays, seed=0)
     trace = run_on_arrays(arrays, optimizer, 1)
     # The largest network by multiply-adds is the optimum: one HF run, the floor.
     assert trace.time_to(optimum) == pytest.approx(float(arrays.hf_time[arrays.optimum]))
+
+
+def test_shrunk_rank_correlation_starts_at_the_prior_and_follows_the_pairs() -> None:
+    x = np.arange(10.0)
+    assert shrunk_rank_correlation(x[:2], x[:2], 0.4, 4.0) == pytest.approx(0.4)
+    # 10 pairs in perfect reverse order against 4 pseudo-pairs at 0.4: (10 * -1 + 4 * 0.4) / 14.
+    assert shrunk_rank_correlation(x, -x, 0.4, 4.0) == pytest.approx((-10 + 1.6) / 14)
+    assert shrunk_rank_correlation(x, x, 0.9, 0.001) == 0.99  # clipped below 1

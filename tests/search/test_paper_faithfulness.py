@@ -11,7 +11,9 @@ import math
 import pytest
 
 from kdnas.paper import TABLE2_TOLERANCE, TABLE4_TOLERANCE, paper_figures
-from kdnas.search.reproduction import Table4Settings, load_space_arrays, run_table2, run_table4
+from kdnas.replay.arrays import load_space_arrays
+from kdnas.reproduction.table2 import run_table2
+from kdnas.reproduction.table4 import Table4Settings, run_table4
 
 #: Cells the paper cannot match itself. mobilenet 1/3 VID: its accuracy 65.45% lies below
 #: ~60% of the space (see docs/results.md), so its printed percentile 23.15 contradicts it.

@@ -12,6 +12,7 @@ import torch
 from kdnas.core import Architecture, EvalResult, Fidelity, Objective
 from kdnas.data import epoch_plan
 from kdnas.train import LiveTeacher, TeacherCache, TrainConfig, TrainingObjective
+from kdnas.train._teacher_life import Teacher
 
 
 def _config(**changes) -> TrainConfig:
@@ -195,7 +196,7 @@ def test_the_teacher_is_trained_while_its_lock_is_held(
     fcntl = pytest.importorskip("fcntl", reason="the teacher lock uses POSIX flock")
     objective = TrainingObjective(tiny_space, digits, _config(), tmp_path, seed=0, device="cpu")
     key = objective.teacher_key(27)
-    original = TrainingObjective._train_teacher
+    original = Teacher._train
     held = []
 
     def checking(self, *args, **kwargs):
@@ -209,7 +210,7 @@ def test_the_teacher_is_trained_while_its_lock_is_held(
                 held.append(False)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(TrainingObjective, "_train_teacher", checking)
+    monkeypatch.setattr(Teacher, "_train", checking)
     objective.teacher(27)
     assert held == [True]
     # Once trained and saved, a second objective loads it without training.

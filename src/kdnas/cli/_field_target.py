@@ -2,7 +2,7 @@
 
 Registered into ``kdnas.cli.reproduce.TARGETS`` (not part of ``reproduce all``: it is not one
 of the paper's tables); uses the shared options --benchmark, --json, --out, --trials, --seed
-and --rows (--dataset must stay cifar100). The work is ``kdnas.search.field_leaderboard``'s;
+and --rows (--dataset must stay cifar100). The work is ``kdnas.peers.leaderboard``'s;
 this module only prints.
 """
 
@@ -24,13 +24,13 @@ def _target_field(args: argparse.Namespace) -> int:
     from kdnas.bench import TabularBenchmark, resolve_benchmark_path
     from kdnas.cli._search_targets import _progress
     from kdnas.experiment import write_json
-    from kdnas.search.field_leaderboard import (
+    from kdnas.peers.leaderboard import (
         BUDGETS_S,
         HORIZON_S,
         KDNAS_BEST,
-        ROWS,
         SPACES,
         available_rows,
+        leaderboard_rows,
         losses_of_best,
         make_chunks,
         merge_chunks,
@@ -99,7 +99,9 @@ def _target_field(args: argparse.Namespace) -> int:
         "optimum."
     )
     losses = losses_of_best(summary)
-    console.print(f"\nWhere a peer beats kdnas's best optimizer ({ROWS[KDNAS_BEST].label}):")
+    console.print(
+        f"\nWhere a peer beats kdnas's best optimizer ({leaderboard_rows()[KDNAS_BEST].label}):"
+    )
     console.print("\n".join(f"- {line}" for line in losses) if losses else "- nowhere")
     console.print(f"{len(chunks)} chunks in {seconds:.0f} s on {jobs} processes")
     if args.out is not None:
@@ -123,7 +125,7 @@ def _target_field(args: argparse.Namespace) -> int:
 
 
 def _print_tables(console: Console, summary: dict[str, Any], rows: list[Any]) -> None:
-    from kdnas.search.field_leaderboard import (
+    from kdnas.peers.leaderboard import (
         BUDGETS_S,
         KDNAS_BEST,
         KINDS,

@@ -27,7 +27,7 @@ __all__ = ["SEARCH_TARGETS", "json_path"]
 def _one_thread() -> Iterator[None]:
     # The engine pins its own threads; the whole target runs pinned too, so the loop-based
     # rows' small tensors do not oversubscribe a busy machine either.
-    from kdnas.search.engine import cpu_threads
+    from kdnas.replay.engine import cpu_threads
 
     with cpu_threads(1):
         yield
@@ -35,7 +35,7 @@ def _one_thread() -> Iterator[None]:
 
 def _spaces(args: argparse.Namespace) -> dict[str, Any]:
     from kdnas.bench import TabularBenchmark, resolve_benchmark_path
-    from kdnas.search.reproduction import load_space_arrays
+    from kdnas.replay.arrays import load_space_arrays
 
     path = resolve_benchmark_path(args.benchmark)
     bench = TabularBenchmark.load(path)
@@ -87,7 +87,7 @@ def _target_table2(args: argparse.Namespace) -> int:
 
 def _target_table2_body(args: argparse.Namespace) -> int:
     from kdnas.experiment import write_json
-    from kdnas.search.reproduction import TABLE2_PARTS, run_table2
+    from kdnas.reproduction.table2 import TABLE2_PARTS, run_table2
 
     console = Console()
     spaces = _spaces(args)
@@ -175,12 +175,8 @@ def _target_table4(args: argparse.Namespace) -> int:
 
 def _target_table4_body(args: argparse.Namespace) -> int:
     from kdnas.experiment import write_json
-    from kdnas.search.reproduction import (
-        CellStats,
-        Table4Settings,
-        run_table4,
-        table4_steps,
-    )
+    from kdnas.reproduction.statistics import CellStats
+    from kdnas.reproduction.table4 import Table4Settings, run_table4, table4_steps
 
     console = Console()
     spaces = _spaces(args)
@@ -255,7 +251,7 @@ def _target_figures(args: argparse.Namespace) -> int:
 
 
 def _target_figures_body(args: argparse.Namespace) -> int:
-    from kdnas.search.figures import figure_steps, make_figures
+    from kdnas.reproduction.figures import figure_steps, make_figures
 
     console = Console()
     spaces = _spaces(args)

@@ -33,7 +33,7 @@ def _target_table3(args: argparse.Namespace) -> int:
     from kdnas.bench import TabularBenchmark, resolve_benchmark_path
     from kdnas.cli._search_targets import json_path
     from kdnas.experiment import write_json
-    from kdnas.search.table3 import load_table3_arrays, run_table3
+    from kdnas.reproduction.table3 import load_table3_arrays, run_table3
 
     console = Console()
     path = resolve_benchmark_path(args.benchmark)
@@ -48,21 +48,20 @@ def _target_table3(args: argparse.Namespace) -> int:
             return 0
         raise ValueError(message)
     paper = paper_figures()["table3_imagenet_mobilenet"]
-    arrays = load_table3_arrays(
-        bench, path.parent if path.is_file() else path, part=int(paper["low_fidelity_part"])
-    )
+    part = int(paper["low_fidelity_part"])
+    arrays = load_table3_arrays(bench, path.parent if path.is_file() else path, part=part)
     runs = args.trials or int(paper["runs"])
     # The batched GP engine works on many small matrices: one thread avoids oversubscription.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rows = run_table3(arrays, runs=runs, seed=args.seed)
-        steady = run_table3(arrays, runs=_STEADY_RUNS, seed=args.seed)
+        rows = run_table3(arrays, runs=runs, seed=args.seed, part=part)
+        steady = run_table3(arrays, runs=_STEADY_RUNS, seed=args.seed, part=part)
     finally:
         torch.set_num_threads(threads)
     known = arrays.with_high_fidelity
     table = Table(
-        title=f"Table 3, ImageNet, MobileNetV2 space: Algorithm 1 (n_lf=30, LF 1/{arrays.part}, "
+        title=f"Table 3, ImageNet, MobileNetV2 space: Algorithm 1 (n_lf=30, LF 1/{part}, "
         "KD lambda 0.9 tau 4); high-fidelity test accuracy % of the chosen architectures",
         title_justify="left",
     )

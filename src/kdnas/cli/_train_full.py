@@ -22,20 +22,11 @@ __all__ = ["relaunch_with_torchrun", "run_full", "wants_full_path"]
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ``TrainConfig`` fields the command line sets (those given)."""
-    given = (
-        ("batch_size", args.batch_size),
-        ("lr", args.lr),
-        ("width_multiplier", args.width_multiplier),
-        ("epochs", args.epochs),
-    )
-    overrides = {name: value for name, value in given if value is not None}
-    if getattr(args, "deterministic", False):
-        overrides["deterministic"] = True
-    if getattr(args, "flip", None) is not None:
-        overrides["horizontal_flip"] = args.flip
-    from kdnas.cli import short_run_overrides
+    from kdnas.cli._options import training_overrides
 
-    overrides.update(short_run_overrides(args))
+    given = (("width_multiplier", args.width_multiplier), ("epochs", args.epochs))
+    overrides = {name: value for name, value in given if value is not None}
+    overrides.update(training_overrides(args))
     return overrides
 
 
@@ -98,7 +89,7 @@ def run_full(args: argparse.Namespace, space: Any, arch: Architecture) -> int:
         TrainConfig,
         train_full,
     )
-    from kdnas.train._objective import _seeded
+    from kdnas.train._trainer import seeded_generators
 
     context = DistributedContext.from_environment(args.device)
     if args.threads is None and context.device.type == "cpu":
@@ -142,7 +133,7 @@ def run_full(args: argparse.Namespace, space: Any, arch: Architecture) -> int:
         args.checkpoint_dir or f"results/checkpoints/{arch.key()}-1of{args.part}-seed{args.seed}"
     )
     # The same initialisation as TrainingObjective's (rank 0's weights go to every rank).
-    with _seeded(context.device, stream_seed(args.seed, 0, "init")):
+    with seeded_generators(context.device, stream_seed(args.seed, 0, "init")):
         network = space.build_network(
             arch,
             num_classes=num_classes,

@@ -27,8 +27,8 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def register(subparsers: Any) -> None:
     from kdnas.bench import BENCHMARK_ENV_VAR
-    from kdnas.cli import add_short_run_arguments, non_negative_int, positive_int
-    from kdnas.cli.search import add_teacher_and_flip_arguments
+    from kdnas.cli import non_negative_int, positive_int
+    from kdnas.cli._options import add_executor_arguments, add_protocol_arguments
     from kdnas.core import METHODS
 
     parser = subparsers.add_parser(
@@ -54,22 +54,11 @@ def register(subparsers: Any) -> None:
     build.add_argument(
         "--no-high-fidelity", action="store_true", help="skip part 1 nokd for every arch"
     )
-    build.add_argument("--epochs", type=positive_int, default=100)
-    build.add_argument("--lf-epochs", type=positive_int, default=None)
-    build.add_argument("--hf-epochs", type=positive_int, default=None)
-    build.add_argument("--width-multiplier", type=float, default=1.0)
-    build.add_argument("--batch-size", type=positive_int, default=None)
-    build.add_argument("--valid-fraction", type=float, default=0.1)
+    add_protocol_arguments(build)
     build.add_argument("--seed", type=non_negative_int, default=0)
     build.add_argument("--store", required=True, help="SQLite store to fill")
     build.add_argument("--run-id", default="bench")
-    build.add_argument("--executor", default="serial", help="serial (default) or ray")
-    build.add_argument("--address", default=None)
-    build.add_argument("--cpus-per-eval", type=float, default=1.0)
-    build.add_argument("--gpus-per-eval", type=float, default=0.0)
-    build.add_argument("--device", default=None)
-    add_teacher_and_flip_arguments(build)
-    add_short_run_arguments(build)
+    add_executor_arguments(build)
     build.set_defaults(func=run_build)
 
     export = commands.add_parser(
@@ -108,53 +97,21 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
+    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from kdnas.cli import (
-        UsageError,
-        check_device_option,
-        check_store_option,
-        short_run_overrides,
-    )
-    from kdnas.execute import EXECUTORS, import_ray, make_executor
+    from kdnas.cli._options import check_run_arguments, executor_from_args, training_overrides
     from kdnas.experiment import SearchSettings
     from kdnas.experiment._bench import BenchGrid, run_bench_build
     from kdnas.spaces import get_space
 
     get_space(args.space)
-    if args.executor not in EXECUTORS:
-        raise UsageError(
-            f"unknown executor {args.executor!r}; valid executors: {', '.join(EXECUTORS)}"
-        )
-    check_device_option(args.device, here=args.executor == "serial")
-    if not args.run_id:
-        raise UsageError("--run-id must not be empty")
-    check_store_option(args.store)
-    options: dict[str, Any] = {}
-    if args.executor == "ray":
-        try:
-            import_ray()
-        except ImportError as error:
-            raise UsageError(str(error)) from None
-        options = {
-            "address": args.address,
-            "num_cpus_per_eval": args.cpus_per_eval,
-            "num_gpus_per_eval": args.gpus_per_eval,
-        }
-    device = args.device
-    if args.executor == "ray" and args.gpus_per_eval == 0 and (device or "").startswith("cuda"):
-        raise UsageError(
-            f"--device {device} needs --gpus-per-eval > 0 under Ray: tasks that ask Ray for "
-            "no GPU see none"
-        )
-    if args.executor == "ray" and args.gpus_per_eval > 0 and device is None:
-        device = "cuda"  # built on the driver, which may have no GPU; tasks run on GPU workers
+    executor, device = executor_from_args(args, args.device)
+    check_run_arguments(args)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    train: dict[str, Any] = {"batch_size": args.batch_size} if args.batch_size is not None else {}
-    if args.flip is not None:
-        train["horizontal_flip"] = args.flip
-    train.update(short_run_overrides(args))
     settings = SearchSettings(
         space=args.space,
         dataset=args.dataset,
@@ -170,7 +127,7 @@ def run_build(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         width_multiplier=args.width_multiplier,
         valid_fraction=args.valid_fraction,
-        train=train,
+        train=training_overrides(args),
         device=device,
         teacher_data=args.teacher_data,
         allow_chance_teacher=args.allow_chance_teacher,
@@ -202,7 +159,7 @@ def run_build(args: argparse.Namespace) -> int:
             grid,
             args.store,
             run_id=args.run_id,
-            executor=make_executor(args.executor, **options),
+            executor=executor,
             callbacks=[Bar(progress)],
         )
     console.print(

@@ -187,7 +187,7 @@ def register(subparsers: Any) -> None:
         nargs="+",
         metavar="ROW",
         help="field only: the leaderboard's rows (default: every row whose library is "
-        "installed; names in kdnas.search.field_leaderboard.ROWS)",
+        "installed; names: kdnas.peers.leaderboard.leaderboard_rows())",
     )
     parser.add_argument(
         "--dataset",

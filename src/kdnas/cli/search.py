@@ -11,14 +11,10 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    from kdnas.cli import (
-        add_compute_arguments,
-        add_short_run_arguments,
-        non_negative_int,
-        positive_int,
-    )
+    from kdnas.cli import non_negative_int, positive_int
+    from kdnas.cli._options import add_executor_arguments, add_protocol_arguments
     from kdnas.core import METHODS
-    from kdnas.experiment import ALGORITHMS
+    from kdnas.search.registry import registered_optimizers
 
     parser = subparsers.add_parser(
         "search",
@@ -35,8 +31,14 @@ def register(subparsers: Any) -> None:
         default="digits",
         help="'digits' (embedded), a CIFAR folder/.tar.gz, or an image folder (default digits)",
     )
+    algorithms = ", ".join(
+        f"{name} (experimental)" if entry.experimental else name
+        for name, entry in registered_optimizers().items()
+    )
     parser.add_argument(
-        "--algorithm", default="alg2", help=f"one of {', '.join(ALGORITHMS)} (default alg2)"
+        "--algorithm",
+        default="alg2",
+        help=f"one of {algorithms} (default alg2; proxy-gp-ucb is the fastest measured)",
     )
     parser.add_argument(
         "--method", default="nst", help=f"low-fidelity loss: {', '.join(METHODS)} (default nst)"
@@ -57,17 +59,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="optimizer and training seed"
     )
-    parser.add_argument("--epochs", type=positive_int, default=100, help="protocol epochs (100)")
-    parser.add_argument("--lf-epochs", type=positive_int, default=None, help="low-fidelity epochs")
-    parser.add_argument(
-        "--hf-epochs", type=positive_int, default=None, help="high-fidelity epochs"
-    )
-    parser.add_argument("--width-multiplier", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=positive_int, default=None)
-    add_teacher_and_flip_arguments(parser)
-    add_short_run_arguments(parser)
-    parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--valid-fraction", type=float, default=0.1)
+    add_protocol_arguments(parser)
     parser.add_argument(
         "--beta",
         type=float,
@@ -95,60 +87,20 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--run-id", default="search", help="run name within the store")
     parser.add_argument("--report", default=None, help="report folder (default <store>.report)")
-    parser.add_argument("--executor", default="serial", help="serial (default) or ray")
-    parser.add_argument("--address", default=None, help="Ray cluster address (default: local)")
-    parser.add_argument("--cpus-per-eval", type=float, default=1.0, help="Ray CPUs per task")
-    parser.add_argument("--gpus-per-eval", type=float, default=0.0, help="Ray GPUs per task")
-    parser.add_argument(
-        "--max-concurrent", type=positive_int, default=None, help="Ray tasks at once"
-    )
-    add_compute_arguments(parser)
+    add_executor_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
 
 
-def add_teacher_and_flip_arguments(parser: argparse.ArgumentParser) -> None:
-    """--flip/--no-flip, --teacher-data and --allow-chance-teacher (search and bench build)."""
-    parser.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="random horizontal flips (default: on for colour images, off for the digits "
-        "and for grayscale image folders, where a mirrored symbol is another symbol)",
-    )
-    parser.add_argument(
-        "--teacher-data",
-        default="full",
-        choices=("full", "subset"),
-        help="where the teacher learns: 'full' (default, as in the paper): the whole "
-        "training split minus validation, with the high-fidelity protocol; 'subset': the "
-        "low-fidelity 1/PART with --epochs (earlier kdnas; resumes their stores)",
-    )
-    parser.add_argument(
-        "--allow-chance-teacher",
-        action="store_true",
-        help="distill even from a teacher no better than chance (default: refuse)",
-    )
-
-
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The ``SearchSettings`` of the command line (validated: bad names list valid ones)."""
-    from kdnas.cli import hyperparameter_overrides, short_run_overrides
+    from kdnas.cli import hyperparameter_overrides
+    from kdnas.cli._options import training_overrides
     from kdnas.experiment import SearchSettings
     from kdnas.spaces import get_space
 
     get_space(args.space)  # unknown names fail here, listing the valid spaces
     overrides = hyperparameter_overrides(args.hp, args.method, args.space)
-    train: dict[str, Any] = {}
-    if args.batch_size is not None:
-        train["batch_size"] = args.batch_size
-    if args.lr is not None:
-        train["lr"] = args.lr
-    if args.deterministic:
-        train["deterministic"] = True
-    if args.flip is not None:
-        train["horizontal_flip"] = args.flip
-    train.update(short_run_overrides(args))
     return SearchSettings(
         space=args.space,
         dataset=args.dataset,
@@ -167,7 +119,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         budget_evaluations=args.budget_evaluations,
         budget_seconds=args.budget_seconds,
         beta=args.beta,
-        train=train,
+        train=training_overrides(args),
         hyperparameters={args.method: overrides} if overrides else {},
         device=args.device,
         teacher_data=args.teacher_data,
@@ -207,46 +159,18 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from kdnas.cli import UsageError, check_device_option, check_store_option
-    from kdnas.execute import EXECUTORS, RayExecutor, import_ray, make_executor
+    from kdnas.cli import UsageError
+    from kdnas.cli._options import check_run_arguments, executor_from_args
+    from kdnas.execute import RayExecutor
     from kdnas.experiment import run_search, search_cost
     from kdnas.store import RunMismatchError
 
     settings = settings_from_args(args)
-    if args.executor not in EXECUTORS:
-        raise UsageError(
-            f"unknown executor {args.executor!r}; valid executors: {', '.join(EXECUTORS)}"
-        )
-    check_device_option(args.device, here=args.executor == "serial")
-    if not args.run_id:
-        raise UsageError("--run-id must not be empty")
-    check_store_option(args.store)
+    executor, device = executor_from_args(args, settings.device)
+    settings = dataclasses.replace(settings, device=device)
+    check_run_arguments(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    options: dict[str, Any] = {}
-    if args.executor == "ray":
-        try:
-            import_ray()
-        except ImportError as error:
-            raise UsageError(str(error)) from None
-        options = {
-            "address": args.address,
-            "num_cpus_per_eval": args.cpus_per_eval,
-            "num_gpus_per_eval": args.gpus_per_eval,
-            "max_concurrent": args.max_concurrent,
-        }
-        if args.gpus_per_eval == 0 and (settings.device or "").startswith("cuda"):
-            raise UsageError(
-                f"--device {settings.device} needs --gpus-per-eval > 0 under Ray: tasks that "
-                "ask Ray for no GPU see none"
-            )
-        if args.gpus_per_eval > 0 and settings.device is None:
-            # The objective is built here, on the driver, which may have no GPU; its tasks
-            # run where Ray puts them, on GPU workers.
-            settings = dataclasses.replace(settings, device="cuda")
-    elif args.address is not None:
-        raise UsageError("--address needs --executor ray")
-    executor = make_executor(args.executor, **options)
     report = Path(args.report) if args.report else Path(args.store + ".report")
     console = Console(stderr=args.json, log_path=False)
     if settings.budget_seconds is not None:

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         non_negative_int,
         positive_int,
     )
-    from kdnas.cli.search import add_teacher_and_flip_arguments
+    from kdnas.cli._options import add_teacher_and_flip_arguments
 
     parser = subparsers.add_parser(
         "train",

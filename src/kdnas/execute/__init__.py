@@ -1,4 +1,4 @@
-"""Executors: the evaluation loop (``kdnas.search.loop``) with a store as its recorder.
+"""Executors: the evaluation loop (``kdnas.loop``) with a store as its recorder.
 
 ``SerialExecutor`` evaluates in this process (the loop's in-process workers, one at a time);
 ``RayExecutor`` runs each evaluation as a Ray task (Ray imported lazily, with an install

@@ -1,5 +1,5 @@
 """What both executors share: replaying a stored run, the store step of the evaluation loop
-(``kdnas.search.loop``), callbacks and summaries."""
+(``kdnas.loop``), callbacks and summaries."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kdnas.core import EvalResult, Objective, Optimizer, Suggestion
-from kdnas.search.loop import (
+from kdnas.loop import (
     STOP_REASONS,
     Finished,
     LoopLimits,
@@ -69,7 +69,7 @@ class ExecutionSummary:
         n_replayed: evaluations read back from the store and told without running them.
         n_new: evaluations run and stored by this call.
         wall_s: seconds this call took.
-        stop_reason: one of ``kdnas.search.loop.STOP_REASONS``: "exhausted" (the optimizer
+        stop_reason: one of ``kdnas.loop.STOP_REASONS``: "exhausted" (the optimizer
             has nothing more to ask), "max_evaluations", "max_wall_s", ...
         extras: executor-specific facts (the Ray executor: its address).
     """

@@ -1,6 +1,6 @@
 """The Ray executor: each evaluation a Ray task, several running at once.
 
-The driver (this process) runs the evaluation loop (``kdnas.search.loop``) with Ray tasks as
+The driver (this process) runs the evaluation loop (``kdnas.loop``) with Ray tasks as
 its workers: it asks for a new suggestion whenever a slot is free, while other evaluations are
 still running (the optimizer accounts for those pending ones, e.g. by fantasising their
 posterior mean), and commits each result the moment its task returns. Workers only evaluate.
@@ -28,7 +28,7 @@ from kdnas.execute._common import (
     run_stored,
 )
 from kdnas.execute._reaper import ProcessReaper
-from kdnas.search.loop import Finished
+from kdnas.loop import Finished
 from kdnas.store import Store
 
 __all__ = ["RayExecutor", "import_ray"]

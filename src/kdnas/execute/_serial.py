@@ -8,7 +8,7 @@ from typing import Any
 
 from kdnas.core import Objective, Optimizer
 from kdnas.execute._common import ExecutionLimits, ExecutionSummary, run_stored
-from kdnas.search.loop import InProcessWorkers
+from kdnas.loop import InProcessWorkers
 from kdnas.store import Store
 
 __all__ = ["SerialExecutor"]

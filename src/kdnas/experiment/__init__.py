@@ -21,7 +21,6 @@ from kdnas.experiment._search import (
     time_to_best,
 )
 from kdnas.experiment._settings import (
-    ALGORITHMS,
     SearchSettings,
     build_candidates,
     build_objective,
@@ -32,7 +31,6 @@ from kdnas.experiment._settings import (
 )
 
 __all__ = [
-    "ALGORITHMS",
     "DemoOutcome",
     "DemoProgress",
     "DemoSettings",

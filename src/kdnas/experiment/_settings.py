@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kdnas.core import METHODS, Architecture, Fidelity, Optimizer
+from kdnas.search.registry import get_optimizer
 
 if TYPE_CHECKING:
     from kdnas.data import PreparedData
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from kdnas.train import TrainConfig, TrainingObjective
 
 __all__ = [
-    "ALGORITHMS",
     "SearchSettings",
     "build_candidates",
     "build_objective",
@@ -40,26 +40,6 @@ logger = logging.getLogger(__name__)
 #: featurise, 100,000 take 70 s (silently), and 10,000,000 ran 300 s past 0.9 GB.
 MAX_CANDIDATES = 10_000
 
-#: Search algorithms by CLI name -> what they are.
-ALGORITHMS: Mapping[str, str] = {
-    "alg1": "Algorithm 1: n_lf random low-fidelity evaluations, a GP, its argmax at high fidelity",
-    "alg2": "Algorithm 2: n_lf GP-UCB steps at low fidelity, then GP-UCB at high fidelity",
-    "gp-ucb": "GP-UCB at high fidelity only",
-    "proxy-gp-ucb": "GP-UCB at high fidelity with a zero-cost prior (log multiply-adds), no "
-    "low-fidelity runs",
-    "random": "random search at high fidelity",
-    "adaptive-gp-ucb": "GP-UCB with a zero-cost prior and the low fidelity, each weighed by "
-    "how well it has ranked the high-fidelity results so far (experimental: slower than "
-    "proxy-gp-ucb where the proxy misleads; docs/results.md)",
-    "optimum-search": "GP-UCB at high fidelity on what a zero-cost trend, trusted or doubted "
-    "by the evidence, leaves unexplained; the low fidelity when its value of information "
-    "exceeds its cost (experimental: slower than proxy-gp-ucb where the proxy misleads; "
-    "docs/results.md)",
-}
-
-#: The algorithms that evaluate at the low fidelity (--method, --part).
-_USES_LOW = ("alg1", "alg2", "adaptive-gp-ucb", "optimum-search")
-
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -68,7 +48,8 @@ class SearchSettings:
     Args:
         space: search-space name ("mobilenetv2", "shufflenetv2", or a registered one).
         dataset: "digits" (embedded) or a dataset path (CIFAR folder/archive, image folder).
-        algorithm: a key of ``ALGORITHMS``.
+        algorithm: the name of an optimizer of ``kdnas.search.registry`` (``kdnas search
+            --help`` lists them).
         method: the low-fidelity loss method (a key of ``kdnas.core.METHODS``).
         part: the low-fidelity training subset, 1/part of the training set.
         n_lf: low-fidelity evaluations of Algorithms 1 and 2.
@@ -127,15 +108,12 @@ class SearchSettings:
             raise ValueError(
                 f"unknown teacher_data {self.teacher_data!r}; valid: {', '.join(TEACHER_DATA)}"
             )
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(
-                f"unknown algorithm {self.algorithm!r}; valid algorithms: {', '.join(ALGORITHMS)}"
-            )
+        entry = get_optimizer(self.algorithm)  # unknown or retired: a ValueError naming them
         if self.method not in METHODS:
             raise ValueError(
                 f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}"
             )
-        if self.method == "nokd" and self.part == 1 and self.algorithm in _USES_LOW:
+        if self.method == "nokd" and self.part == 1 and entry.uses_low_fidelity:
             raise ValueError("the low fidelity (part 1, nokd) equals the high fidelity")
         for name in ("part", "n_lf", "n_candidates", "epochs"):
             value = getattr(self, name)
@@ -150,7 +128,7 @@ class SearchSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.n_lf > self.n_candidates:
+        if entry.uses_low_fidelity and self.n_lf > self.n_candidates:
             raise ValueError(
                 f"n_lf ({self.n_lf}) cannot exceed the number of candidates ({self.n_candidates})"
             )
@@ -194,7 +172,7 @@ class SearchSettings:
     @property
     def needs_teacher(self) -> bool:
         """Whether the search distills (its low fidelity uses a teacher)."""
-        return self.algorithm in _USES_LOW and self.method != "nokd"
+        return get_optimizer(self.algorithm).uses_low_fidelity and self.method != "nokd"
 
     @property
     def teacher_epochs(self) -> int | None:
@@ -203,23 +181,11 @@ class SearchSettings:
 
     @property
     def ucb_beta(self) -> float:
-        """The UCB weight used: ``beta``, else the paper's 0.5, or for proxy-gp-ucb,
-        adaptive-gp-ucb and optimum-search their presets', which were chosen with it."""
+        """The UCB weight used: ``beta``, else the algorithm's own (the paper's 0.5, or the
+        preset's for proxy-gp-ucb, screening-gp-ucb and optimum-search, chosen with it)."""
         if self.beta is not None:
             return self.beta
-        if self.algorithm == "proxy-gp-ucb":
-            from kdnas.search import ScreeningConfig
-
-            return ScreeningConfig.proxy_prior().beta
-        if self.algorithm == "adaptive-gp-ucb":
-            from kdnas.search.adaptive import AdaptiveConfig
-
-            return AdaptiveConfig().beta
-        if self.algorithm == "optimum-search":
-            from kdnas.search.optimum_search import OptimumSearchConfig
-
-            return OptimumSearchConfig().beta
-        return 0.5
+        return get_optimizer(self.algorithm).default_beta
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -302,76 +268,34 @@ def build_objective(
     )
 
 
-def _proxy_optimizer(settings: SearchSettings) -> tuple[type, Any] | None:
-    """(class, config) of the optimizers built on the zero-cost proxy, None for the others."""
-    high = settings.high_fidelity
-    if settings.algorithm == "proxy-gp-ucb":
-        from kdnas.search import ScreeningConfig, ScreeningGPUCB
-
-        return ScreeningGPUCB, ScreeningConfig.proxy_prior(
-            high_fidelity=high, beta=settings.ucb_beta
-        )
-    if settings.algorithm == "optimum-search":
-        from kdnas.search.optimum_search import OptimumSearch, search_config_for
-
-        lows = (settings.low_fidelity,)
-        return OptimumSearch, search_config_for(lows, high, beta=settings.ucb_beta)
-    if settings.algorithm == "adaptive-gp-ucb":
-        from kdnas.search.adaptive import AdaptiveFidelityGPUCB, config_for
-
-        lows = (settings.low_fidelity,)
-        return AdaptiveFidelityGPUCB, config_for(lows, high, beta=settings.ucb_beta)
-    return None
-
-
 def build_optimizer(
     settings: SearchSettings, candidates: CandidateSet, resolution: int = 32
 ) -> Optimizer:
-    """A fresh optimizer of ``settings.algorithm`` over ``candidates``.
+    """A fresh optimizer of ``settings.algorithm`` over ``candidates`` (from the registry).
 
-    ``resolution`` (pixels) is the image size at which the optimizers built on the zero-cost
-    proxy (proxy-gp-ucb, optimum-search, adaptive-gp-ucb) count multiply-adds.
+    ``resolution`` (pixels) is the image size at which the optimizers that read the zero-cost
+    proxy count multiply-adds.
     """
-    from kdnas.search import (
-        GPUCB,
-        Budget,
-        LowFidelityGP,
-        MultiFidelityGPUCB,
-        RandomSearch,
-        multiply_add_proxy,
-    )
+    from kdnas.search import Budget, OptimizerRequest, multiply_add_proxy
     from kdnas.spaces import get_space
 
-    budget = Budget(
-        max_evaluations=settings.budget_evaluations, max_cost_s=settings.budget_seconds
-    )
-    high = settings.high_fidelity
-    if settings.algorithm == "alg1":
-        return LowFidelityGP(
-            candidates,
-            settings.n_lf,
-            settings.low_fidelity,
-            seed=settings.seed,
-            final_fidelity=high,
-        )
-    if settings.algorithm == "alg2":
-        return MultiFidelityGPUCB(
-            candidates,
-            settings.n_lf,
-            settings.low_fidelity,
-            high,
-            seed=settings.seed,
-            beta=settings.ucb_beta,
-            budget=budget,
-        )
-    if settings.algorithm == "gp-ucb":
-        return GPUCB(candidates, high, seed=settings.seed, beta=settings.ucb_beta, budget=budget)
-    with_proxy = _proxy_optimizer(settings)
-    if with_proxy is not None:
-        kind, config = with_proxy
+    entry = get_optimizer(settings.algorithm)
+    proxy = None
+    if entry.uses_proxy:
         proxy = multiply_add_proxy(get_space(settings.space), candidates.archs, resolution)
-        return kind(candidates, config, seed=settings.seed, budget=budget, proxy=proxy)
-    return RandomSearch(candidates, high, seed=settings.seed, budget=budget)
+    request = OptimizerRequest(
+        candidates,
+        seed=settings.seed,
+        high_fidelity=settings.high_fidelity,
+        low_fidelities=(settings.low_fidelity,) if entry.uses_low_fidelity else (),
+        n_lf=settings.n_lf,
+        beta=settings.ucb_beta,
+        budget=Budget(
+            max_evaluations=settings.budget_evaluations, max_cost_s=settings.budget_seconds
+        ),
+        proxy=proxy,
+    )
+    return entry.make(request)
 
 
 def run_config(

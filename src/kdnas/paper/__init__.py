@@ -6,8 +6,9 @@ Keys follow the tabular benchmark: spaces "mobilenet"/"shufflenet", parts as str
 ("27", "9", "3"), methods as in ``kdnas.core.METHODS``.
 
 Where each table is computed: Table 1 ``kdnas.bench.correlation.table1``; Tables 2 and 4
-``kdnas.search.reproduction.run_table2`` / ``run_table4`` (Table 4's rows: ``TABLE4_ROWS``,
-extended by ``register_optimizer``); the figures ``kdnas.search.figures``. ``kdnas reproduce``
+``kdnas.reproduction.table2.run_table2`` / ``kdnas.reproduction.table4.run_table4`` (Table
+4's rows: ``table4_rows()``, the paper's and the registry's, ``kdnas.search.registry``); the
+figures ``kdnas.reproduction.figures``. ``kdnas reproduce``
 prints each beside the published figures, marking cells outside these tolerances; the
 faithfulness tests (tests/search/test_paper_faithfulness.py, tests/bench) hold them too.
 """

@@ -25,8 +25,6 @@ Algorithms (Trofimov et al., Section 3.2):
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import LinAlgError
@@ -34,6 +32,7 @@ from scipy.linalg import LinAlgError
 from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Suggestion
 from kdnas.search.candidates import CandidateSet, random_subsets
 from kdnas.search.gp import FittedGP, GPConfig, fit_gp, upper_confidence_bound
+from kdnas.search.pool import Budget, PooledOptimizer, TrialPool
 
 __all__ = [
     "GPUCB",
@@ -41,114 +40,12 @@ __all__ = [
     "LowFidelityGP",
     "MultiFidelityGPUCB",
     "RandomSearch",
-    "TrialPool",
 ]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Budget:
-    """When an optimizer stops asking.
-
-    Args:
-        max_evaluations: suggestions to make in all (None = no limit).
-        max_cost_s: stop once the told results have cost this many seconds (None = no limit).
-    """
-
-    max_evaluations: int | None = None
-    max_cost_s: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_evaluations is not None and self.max_evaluations < 1:
-            raise ValueError(f"Budget.max_evaluations must be >= 1, got {self.max_evaluations}")
-        if self.max_cost_s is not None and not self.max_cost_s > 0:
-            raise ValueError(f"Budget.max_cost_s must be > 0 seconds, got {self.max_cost_s}")
-
-
-def _draw_seed(seed: int | None) -> int:
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-        logger.info("drew seed %d", seed)
-    return seed
-
-
-class TrialPool:
-    """The bookkeeping every optimizer here keeps: trial ids, pending and told suggestions,
-    seconds spent, the seeded random stream. Optimizers made of phases (Algorithm 2's two
-    GP-UCBs) share one pool, so trial ids and the budget run across the phases.
-
-    Args:
-        candidates: the architectures.
-        seed: seeds ``rng`` (None draws one and logs it).
-        budget: when ``budget_left`` turns False (default: never).
-    """
-
-    def __init__(self, candidates: CandidateSet, seed: int | None, budget: Budget | None):
-        if not isinstance(candidates, CandidateSet):
-            raise TypeError("candidates must be a kdnas.search.CandidateSet")
-        self.candidates = candidates
-        self.seed = _draw_seed(seed)
-        self.rng = np.random.default_rng(self.seed)
-        self.budget = budget or Budget()
-        self.next_id = 0
-        self.pending: dict[int, tuple[int, Fidelity]] = {}
-        self.told: list[tuple[int, EvalResult]] = []
-        self.cost_s = 0.0
-        self.asked = 0
-
-    def budget_left(self) -> bool:
-        b = self.budget
-        if b.max_evaluations is not None and self.asked >= b.max_evaluations:
-            return False
-        return b.max_cost_s is None or self.cost_s < b.max_cost_s
-
-    def used(self, fidelity: Fidelity) -> set[int]:
-        """Indices evaluated or pending at ``fidelity``."""
-        out = {i for i, r in self.told if r.fidelity == fidelity}
-        out |= {i for i, f in self.pending.values() if f == fidelity}
-        return out
-
-    def observations(self, fidelity: Fidelity) -> tuple[np.ndarray, np.ndarray]:
-        """Indices and valid_acc of the ok results at ``fidelity``."""
-        pairs = [
-            (i, r.valid_acc)
-            for i, r in self.told
-            if r.fidelity == fidelity and r.ok and math.isfinite(r.valid_acc)
-        ]
-        if not pairs:
-            return np.zeros(0, dtype=int), np.zeros(0)
-        idx, val = zip(*pairs, strict=True)
-        return np.asarray(idx, dtype=int), np.asarray(val, dtype=float)
-
-    def suggest(self, index: int, fidelity: Fidelity) -> Suggestion:
-        suggestion = Suggestion(self.next_id, self.candidates.archs[index], fidelity)
-        self.pending[self.next_id] = (index, fidelity)
-        self.next_id += 1
-        self.asked += 1
-        return suggestion
-
-    def tell(self, suggestion: Suggestion, result: EvalResult) -> int:
-        entry = self.pending.get(suggestion.trial_id)
-        if entry is None:
-            raise ValueError(f"trial {suggestion.trial_id} was not asked or was already told")
-        if result.fidelity != entry[1]:
-            # Checked before the trial leaves `pending`, so a wrong tell can be corrected.
-            raise ValueError(
-                f"trial {suggestion.trial_id} was asked at {entry[1].label()}, "
-                f"told at {result.fidelity.label()}"
-            )
-        del self.pending[suggestion.trial_id]
-        self.told.append((entry[0], result))
-        self.cost_s += result.cost_s
-        return entry[0]
-
-    def best(self, fidelity: Fidelity | None = None) -> EvalResult | None:
-        ok = [r for _, r in self.told if r.ok and (fidelity is None or r.fidelity == fidelity)]
-        return max(ok, key=lambda r: r.valid_acc) if ok else None
-
-
-class RandomSearch:
+class RandomSearch(PooledOptimizer):
     """Evaluates the candidates in a random order (without repetition) at one fidelity.
 
     Args:
@@ -165,13 +62,10 @@ class RandomSearch:
         seed: int | None = None,
         budget: Budget | None = None,
     ) -> None:
-        self._pool = TrialPool(candidates, seed, budget)
+        self._init_pool(candidates, seed, budget)
         self.fidelity = fidelity
+        self._best_fidelity = fidelity
         self._order = self._pool.rng.permutation(len(candidates))
-
-    @property
-    def seed(self) -> int:
-        return self._pool.seed
 
     @property
     def finished(self) -> bool:
@@ -182,14 +76,8 @@ class RandomSearch:
             return None
         return self._pool.suggest(int(self._order[self._pool.asked]), self.fidelity)
 
-    def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
-        self._pool.tell(suggestion, result)
 
-    def best(self) -> EvalResult | None:
-        return self._pool.best(self.fidelity)
-
-
-class LowFidelityGP:
+class LowFidelityGP(PooledOptimizer):
     """Algorithm 1: random low-fidelity evaluations, a GP on them, the argmax of its mean.
 
     Args:
@@ -213,7 +101,7 @@ class LowFidelityGP:
     ) -> None:
         if not 1 <= n_lf <= len(candidates):
             raise ValueError(f"n_lf must lie in [1, {len(candidates)}], got {n_lf}")
-        self._pool = TrialPool(candidates, seed, Budget())
+        self._init_pool(candidates, seed, Budget())
         self.fidelity = fidelity
         self.final_fidelity = final_fidelity
         self.gp = gp or GPConfig.paper_algorithm1()
@@ -221,10 +109,6 @@ class LowFidelityGP:
         self._choice: int | None = None
         self._final_asked = False
         self.model: FittedGP | None = None
-
-    @property
-    def seed(self) -> int:
-        return self._pool.seed
 
     @property
     def finished(self) -> bool:
@@ -275,7 +159,7 @@ class LowFidelityGP:
         return self._pool.best(self.fidelity)
 
 
-class GPUCB:
+class GPUCB(PooledOptimizer):
     """GP-UCB over the candidates at one fidelity: evaluate argmax(mean + beta * std).
 
     Args:
@@ -311,16 +195,13 @@ class GPUCB:
             raise ValueError(f"max_evaluations must be >= 1, got {max_evaluations}")
         self._pool = pool or TrialPool(candidates, seed, budget)
         self.fidelity = fidelity
+        self._best_fidelity = fidelity
         self.beta = beta
         self.gp = gp or GPConfig.paper_gp_ucb()
         self.target_value = target_value
         self._start = None if start is None else candidates.index_of(start)
         self.max_evaluations = max_evaluations
         self.model: FittedGP | None = None
-
-    @property
-    def seed(self) -> int:
-        return self._pool.seed
 
     def _count(self) -> int:
         return sum(1 for _, r in self._pool.told if r.fidelity == self.fidelity) + sum(
@@ -378,14 +259,8 @@ class GPUCB:
         score[list(used)] = -np.inf
         return int(np.argmax(score))
 
-    def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
-        self._pool.tell(suggestion, result)
 
-    def best(self) -> EvalResult | None:
-        return self._pool.best(self.fidelity)
-
-
-class MultiFidelityGPUCB:
+class MultiFidelityGPUCB(PooledOptimizer):
     """Algorithm 2: GP-UCB at a low fidelity for ``n_lf`` evaluations (the first random), then
     GP-UCB at high fidelity starting from the best low-fidelity architecture.
 
@@ -418,7 +293,8 @@ class MultiFidelityGPUCB:
             raise ValueError(f"n_lf must lie in [1, {len(candidates)}], got {n_lf}")
         if low_fidelity == high_fidelity:
             raise ValueError("Algorithm 2 needs a low fidelity different from the high one")
-        self._pool = TrialPool(candidates, seed, budget)
+        self._init_pool(candidates, seed, budget)
+        self._best_fidelity = high_fidelity
         self.n_lf = n_lf
         self.low_fidelity = low_fidelity
         self.high_fidelity = high_fidelity
@@ -435,10 +311,6 @@ class MultiFidelityGPUCB:
             max_evaluations=n_lf,
         )
         self.high: GPUCB | None = None
-
-    @property
-    def seed(self) -> int:
-        return self._pool.seed
 
     @property
     def finished(self) -> bool:
@@ -484,9 +356,3 @@ class MultiFidelityGPUCB:
         if self.high is None or self.high._start is None:
             return None
         return self._pool.candidates.archs[self.high._start]
-
-    def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
-        self._pool.tell(suggestion, result)
-
-    def best(self) -> EvalResult | None:
-        return self._pool.best(self.high_fidelity)

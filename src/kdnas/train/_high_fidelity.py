@@ -24,8 +24,8 @@ from kdnas.core import Architecture, EvalResult, Fidelity
 from kdnas.data import stream_seed
 from kdnas.train._config import TrainResult
 from kdnas.train._distributed import DistributedContext, FullRun, ResidentBatches, train_full
-from kdnas.train._objective import TrainingObjective, _seeded
-from kdnas.train._trainer import describe_device
+from kdnas.train._objective import TrainingObjective
+from kdnas.train._trainer import describe_device, seeded_generators
 
 __all__ = ["DistributedHighFidelity"]
 
@@ -61,7 +61,7 @@ def _rank_main(
             arch.key(), data.name, subset.content_hash, config.protocol_key(), seed, epochs
         )
         # The initialisation TrainingObjective gives the same architecture.
-        with _seeded(device, stream_seed(seed, 0, "init")):
+        with seeded_generators(device, stream_seed(seed, 0, "init")):
             network = space.build_network(
                 arch,
                 num_classes=data.num_classes,

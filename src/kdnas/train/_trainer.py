@@ -37,6 +37,7 @@ __all__ = [
     "pick_device",
     "precision",
     "recompute_batchnorm_statistics",
+    "seeded_generators",
     "train_network",
 ]
 
@@ -372,3 +373,21 @@ def _eval_batches(
     images: DeviceImages, batch_size: int
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     yield from images.eval_batches(batch_size)
+
+
+class seeded_generators:
+    """Run a block with torch's global generators seeded, restoring them afterwards."""
+
+    def __init__(self, device: torch.device, seed: int) -> None:
+        devices: list[int] = []
+        if device.type == "cuda":
+            devices = [device.index if device.index is not None else torch.cuda.current_device()]
+        self._fork = torch.random.fork_rng(devices=devices)
+        self._seed = seed
+
+    def __enter__(self) -> None:
+        self._fork.__enter__()
+        torch.manual_seed(self._seed)
+
+    def __exit__(self, *exc: object) -> None:
+        self._fork.__exit__(*exc)

@@ -1,0 +1,150 @@
+"""Options the training commands share, declared once: how a network trains, where it runs,
+and how evaluations fan out (``kdnas search``, ``kdnas bench build``, ``kdnas train``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = [
+    "add_executor_arguments",
+    "add_protocol_arguments",
+    "add_teacher_and_flip_arguments",
+    "check_run_arguments",
+    "executor_from_args",
+    "training_overrides",
+]
+
+
+def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training protocol of a search or a benchmark build: epochs (protocol, low and high
+    fidelity), width, batch size, learning rate, validation share, flips, the teacher, the
+    short-run options, and where and how it trains (--device, --deterministic, --threads)."""
+    from kdnas.cli import add_compute_arguments, add_short_run_arguments, positive_int
+
+    parser.add_argument("--epochs", type=positive_int, default=100, help="protocol epochs (100)")
+    parser.add_argument("--lf-epochs", type=positive_int, default=None, help="low-fidelity epochs")
+    parser.add_argument(
+        "--hf-epochs", type=positive_int, default=None, help="high-fidelity epochs"
+    )
+    parser.add_argument("--width-multiplier", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=positive_int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--valid-fraction", type=float, default=0.1)
+    add_teacher_and_flip_arguments(parser)
+    add_short_run_arguments(parser)
+    add_compute_arguments(parser)
+
+
+def add_teacher_and_flip_arguments(parser: argparse.ArgumentParser) -> None:
+    """--flip/--no-flip, --teacher-data and --allow-chance-teacher."""
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips (default: on for colour images, off for the digits "
+        "and for grayscale image folders, where a mirrored symbol is another symbol)",
+    )
+    parser.add_argument(
+        "--teacher-data",
+        default="full",
+        choices=("full", "subset"),
+        help="where the teacher learns: 'full' (default, as in the paper): the whole "
+        "training split minus validation, with the high-fidelity protocol; 'subset': the "
+        "low-fidelity 1/PART with --epochs (earlier kdnas; resumes their stores)",
+    )
+    parser.add_argument(
+        "--allow-chance-teacher",
+        action="store_true",
+        help="distill even from a teacher no better than chance (default: refuse)",
+    )
+
+
+def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainConfig`` fields the command line sets (only those given): batch size,
+    learning rate, deterministic kernels, flips and the short-run options.
+
+    Raises:
+        UsageError: a short-run option out of range.
+    """
+    from kdnas.cli import short_run_overrides
+
+    given = (("batch_size", "batch_size"), ("lr", "lr"), ("horizontal_flip", "flip"))
+    overrides = {
+        field: getattr(args, name)
+        for field, name in given
+        if getattr(args, name, None) is not None
+    }
+    if getattr(args, "deterministic", False):
+        overrides["deterministic"] = True
+    overrides.update(short_run_overrides(args))
+    return overrides
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor and the Ray options."""
+    from kdnas.cli import positive_int
+
+    parser.add_argument("--executor", default="serial", help="serial (default) or ray")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    parser.add_argument("--cpus-per-eval", type=float, default=1.0, help="Ray CPUs per task")
+    parser.add_argument("--gpus-per-eval", type=float, default=0.0, help="Ray GPUs per task")
+    parser.add_argument(
+        "--max-concurrent", type=positive_int, default=None, help="Ray tasks at once"
+    )
+
+
+def check_run_arguments(args: argparse.Namespace) -> None:
+    """--run-id and --store, checked before anything loads or trains.
+
+    Raises:
+        UsageError: an empty run id or a store path that cannot be a store.
+    """
+    from kdnas.cli import UsageError, check_store_option
+
+    if not args.run_id:
+        raise UsageError("--run-id must not be empty")
+    check_store_option(args.store)
+
+
+def executor_from_args(args: argparse.Namespace, device: str | None) -> tuple[Any, str | None]:
+    """The executor of ``--executor`` and the device the objective is built for.
+
+    Under Ray the objective is built on the driver, which may have no GPU, and its tasks run
+    where Ray puts them: with ``--gpus-per-eval`` > 0 and no ``--device`` it is built for
+    "cuda"; a CUDA ``--device`` without GPUs per task is refused (such tasks see none).
+
+    Raises:
+        UsageError: an unknown executor, a device that is not there, Ray missing, or Ray
+            options without ``--executor ray``.
+    """
+    from kdnas.cli import UsageError, check_device_option
+    from kdnas.execute import EXECUTORS, import_ray, make_executor
+
+    if args.executor not in EXECUTORS:
+        raise UsageError(
+            f"unknown executor {args.executor!r}; valid executors: {', '.join(EXECUTORS)}"
+        )
+    check_device_option(device, here=args.executor == "serial")
+    if args.executor != "ray":
+        if args.address is not None:
+            raise UsageError("--address needs --executor ray")
+        return make_executor(args.executor), device
+    try:
+        import_ray()
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+    if args.gpus_per_eval == 0 and (device or "").startswith("cuda"):
+        raise UsageError(
+            f"--device {device} needs --gpus-per-eval > 0 under Ray: tasks that ask Ray for "
+            "no GPU see none"
+        )
+    if args.gpus_per_eval > 0 and device is None:
+        device = "cuda"
+    options = {
+        "address": args.address,
+        "num_cpus_per_eval": args.cpus_per_eval,
+        "num_gpus_per_eval": args.gpus_per_eval,
+        "max_concurrent": args.max_concurrent,
+    }
+    return make_executor("ray", **options), device

@@ -1,0 +1,364 @@
+"""The teacher's life: trained once (or loaded), checked against chance, summarised, served.
+
+The teacher of a ``TrainingObjective`` is its space's original network. ``Teacher`` owns
+everything about it apart from training a network (which it asks of its objective): the
+fidelity it learns at (the whole training pool with the high-fidelity protocol, as in the
+paper, or a student's own subset), its key, loading it from the ``TeacherStore`` or training
+and saving it, refusing it when it is no better than chance, the summary a report gives, its
+per-batch summaries for the students through the ``TeacherCache``, and answering the original
+network's own evaluation at the teacher's fidelity with the teacher's training.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from kdnas.core import Architecture, Fidelity
+from kdnas.data import stream_seed
+from kdnas.distill.base import TrainingLoss
+from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
+from kdnas.train._config import TrainResult
+from kdnas.train._teacher import (
+    ChanceLevel,
+    TeacherAtChanceError,
+    TeacherStore,
+    TeacherTrainingError,
+    chance_teacher_message,
+    teacher_key,
+)
+from kdnas.train._trainer import (
+    LiveTeacher,
+    TeacherSource,
+    describe_device,
+    precision,
+    seeded_generators,
+)
+
+if TYPE_CHECKING:
+    from kdnas.train._objective import TrainingObjective
+
+__all__ = ["Teacher", "TeacherEntry"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TeacherEntry:
+    """A teacher in memory: its network (None when its training failed), its result, whether
+    it was loaded from the store, and whether that result is a complete evaluation (teachers
+    saved by earlier kdnas versions recorded only their accuracies)."""
+
+    network: nn.Module | None
+    result: TrainResult
+    loaded: bool
+    complete: bool = True
+
+
+class Teacher:
+    """The teacher of ``objective``'s students (module docstring).
+
+    Args:
+        objective: the objective it serves (its space, data, protocol, seed and device, and
+            the training it asks for).
+        store: where trained teachers are saved and loaded (None: memory only).
+        teacher_data: "full" (the whole training pool) or "subset" (a student's own).
+        epochs: the teacher's epochs (None: the protocol's).
+        allow_chance: serve a teacher no better than chance instead of refusing it.
+        cache: the shared per-batch summaries; ``use_cache`` False runs the teacher live.
+    """
+
+    def __init__(
+        self,
+        objective: TrainingObjective,
+        store: TeacherStore | None,
+        teacher_data: str,
+        epochs: int | None,
+        allow_chance: bool,
+        cache: TeacherCache,
+        use_cache: bool,
+    ) -> None:
+        self._objective = objective
+        self.store = store
+        self.teacher_data = teacher_data
+        self.teacher_epochs = epochs
+        self.allow_chance_teacher = allow_chance
+        self.cache = cache
+        self.use_cache = use_cache
+        self._entries: dict[str, TeacherEntry] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy for another process: the teachers go as CPU copies."""
+        state = self.__dict__.copy()
+        state["_entries"] = {
+            key: dataclasses.replace(
+                entry,
+                network=None if entry.network is None else copy.deepcopy(entry.network).cpu(),
+            )
+            for key, entry in self._entries.items()
+        }
+        return state
+
+    def known_keys(self) -> set[str]:
+        """Keys of the teachers held in memory."""
+        return set(self._entries)
+
+    def fidelity(self, part: int) -> Fidelity:
+        """The fidelity the teacher of 1/``part`` students is trained at (cross-entropy): the
+        whole training pool for ``teacher_data="full"``, else the students' own subset."""
+        teacher_part = 1 if self.teacher_data == "full" else part
+        return Fidelity(part=teacher_part, method="nokd", epochs=self.teacher_epochs)
+
+    def chance(self) -> ChanceLevel:
+        """The chance level of the validation split (what a constant guess scores)."""
+        return ChanceLevel.of_labels(self._objective.data.valid.labels)
+
+    def key(self, part: int) -> str:
+        fidelity = self.fidelity(part)
+        # Epochs join the key only when they differ from the protocol's, so that teachers
+        # saved before the teacher had its own epochs keep their keys.
+        extra = (
+            {"epochs": fidelity.epochs}
+            if fidelity.epochs not in (None, self._objective.config.epochs)
+            else {}
+        )
+        return teacher_key(
+            dataset=self._objective.data.name,
+            subset=self._objective.subset(fidelity.part).content_hash,
+            protocol=self._objective.config.protocol_key(),
+            seed=self._objective.seed,
+            space=self._objective.space.name,
+            arch=self._objective.space.original().key(),
+            **extra,
+        )
+
+    def network(self, part: int) -> nn.Module:
+        """The teacher of 1/part students: loaded if saved and intact, else trained.
+
+        Raises:
+            TeacherTrainingError: the teacher's training diverged or failed.
+            TeacherAtChanceError: the teacher is no better than chance on the validation
+                split and ``allow_chance_teacher`` is off.
+        """
+        entry = self.entry(part)
+        if entry.network is None:
+            raise TeacherTrainingError(
+                f"the teacher's training {entry.result.status}"
+                + (
+                    f": {entry.result.error}"
+                    if entry.result.error
+                    else " (is the learning rate too high?)"
+                )
+            )
+        chance = self.chance()
+        if not self.allow_chance_teacher and not chance.beaten_by(entry.result.valid_acc):
+            raise TeacherAtChanceError(
+                chance_teacher_message(
+                    self.summary(part),
+                    "refusing to distill from it (allow_chance_teacher=True, or "
+                    "--allow-chance-teacher, distills anyway)",
+                )
+            )
+        return entry.network
+
+    def result(self, part: int) -> TrainResult:
+        """The teacher's own training result (trained or loaded now if needed; never raises
+        for a teacher at chance, so that its accuracy can be reported)."""
+        return self.entry(part).result
+
+    def summary(self, part: int) -> dict[str, Any]:
+        """What a report says about the teacher of 1/part students: where and how long it
+        learned, its accuracies (fractions) and seconds, and how they compare with chance."""
+        entry = self.entry(part)
+        fidelity = self.fidelity(part)
+        chance = self.chance()
+        epochs = fidelity.epochs if fidelity.epochs is not None else self._objective.config.epochs
+        return {
+            "key": self.key(part),
+            "data": self.teacher_data,
+            "part": fidelity.part,
+            "images": len(self._objective.subset(fidelity.part)),
+            "epochs": epochs,
+            "steps": self._objective.optimisation_steps(fidelity.part, epochs),
+            "status": entry.result.status,
+            "valid_acc": entry.result.valid_acc,
+            "test_acc": entry.result.test_acc,
+            "train_time_s": entry.result.wall_time_s,
+            "loaded": entry.loaded,
+            "chance_acc": chance.accuracy,
+            "chance_threshold": chance.threshold,
+            "above_chance": chance.beaten_by(entry.result.valid_acc),
+        }
+
+    def entry(self, part: int) -> TeacherEntry:
+        key = self.key(part)
+        if key in self._entries:
+            entry = self._entries[key]
+            if entry.network is not None:  # a copy made for another process holds CPU ones
+                entry.network.to(self._objective.device)
+            return entry
+        if self.store is None:
+            entry = self._train(key, part)
+        else:
+            # Another process sharing the folder may be training this teacher: wait for it and
+            # load its result rather than train a second copy.
+            with self.store.lock(key):
+                entry = self._load(key, part) or self._train(key, part)
+        if entry.network is not None:
+            entry.network.to(self._objective.device).eval()
+            for parameter in entry.network.parameters():
+                parameter.requires_grad_(False)
+        self._entries[key] = entry
+        return entry
+
+    def _load(self, key: str, part: int) -> TeacherEntry | None:
+        assert self.store is not None
+        with seeded_generators(
+            self._objective.device, stream_seed(self._objective.seed, 0, "init")
+        ):
+            network = self._objective.build(self._objective.space.original())
+        record = self.store.load(key, network)
+        if record is None:
+            return None
+        try:
+            result = TrainResult.from_dict(record["result"])
+        except (KeyError, TypeError, ValueError):
+            # Saved by an earlier kdnas without its full result: rebuild what reports need.
+            result = self._result_from_old_record(record, network, part)
+            return TeacherEntry(network, result, loaded=True, complete=False)
+        return TeacherEntry(network, result, loaded=True)
+
+    def _result_from_old_record(
+        self, record: dict[str, Any], network: nn.Module, part: int
+    ) -> TrainResult:
+        from kdnas.models import count_parameters
+
+        return TrainResult(
+            status="ok",
+            valid_acc=float(record.get("valid_acc", math.nan)),
+            test_acc=float(record.get("test_acc", math.nan)),
+            wall_time_s=float(record.get("train_time_s", 0.0)),
+            train_time_s=float(record.get("train_time_s", 0.0)),
+            teacher_time_s=0.0,
+            params=count_parameters(network),
+            multiply_adds=0,
+            epochs=self._objective.config.epochs,
+            final_loss=math.nan,
+            seed=self._objective.seed,
+            subset_hash=self._objective.subset(self.fidelity(part).part).content_hash,
+            device=describe_device(self._objective.device),
+        )
+
+    def _train(self, key: str, part: int) -> TeacherEntry:
+        original = self._objective.space.original()
+        fidelity = self.fidelity(part)
+        logger.info(
+            "training the teacher on 1/%d of %s (%s, key %s)",
+            fidelity.part,
+            self._objective.data.name,
+            fidelity.label(),
+            key,
+        )
+        network, result = self._objective._fit(original, fidelity)
+        if result.status != "ok":
+            return TeacherEntry(None, result, loaded=False)
+        if self.store is not None:
+            self.store.save(
+                key,
+                network,
+                {
+                    "dataset": self._objective.data.name,
+                    "subset_hash": result.subset_hash,
+                    "part": fidelity.part,
+                    "teacher_data": self.teacher_data,
+                    "protocol": self._objective.config.to_dict(),
+                    "seed": self._objective.seed,
+                    "space": self._objective.space.name,
+                    "arch": original.to_json(),
+                    "valid_acc": result.valid_acc,
+                    "test_acc": result.test_acc,
+                    "train_time_s": result.wall_time_s,
+                    "result": result.to_dict(),
+                },
+            )
+        return TeacherEntry(network, result, loaded=False)
+
+    def serves(self, arch: Architecture, fidelity: Fidelity) -> bool:
+        """Whether evaluating ``arch`` at ``fidelity`` is exactly the teacher's training."""
+        return arch == self._objective.space.original() and fidelity == self.fidelity(
+            fidelity.part
+        )
+
+    def evaluation(self, fidelity: Fidelity) -> TrainResult:
+        """The original network at the teacher's fidelity: the teacher's own result.
+
+        Trained now if no teacher exists yet (and then kept as the teacher); otherwise read
+        back, so this evaluation costs only the seconds of the look-up: the training's
+        seconds are the teacher's, reported once per search.
+        """
+        start = time.perf_counter()
+        key = self.key(fidelity.part)
+        existed = key in self._entries
+        entry = self.entry(fidelity.part)
+        if not entry.complete:  # an earlier kdnas saved too little to answer with it
+            return self._objective._fit(self._objective.space.original(), fidelity)[1]
+        if entry.loaded or existed:
+            return dataclasses.replace(
+                entry.result, wall_time_s=time.perf_counter() - start, reused_from=f"teacher {key}"
+            )
+        return entry.result
+
+    def source(self, fidelity: Fidelity, loss: TrainingLoss, teacher: nn.Module) -> TeacherSource:
+        live = LiveTeacher(teacher, loss, self._objective.config)
+        if not self.use_cache:
+            return live
+        key = cache_key(
+            teacher=self.key(fidelity.part),
+            # One teacher serves every part, and each part's subset makes other batches.
+            students=self._objective.subset(fidelity.part).content_hash,
+            summary=loss.name,
+            batch_size=self._objective.config.batch_size,
+            padding=self._objective.config.crop_padding,
+            flip=self._objective.config.horizontal_flip,
+            precision=precision(self._objective.device, self._objective.config),
+            channels_last=self._objective.config.channels_last,
+            device=self._objective.device.type,
+        )
+        return CachedTeacher(self.cache, key, live)
+
+    def warm_up(self, part: int, methods: tuple[str, ...] = ("kd",)) -> float:
+        """Train (or load) the 1/part teacher and fill the cache for ``methods``; seconds spent.
+
+        Optional: the first student does both otherwise. Calling it once before a search fans
+        out to parallel workers (sharing ``teacher_dir`` and a cache directory) keeps them from
+        training the same teacher at once, and keeps the one-off cost out of every student's
+        measured cost.
+        """
+        start = time.perf_counter()
+        teacher = self.network(part)
+        for method in methods:
+            if method == "nokd":
+                continue
+            fidelity = Fidelity(part=part, method=method)
+            with seeded_generators(
+                self._objective.device, stream_seed(self._objective.seed, 0, "init")
+            ):
+                loss = self._objective._loss(
+                    fidelity, self._objective.build(self._objective.space.original()), teacher
+                )
+            source = self.source(fidelity, loss, teacher)
+            if isinstance(source, CachedTeacher):
+                source.prefill(
+                    self._objective.train_images(part),
+                    self._objective.config,
+                    self._objective.seed,
+                    self._objective.config.epochs,
+                )
+        return time.perf_counter() - start

@@ -1,0 +1,458 @@
+"""Proxy-prior and screening GP-UCB (``kdnas.search.proxy_prior``) and the noisy GP."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Optimizer, Suggestion
+from kdnas.search import Budget, CandidateSet, ProxyPriorConfig, ProxyPriorGPUCB
+from kdnas.search.noisy_gp import fit_noisy_gp, log_marginal_likelihoods
+
+SCREEN = Fidelity(part=3, method="kd")
+
+
+# ---------------------------------------------------------------------------- the GP
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_noisy_gp_matches_scikit_learn_with_per_point_noise(dtype: type) -> None:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 3)).astype(dtype)
+    y = (0.6 + 0.02 * np.sin(x.sum(1))).astype(dtype)
+    noise = np.where(np.arange(9) % 2 == 0, 1e-10, 1e-4)
+    queries = rng.normal(size=(20, 3))
+    ours = fit_noisy_gp(x, y, noise, length_scale=1.7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = GaussianProcessRegressor(RBF(1.7, "fixed"), alpha=noise, optimizer=None)
+        ref.fit(x.astype(float), y.astype(float) - y.astype(float).mean())
+    mean, std = ours.predict(queries, return_std=True)
+    ref_mean, ref_std = ref.predict(queries, return_std=True)
+    np.testing.assert_allclose(mean, ref_mean + y.astype(float).mean(), atol=1e-6)
+    np.testing.assert_allclose(std, ref_std, atol=1e-6)
+    assert ours.log_marginal_likelihood == pytest.approx(
+        ref.log_marginal_likelihood_value_, abs=1e-6
+    )
+    ours_lml = log_marginal_likelihoods(
+        ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1).astype(float),
+        y.astype(float) - y.astype(float).mean(),
+        noise,
+        np.array([math.log(1.7)]),
+    )[0]
+    assert ours_lml == pytest.approx(ref.log_marginal_likelihood_value_, abs=1e-6)
+
+
+def test_noisy_gp_length_scale_is_the_likelihood_maximum() -> None:
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(15, 2))
+    y = np.sin(1.3 * x[:, 0]) + 0.5 * np.cos(x[:, 1])
+    noise = np.full(15, 1e-3)
+    ours = fit_noisy_gp(x, y, noise)
+    ref = GaussianProcessRegressor(
+        RBF(1.0, (1e-2, 1e5)), alpha=noise, n_restarts_optimizer=5, random_state=0
+    ).fit(x, y - y.mean())
+    assert ours.length_scale == pytest.approx(ref.kernel_.length_scale, rel=0.02)
+
+
+def test_noisy_gp_interpolates_exact_points_and_trusts_noisy_ones_less() -> None:
+    x = np.array([[0.0], [3.0]])
+    exact = fit_noisy_gp(x, np.array([0.5, 0.7]), np.array([1e-10, 1e-10]), length_scale=1.0)
+    noisy = fit_noisy_gp(x, np.array([0.5, 0.7]), np.array([1e-10, 0.5]), length_scale=1.0)
+    mean, std = exact.predict(x, return_std=True)
+    np.testing.assert_allclose(mean, [0.5, 0.7], atol=1e-6)
+    assert std.max() < 1e-4
+    noisy_mean, noisy_std = noisy.predict(x[1:], return_std=True)
+    assert 0.6 < noisy_mean[0] < 0.7 and noisy_std[0] > 0.1
+
+
+def test_noisy_gp_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="noise"):
+        fit_noisy_gp(np.zeros((2, 1)), np.zeros(2), np.array([1e-3, -1.0]))
+    with pytest.raises(ValueError, match="features"):
+        fit_noisy_gp(np.zeros((2, 1)), np.zeros(3), np.zeros(3))
+
+
+# ---------------------------------------------------------------------------- a toy problem
+
+
+class TwoFidelityToy:
+    """64 architectures on an 8 x 8 grid; known unique optimum at grid cell (5, 2).
+
+    High fidelity: a smooth bump (cost 100 s). Screening fidelity: the same bump shifted and
+    scaled, plus a smooth bias that does not move the optimum out of the top, cost 10 s.
+    """
+
+    def __init__(self) -> None:
+        grid = np.array([(i, j) for i in range(8) for j in range(8)], dtype=float)
+        self.archs = tuple(Architecture("toy", (i, j)) for i, j in grid.astype(int).tolist())
+        self.candidates = CandidateSet.from_raw(self.archs, grid)
+        self.high = 0.70 - 0.004 * ((grid[:, 0] - 5) ** 2 + (grid[:, 1] - 2) ** 2)
+        self.screen = 0.5 + 1.2 * (self.high - 0.7) + 0.003 * np.sin(grid[:, 0] + grid[:, 1])
+        self.optimum = int(np.argmax(self.high))
+        self.evaluations: list[tuple[int, Fidelity]] = []
+
+    def evaluate(self, suggestion: Suggestion) -> EvalResult:
+        i = self.candidates.index_of(suggestion.arch)
+        self.evaluations.append((i, suggestion.fidelity))
+        high = suggestion.fidelity.is_high
+        value = float(self.high[i] if high else self.screen[i])
+        return EvalResult(
+            suggestion.arch.key(), suggestion.fidelity, value, value, 100.0 if high else 10.0
+        )
+
+
+def _run(seed: int, max_steps: int = 64) -> tuple[TwoFidelityToy, ProxyPriorGPUCB]:
+    toy = TwoFidelityToy()
+    optimizer = ProxyPriorGPUCB(
+        toy.candidates,
+        ProxyPriorConfig.screening(screen_fidelity=SCREEN),
+        seed=seed,
+        target_value=float(toy.high.max()),
+    )
+    for _ in range(max_steps):
+        suggestion = optimizer.ask()
+        if suggestion is None:
+            break
+        optimizer.tell(suggestion, toy.evaluate(suggestion))
+    return toy, optimizer
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_finds_the_known_optimum_of_a_two_fidelity_problem(seed: int) -> None:
+    toy, optimizer = _run(seed)
+    best = optimizer.best()
+    assert best is not None and best.arch_key == toy.archs[toy.optimum].key()
+    assert optimizer.finished and optimizer.ask() is None
+    high = [i for i, f in toy.evaluations if f.is_high]
+    screened = [i for i, f in toy.evaluations if f == SCREEN]
+    # Every high-fidelity evaluation was screened first, and the search is economical:
+    # far fewer expensive runs than candidates.
+    for i in high:
+        assert i in screened[: screened.index(i) + 1]
+        assert toy.evaluations.index((i, SCREEN)) < toy.evaluations.index((i, HIGH_FIDELITY))
+    assert len(high) <= 6
+    assert len(set(high)) == len(high) and len(set(screened)) == len(screened)
+
+
+def test_calibration_learns_the_screening_to_high_fidelity_map() -> None:
+    toy = TwoFidelityToy()
+    optimizer = ProxyPriorGPUCB(
+        toy.candidates,
+        ProxyPriorConfig.screening(screen_fidelity=SCREEN, calibrate_after=3),
+        seed=0,
+    )
+    for _ in range(40):
+        suggestion = optimizer.ask()
+        if suggestion is None:
+            break
+        optimizer.tell(suggestion, toy.evaluate(suggestion))
+    _intercept, slope, noise = optimizer.calibration()
+    # high = 0.7 + (screen - 0.5) / 1.2 up to the small bias: slope 1/1.2. The bias pulls the
+    # fitted slope low: slope x 1.2 = 0.862-0.918 and noise 0.0015-0.0017 over optimizer seeds
+    # 0-4 (benchmarks/threshold_spreads.py calibration; 0.868 at seed 0), so the band is
+    # centred there; an uncalibrated map (slope 0 or 1) or a noise of the screening values'
+    # own spread (0.02) fails it.
+    assert 0.75 < slope * 1.2 < 1.05
+    assert noise < 0.01
+
+
+# ---------------------------------------------------------------------------- the contract
+
+
+def test_is_an_optimizer_and_deterministic_per_seed() -> None:
+    toy_a, opt_a = _run(seed=7)
+    toy_b, _ = _run(seed=7)
+    assert isinstance(opt_a, Optimizer)
+    assert toy_a.evaluations == toy_b.evaluations
+    toy_c, _ = _run(seed=8)
+    assert toy_c.evaluations[0] != toy_a.evaluations[0] or len(toy_c.evaluations) != len(
+        toy_a.evaluations
+    )
+
+
+def test_pending_suggestions_are_not_repeated_and_trial_ids_increase() -> None:
+    toy = TwoFidelityToy()
+    optimizer = ProxyPriorGPUCB(
+        toy.candidates, ProxyPriorConfig.screening(screen_fidelity=SCREEN), seed=0
+    )
+    first = optimizer.ask()
+    assert first is not None
+    optimizer.tell(first, toy.evaluate(first))
+    batch = [optimizer.ask() for _ in range(4)]
+    assert all(s is not None for s in batch)
+    ids = [first.trial_id] + [s.trial_id for s in batch if s is not None]
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    assert len({s.arch for s in batch if s is not None}) == 4
+
+
+def test_tell_checks_the_fidelity_and_failed_results_leave_the_search() -> None:
+    toy = TwoFidelityToy()
+    optimizer = ProxyPriorGPUCB(
+        toy.candidates, ProxyPriorConfig.screening(screen_fidelity=SCREEN), seed=0
+    )
+    s = optimizer.ask()
+    assert s is not None and s.fidelity == SCREEN
+    failed = EvalResult(s.arch.key(), SCREEN, math.nan, math.nan, 3.0, status="failed")
+    optimizer.tell(s, failed)
+    assert optimizer.cost_s == 3.0
+    seen = set()
+    for _ in range(30):
+        nxt = optimizer.ask()
+        if nxt is None:
+            break
+        seen.add(nxt.arch)
+        optimizer.tell(nxt, toy.evaluate(nxt))
+    assert s.arch not in seen
+    last = optimizer.ask()
+    assert last is not None
+    wrong = "high" if last.fidelity == SCREEN else "screen"
+    fidelity = HIGH_FIDELITY if wrong == "high" else SCREEN
+    with pytest.raises(ValueError, match="asked at"):
+        optimizer.tell(last, EvalResult(last.arch.key(), fidelity, 0.5, 0.5, 1.0))
+    # The refused tell did not consume the trial: the right one is still accepted, once.
+    optimizer.tell(last, toy.evaluate(last))
+    with pytest.raises(ValueError, match="already told"):
+        optimizer.tell(last, toy.evaluate(last))
+
+
+def test_budget_in_seconds_stops_the_search() -> None:
+    toy = TwoFidelityToy()
+    optimizer = ProxyPriorGPUCB(
+        toy.candidates,
+        ProxyPriorConfig.screening(screen_fidelity=SCREEN),
+        seed=0,
+        budget=Budget(max_cost_s=150.0),
+    )
+    while (s := optimizer.ask()) is not None:
+        optimizer.tell(s, toy.evaluate(s))
+    assert optimizer.cost_s >= 150.0
+    spent = sum(100.0 if f.is_high else 10.0 for _, f in toy.evaluations)
+    assert optimizer.cost_s == pytest.approx(spent)
+    assert optimizer.cost_s < 150.0 + 100.0 + 1e-9
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="differ"):
+        ProxyPriorConfig.screening(screen_fidelity=HIGH_FIDELITY)
+    with pytest.raises(ValueError, match="prior_noise"):
+        ProxyPriorConfig.screening(prior_noise=0.0)
+    with pytest.raises(ValueError, match="calibrate_after"):
+        ProxyPriorConfig.screening(calibrate_after=2)
+    with pytest.raises(ValueError, match="beta"):
+        ProxyPriorConfig.screening(beta=-1.0)
+
+
+# ---------------------------------------------------------------------------- the proxy prior
+
+GRID = np.array([(i, j) for i in range(8) for j in range(8)], dtype=float)
+
+
+def _peak(i: float, j: float) -> np.ndarray:
+    return -((GRID[:, 0] - i) ** 2 + (GRID[:, 1] - j) ** 2)
+
+
+class BenchmarkScaleToy(TwoFidelityToy):
+    """The toy at the paper benchmark's scale: HF accuracy spans about two points, like the
+    spread of the paper's architectures (std 1.9-2.1 points)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.high = 0.70 + 0.0006 * _peak(5, 2)
+
+
+def _run_proxy(
+    proxy: np.ndarray, config: ProxyPriorConfig | None = None, seed: int = 0
+) -> tuple[BenchmarkScaleToy, ProxyPriorGPUCB, list[int]]:
+    toy = BenchmarkScaleToy()
+    optimizer = ProxyPriorGPUCB(
+        toy.candidates,
+        config or ProxyPriorConfig(),
+        seed=seed,
+        target_value=float(toy.high.max()),
+        proxy=proxy,
+    )
+    while (suggestion := optimizer.ask()) is not None:
+        optimizer.tell(suggestion, toy.evaluate(suggestion))
+    high = [i for i, f in toy.evaluations if f.is_high]
+    return toy, optimizer, high
+
+
+def test_the_prior_alone_starts_at_the_highest_proxy() -> None:
+    toy = BenchmarkScaleToy()
+    proxy = np.random.default_rng(3).normal(size=64)
+    for seed in (0, 1):
+        optimizer = ProxyPriorGPUCB(toy.candidates, ProxyPriorConfig(), seed=seed, proxy=proxy)
+        first = optimizer.ask()
+        assert first is not None and first.fidelity == HIGH_FIDELITY
+        assert toy.candidates.index_of(first.arch) == int(np.argmax(proxy))
+    # A negative prior slope means "smaller is better": the lowest proxy goes first.
+    optimizer = ProxyPriorGPUCB(toy.candidates, ProxyPriorConfig(proxy_slope=-0.016), proxy=proxy)
+    first = optimizer.ask()
+    assert first is not None and toy.candidates.index_of(first.arch) == int(np.argmin(proxy))
+
+
+@pytest.mark.parametrize("peak", [(4, 3), (6, 1), (3, 2), (5, 4)])
+def test_proxy_prior_finds_the_known_optimum(peak: tuple[int, int]) -> None:
+    # A proxy that is right about the trend but peaks one or two cells off the optimum
+    # (which it ranks 9th to 13th of 64).
+    toy, optimizer, high = _run_proxy(_peak(*peak))
+    best = optimizer.best()
+    assert best is not None and best.arch_key == toy.archs[toy.optimum].key()
+    assert high[-1] == toy.optimum and len(set(high)) == len(high)
+    # Plain GP-UCB needs about 6 HF runs on this toy; the proxy never makes it much worse.
+    assert len(high) <= 7
+
+
+def test_a_misleading_proxy_loses_its_weight() -> None:
+    misleading = -_peak(5, 2)  # ranks the optimum last
+    # The preset (fixed slope) lets the plain GP outvote the proxy model.
+    toy, preset, high = _run_proxy(misleading)
+    assert high[-1] == toy.optimum and preset.proxy_weight() < 0.1
+    # With a Bayesian slope the proxy model instead learns that smaller is better.
+    bayesian = ProxyPriorConfig(proxy_slope=0.016, proxy_slope_std=0.016)
+    toy, learned, high_learned = _run_proxy(misleading, bayesian)
+    assert high_learned[-1] == toy.optimum and learned.proxy_slope() < 0
+    # Either way it saves HF runs against a model that trusts the prior blindly.
+    blind = ProxyPriorConfig(proxy_averaging=False)
+    _, fixed, high_blind = _run_proxy(misleading, blind)
+    assert fixed.proxy_slope() == 0.008 and fixed.proxy_weight() == 1.0
+    assert max(len(high), len(high_learned)) < len(high_blind)
+
+
+def test_a_rough_proxy_loses_the_vote_against_the_plain_gp() -> None:
+    # Right on average (correlation 0.98 with HF), wrong in detail: it ranks the optimum 9th.
+    rough = _peak(5, 2) + 3.0 * np.sin(3 * GRID[:, 0] + GRID[:, 1])
+    assert np.corrcoef(rough, BenchmarkScaleToy().high)[0, 1] > 0.95
+    toy, averaged, high = _run_proxy(rough)
+    assert high[-1] == toy.optimum
+    # The residual f - b z is rough, so the GP without the proxy explains the data better.
+    assert averaged.proxy_weight() < 0.05
+    _, trusting, high_trusting = _run_proxy(rough, ProxyPriorConfig(proxy_averaging=False))
+    assert trusting.proxy_weight() == 1.0
+    assert len(high) <= 8 < len(high_trusting)
+
+
+def test_proxy_and_screening_together_find_the_optimum() -> None:
+    config = ProxyPriorConfig(screen_fidelity=SCREEN)
+    toy, _, high = _run_proxy(_peak(4, 3), config)
+    assert high[-1] == toy.optimum
+    screened = [i for i, f in toy.evaluations if f == SCREEN]
+    assert set(high) <= set(screened)
+
+
+def test_a_constant_proxy_carries_no_information() -> None:
+    toy, optimizer, high = _run_proxy(np.full(64, 7.0))
+    assert high[-1] == toy.optimum
+    assert optimizer.proxy_slope() == pytest.approx(0.008)  # the prior's, whatever the data
+    # A zero proxy makes both models the same GP: equal evidence, equal weight.
+    assert optimizer.proxy_weight() == pytest.approx(0.5)
+
+
+def test_proxy_input_is_checked() -> None:
+    toy = BenchmarkScaleToy()
+    with pytest.raises(ValueError, match="no proxy was given"):
+        ProxyPriorGPUCB(toy.candidates, ProxyPriorConfig())
+    with pytest.raises(ValueError, match="one value per candidate"):
+        ProxyPriorGPUCB(toy.candidates, ProxyPriorConfig(), proxy=np.ones(3))
+    with pytest.raises(ValueError, match="finite"):
+        ProxyPriorGPUCB(toy.candidates, ProxyPriorConfig(), proxy=np.full(64, math.nan))
+    with pytest.raises(ValueError, match="proxy_slope_std"):
+        ProxyPriorConfig.screening(proxy_slope_std=-1.0)
+    with pytest.raises(ValueError, match="proxy_residual_std"):
+        ProxyPriorConfig.screening(proxy_residual_std=0.0)
+    assert not ProxyPriorConfig.screening().uses_proxy and ProxyPriorConfig().uses_proxy
+
+
+def test_multiply_add_proxy_is_the_log_of_the_closed_form_count() -> None:
+    from kdnas.search import multiply_add_proxy
+    from kdnas.spaces import get_space
+
+    space = get_space("mobilenetv2")
+    archs = [space.original(), space.sample(np.random.default_rng(0))]
+    proxy = multiply_add_proxy(space, archs, 32)
+    expected = [math.log(space.multiply_adds(a, 32)) for a in archs]
+    np.testing.assert_allclose(proxy, expected)
+
+
+def test_space_arrays_subset_restandardises_and_moves_the_optimum() -> None:
+    from kdnas.replay.arrays import SpaceArrays
+
+    rng = np.random.default_rng(0)
+    valid = np.array([0.60, 0.70, 0.65, 0.68])
+    cols = {"valid_acc": valid - 0.1, "test_acc": valid - 0.1, "wall_time": np.ones(4)}
+    arrays = SpaceArrays(
+        "toy",
+        rng.normal(size=(4, 2)),
+        valid,
+        valid,
+        np.full(4, 10.0),
+        {("kd", 3): cols},
+        multiply_adds=np.array([1.0, 2.0, 3.0, 4.0]),
+    )
+    sub = arrays.subset([3, 0, 2])
+    assert sub.optimum == 0 and sub.hf_valid[sub.optimum] == pytest.approx(0.68)
+    np.testing.assert_allclose(sub.features.mean(0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(sub.features.std(0), 1.0)
+    np.testing.assert_allclose(sub.multiply_adds, [4.0, 1.0, 3.0])
+    np.testing.assert_allclose(sub.low_column("kd", 3, "valid_acc"), [0.58, 0.50, 0.55])
+    for bad in ([0, 0], [4], []):
+        with pytest.raises(ValueError, match="subset"):
+            arrays.subset(bad)
+
+
+# ---------------------------------------------------------------------------- the benchmark
+
+
+def test_simulation_on_the_paper_benchmark(paper_data_dir) -> None:
+    from kdnas.bench import TabularBenchmark
+    from kdnas.replay.arrays import load_space_arrays
+    from kdnas.replay.benchmark_requests import simulate_proxy_prior
+
+    bench = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
+    arrays = load_space_arrays(bench, "mobilenet", paper_data_dir)
+    runs = simulate_proxy_prior(arrays, seeds=range(1000, 1030))
+    times = runs.time_to_optimum_s
+    assert np.isfinite(times).all()
+    # Each run ends with the optimum's own high-fidelity run (the floor) ...
+    assert (times >= arrays.hf_time[arrays.optimum]).all()
+    assert all(events[-1][1] == arrays.optimum for events in runs.high_events)
+    # ... and, measured on these fresh seeds, beats GP-UCB at high fidelity only (the paper:
+    # 13,437 s) on average; 30 runs carry about 6% standard error. These seeds: 11,550 s; the
+    # next four blocks of 30 seeds: 9,580-12,840 s (benchmarks/threshold_spreads.py screening).
+    assert times.mean() < 13_437
+
+
+def test_proxy_prior_on_the_paper_benchmark(paper_data_dir) -> None:
+    from kdnas.bench import TabularBenchmark
+    from kdnas.paper import paper_figures
+    from kdnas.replay.arrays import load_space_arrays
+    from kdnas.replay.benchmark_requests import simulate_proxy_prior
+
+    bench = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
+    paper = paper_figures()["table4_mf_avg_wall_time_to_optimum_seconds"]
+    for space in ("mobilenet", "shufflenet"):
+        arrays = load_space_arrays(bench, space, paper_data_dir)
+        runs = simulate_proxy_prior(arrays, ProxyPriorConfig(), seeds=range(1000, 1005))
+        times = runs.time_to_optimum_s
+        # The start is the highest proxy, so every seed follows the same path.
+        assert np.ptp(times) == 0 and np.isfinite(times).all()
+        assert runs.high_events[0][0][1] == int(np.argmax(arrays.multiply_adds))
+        assert (runs.low_counts == 0).all()
+        # The bar is the paper's best Algorithm 2 cell (11,773 s / 11,130 s); the target half
+        # of its HF-only GP-UCB time (6,719 s / 8,338 s).
+        best_alg2 = min(float(v) for part in ("27", "9") for v in paper[space][part].values())
+        assert times[0] < best_alg2
+        assert times[0] <= 0.5 * float(paper[space]["hf_only"])
+        if space == "mobilenet":
+            # The largest network by multiply-adds is the optimum: one HF run, the floor.
+            assert times[0] == pytest.approx(arrays.hf_time[arrays.optimum])
