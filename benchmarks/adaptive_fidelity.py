@@ -19,7 +19,7 @@ Rows: optimum search (``kdnas.search.experimental.optimum_search``) with its pre
 with its a-priori
 (untuned) settings, the ablation without KD fidelities, proxy-prior GP-UCB, HF-only GP-UCB
 (the paper's GP, random start) and Algorithm 2 at the paper's best cell of the space; with
-``--first-version`` also adaptive-fidelity GP-UCB (``kdnas.search.adaptive``). Each cell is
+Each cell is
 the mean seconds to the optimum (benchmark wall_time of every evaluation until the optimum is
 evaluated at HF) with its standard error, and the ratio HF-only / row (> 1: faster than
 HF-only). Below each table: the paired t-test of the ablation against the preset, and the
@@ -31,7 +31,7 @@ seeds disjoint from both.
 
     .venv/bin/python benchmarks/adaptive_fidelity.py [--draw 1] [--subsets 40] [--runs 20]
         [--regimes ...] [--tune] [--workers 1] [--spaces mobilenet shufflenet]
-        [--first-version] [--field optuna_hb_best synetune_asha_best ...] [--benchmark PATH]
+        [--field optuna_hb_best synetune_asha_best ...] [--benchmark PATH]
 
 --benchmark defaults to $KDNAS_BENCHMARK, else ../shared/data/mf_nas_kd/benchmark.pickle.
 """
@@ -57,13 +57,13 @@ from kdnas.peers.leaderboard import available_rows, leaderboard_rows, quiet_peer
 from kdnas.peers.leaderboard import one_run as field_run
 from kdnas.replay.arrays import SpaceArrays, cell_rng, load_space_arrays
 from kdnas.replay.regimes import REGIMES, draw_spaces
-from kdnas.replay.runs import algorithm2_times, gp_ucb_hf_times, run_on_arrays
-from kdnas.search.experimental.optimum_search import (
-    AdaptiveConfig,
-    AdaptiveFidelityGPUCB,
-    OptimumSearch,
-    OptimumSearchConfig,
+from kdnas.replay.runs import (
+    algorithm2_times,
+    gp_ucb_hf_times,
+    run_on_arrays,
+    time_to_optimum,
 )
+from kdnas.search.experimental.optimum_search import OptimumSearch, OptimumSearchConfig
 from kdnas.search.optimizers import GPUCB, MultiFidelityGPUCB
 from kdnas.search.pool import Budget
 from kdnas.search.proxy_prior import ProxyPriorConfig, ProxyPriorGPUCB
@@ -92,8 +92,7 @@ NO_KD = dataclasses.replace(PRESET, low_fidelities=(), low_prior_rho=())
 
 
 def _loop_time(arrays: SpaceArrays, optimizer: object, workers: int) -> float:
-    optimum = arrays.placeholder_candidates().archs[arrays.optimum]
-    return run_on_arrays(arrays, optimizer, workers).time_to(optimum)  # type: ignore[arg-type]
+    return time_to_optimum(arrays, run_on_arrays(arrays, optimizer, workers))  # type: ignore[arg-type]
 
 
 def _builder(kind: type, config: object) -> Callable[[SpaceArrays, int], object]:
@@ -110,10 +109,6 @@ def _builder(kind: type, config: object) -> Callable[[SpaceArrays, int], object]
         )
 
     return build
-
-
-def _adaptive(config: AdaptiveConfig) -> Callable[[SpaceArrays, int], object]:
-    return _builder(AdaptiveFidelityGPUCB, config)
 
 
 def _search(config: OptimumSearchConfig) -> Callable[[SpaceArrays, int], object]:
@@ -183,7 +178,6 @@ LABELS = {
     "search": "optimum search (preset)",
     "untuned": "optimum search, a-priori settings",
     "no_kd": "optimum search without KD fidelities",
-    "adaptive": "adaptive-fidelity GP-UCB (1st version)",
     "proxy": "proxy-prior GP-UCB",
     "hf_only": "HF-only GP-UCB (paper's GP)",
     "algorithm2": "Algorithm 2, paper's best cell",
@@ -192,8 +186,6 @@ LABELS = {
 
 def report(args: argparse.Namespace, bench: TabularBenchmark) -> None:
     rows = {"search": _search(PRESET), "untuned": _search(UNTUNED), "no_kd": _search(NO_KD)}
-    if args.first_version:
-        rows["adaptive"] = _adaptive(AdaptiveConfig())
     rows["proxy"] = _proxy_prior
     quiet_peer_logging()
     present, versions, skipped = available_rows(args.field)
@@ -288,7 +280,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--spaces", nargs="+", default=["mobilenet", "shufflenet"])
     parser.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
-    parser.add_argument("--first-version", action="store_true", help="add the 1st version's row")
     parser.add_argument("--tune", action="store_true", help="the grid on draw 0 instead")
     parser.add_argument(
         "--field",

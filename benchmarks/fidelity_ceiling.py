@@ -63,7 +63,7 @@ import numpy as np
 from kdnas.bench import TabularBenchmark
 from kdnas.replay.arrays import SpaceArrays, cell_rng, load_space_arrays
 from kdnas.replay.regimes import REGIMES, draw_spaces
-from kdnas.replay.runs import gp_ucb_hf_times, run_on_arrays
+from kdnas.replay.runs import gp_ucb_hf_times, run_on_arrays, time_to_optimum
 from kdnas.search.optimizers import GPUCB
 from kdnas.search.pool import Budget
 from kdnas.search.proxy_prior import ProxyPriorConfig, ProxyPriorGPUCB
@@ -90,8 +90,7 @@ def _proxy_prior_seconds(
         budget=Budget(max_cost_s=1e7),
         proxy=proxy,
     )
-    optimum = arrays.placeholder_candidates().archs[arrays.optimum]
-    return run_on_arrays(arrays, optimizer, workers).time_to(optimum)
+    return time_to_optimum(arrays, run_on_arrays(arrays, optimizer, workers))
 
 
 def screening_makespan(seconds: np.ndarray, workers: int) -> float:
@@ -125,8 +124,7 @@ def one_space(
         path = orders[0][orders[0] >= 0]
     else:
         optimizer = GPUCB(arrays.placeholder_candidates(), seed=seed)
-        optimum = arrays.placeholder_candidates().archs[arrays.optimum]
-        out = {"hf_only": run_on_arrays(arrays, optimizer, workers).time_to(optimum)}
+        out = {"hf_only": time_to_optimum(arrays, run_on_arrays(arrays, optimizer, workers))}
     proxy = np.log(arrays.multiply_adds)
     out["proxy"] = _proxy_prior_seconds(arrays, proxy, seed, workers)
     out["proxy off"] = _proxy_prior_seconds(arrays, None, seed, workers)

@@ -24,13 +24,12 @@ if TYPE_CHECKING:
 
 def random_search(arrays: SpaceArrays, seeds: range, workers: int) -> float:
     """Mean simulated seconds random search needs to reach the optimum."""
-    from kdnas.replay.runs import run_on_arrays
+    from kdnas.replay.runs import run_on_arrays, time_to_optimum
     from kdnas.search import RandomSearch
 
     candidates = arrays.placeholder_candidates()
-    optimum = candidates.archs[arrays.optimum]
     times = [
-        run_on_arrays(arrays, RandomSearch(candidates, seed=s), workers).time_to(optimum)
+        time_to_optimum(arrays, run_on_arrays(arrays, RandomSearch(candidates, seed=s), workers))
         for s in seeds
     ]
     return float(np.mean(times))
