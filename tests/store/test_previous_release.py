@@ -13,7 +13,7 @@ import pytest
 from kdnas.cli import main
 from kdnas.store import SQLiteStore
 
-RELEASE = Path(__file__).resolve().parents[1] / "data" / "release_0_1_0"
+RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release_0_1_0"
 #: The command that wrote the store (its README), less the budget.
 COMMAND = [
     "search", "--space", "mobilenetv2", "--dataset", "digits", "--algorithm", "alg2",
