@@ -17,7 +17,7 @@ import numpy as np
 from kdnas.core import EvalResult, Fidelity, Suggestion
 from kdnas.search.candidates import CandidateSet
 
-__all__ = ["Budget", "PooledOptimizer", "TrialPool"]
+__all__ = ["Budget", "HighFidelitySearch", "PooledOptimizer", "TrialPool"]
 
 logger = logging.getLogger(__name__)
 
@@ -161,3 +161,53 @@ class PooledOptimizer:
     def best(self) -> EvalResult | None:
         """The best ok result at ``_best_fidelity`` told so far (the incumbent)."""
         return self._pool.best(self._best_fidelity)
+
+
+class HighFidelitySearch(PooledOptimizer):
+    """Base of the optimizers that search for the best architecture at one high fidelity,
+    spending cheaper evaluations as they choose: a failed or diverged result takes its
+    architecture out of the search, and the search ends at ``target_value``, when the budget
+    is spent, or when every architecture is done at high fidelity (or failed). A subclass
+    writes ``_choose`` -> (candidate index, fidelity) or None (nothing to ask now).
+    """
+
+    target_value: float | None = None
+
+    def _init_search(
+        self,
+        candidates: CandidateSet,
+        seed: int | None,
+        budget: Budget | None,
+        high_fidelity: Fidelity,
+        target_value: float | None,
+    ) -> None:
+        self._init_pool(candidates, seed, budget)
+        self._best_fidelity = high_fidelity
+        self.target_value = target_value
+        self._failed: set[int] = set()
+
+    def _choose(self) -> tuple[int, Fidelity] | None:
+        raise NotImplementedError
+
+    @property
+    def finished(self) -> bool:
+        best = self.best()
+        target = self.target_value
+        if target is not None and best is not None and best.valid_acc >= target:
+            return True
+        if not self._pool.budget_left():
+            return True
+        assert self._best_fidelity is not None
+        done = self._pool.used(self._best_fidelity) | self._failed
+        return len(done) >= len(self.candidates)
+
+    def ask(self) -> Suggestion | None:
+        if self.finished:
+            return None
+        choice = self._choose()
+        return None if choice is None else self._pool.suggest(*choice)
+
+    def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
+        index = self._pool.tell(suggestion, result)
+        if not result.ok or not math.isfinite(result.valid_acc):
+            self._failed.add(index)

@@ -52,11 +52,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kdnas.core import HIGH_FIDELITY, Architecture, EvalResult, Fidelity, Suggestion
+from kdnas.core import HIGH_FIDELITY, Architecture, Fidelity
 from kdnas.search.candidates import CandidateSet
 from kdnas.search.gp import upper_confidence_bound
 from kdnas.search.noisy_gp import fit_noisy_gp
-from kdnas.search.pool import Budget, PooledOptimizer
+from kdnas.search.pool import Budget, HighFidelitySearch
 
 if TYPE_CHECKING:
     from kdnas.spaces import SearchSpace
@@ -194,7 +194,7 @@ def standardise_proxy(proxy: np.ndarray | Sequence[float], size: int, owner: str
     return (values - values.mean()) / std if std > 0 else np.zeros(size)
 
 
-class ProxyPriorGPUCB(PooledOptimizer):
+class ProxyPriorGPUCB(HighFidelitySearch):
     """Ask/tell multi-fidelity GP-UCB with a zero-cost proxy prior and optional screening.
 
     Args:
@@ -220,11 +220,8 @@ class ProxyPriorGPUCB(PooledOptimizer):
         proxy: np.ndarray | Sequence[float] | None = None,
     ) -> None:
         self.config = config or ProxyPriorConfig()
-        self._init_pool(candidates, seed, budget)
-        self._best_fidelity = self.config.high_fidelity
-        self.target_value = target_value
+        self._init_search(candidates, seed, budget, self.config.high_fidelity, target_value)
         self._start = None if start is None else candidates.index_of(start)
-        self._failed: set[int] = set()
         self._proxy = self._standardised_proxy(proxy, len(candidates))
         # Posterior probability of the proxy model: the prior's until averaging weighs it.
         self._proxy_weight = 0.0 if self._proxy is None else 1.0
@@ -245,25 +242,6 @@ class ProxyPriorGPUCB(PooledOptimizer):
 
     def _high_used(self) -> set[int]:
         return self._pool.used(self.config.high_fidelity)
-
-    @property
-    def finished(self) -> bool:
-        best = self.best()
-        target = self.target_value
-        if target is not None and best is not None and best.valid_acc >= target:
-            return True
-        if not self._pool.budget_left():
-            return True
-        return len(self._high_used() | self._failed) >= len(self.candidates)
-
-    def ask(self) -> Suggestion | None:
-        if self.finished:
-            return None
-        choice = self._choose()
-        if choice is None:
-            return None
-        index, fidelity = choice
-        return self._pool.suggest(index, fidelity)
 
     def _screen_observations(self) -> tuple[np.ndarray, np.ndarray]:
         screen = self.config.screen_fidelity
@@ -417,8 +395,3 @@ class ProxyPriorGPUCB(PooledOptimizer):
             [np.full(len(high_idx), 1e-10), np.full(int(imputed.sum()), noise**2)]
         )
         return idx, targets, variance
-
-    def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
-        index = self._pool.tell(suggestion, result)
-        if not result.ok or not math.isfinite(result.valid_acc):
-            self._failed.add(index)

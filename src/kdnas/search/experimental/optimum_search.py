@@ -79,11 +79,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg, stats
 
-from kdnas.core import HIGH_FIDELITY, EvalResult, Fidelity, Suggestion
+from kdnas.core import HIGH_FIDELITY, Fidelity
 from kdnas.search.candidates import CandidateSet
 from kdnas.search.gp import squared_distances, upper_confidence_bound
 from kdnas.search.noisy_gp import LOG_LENGTH_GRID, fit_noisy_gp
-from kdnas.search.pool import Budget, PooledOptimizer
+from kdnas.search.pool import Budget, HighFidelitySearch
 from kdnas.search.proxy_prior import standardise_proxy
 
 __all__ = [
@@ -379,7 +379,7 @@ def normal_scores(values: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------- the optimizer
 
 
-class OptimumSearch(PooledOptimizer):
+class OptimumSearch(HighFidelitySearch):
     """Ask/tell multi-fidelity search that evaluates at HF the architecture most likely to be
     the optimum per second, and spends seconds on a KD fidelity only when its value of
     information exceeds its cost (module docstring).
@@ -404,10 +404,7 @@ class OptimumSearch(PooledOptimizer):
         proxy: np.ndarray | Sequence[float] | None = None,
     ) -> None:
         self.config = config or OptimumSearchConfig()
-        self._init_pool(candidates, seed, budget)
-        self._best_fidelity = self.config.high_fidelity
-        self.target_value = target_value
-        self._failed: set[int] = set()
+        self._init_search(candidates, seed, budget, self.config.high_fidelity, target_value)
         self._proxy = (
             np.zeros(len(candidates))
             if proxy is None
@@ -415,17 +412,6 @@ class OptimumSearch(PooledOptimizer):
         )
         self._sq_dists = squared_distances(candidates.features, candidates.features)
         self.last_step: dict[str, float] = {}
-
-    @property
-    def finished(self) -> bool:
-        best = self.best()
-        target = self.target_value
-        if target is not None and best is not None and best.valid_acc >= target:
-            return True
-        if not self._pool.budget_left():
-            return True
-        done = self._pool.used(self.config.high_fidelity) | self._failed
-        return len(done) >= len(self.candidates)
 
     def fidelity_counts(self) -> dict[str, int]:
         """How many evaluations were asked at each fidelity (label -> count)."""
@@ -470,19 +456,6 @@ class OptimumSearch(PooledOptimizer):
         return float(np.mean(costs)) if costs else None
 
     # ------------------------------------------------------------------ ask / tell
-
-    def ask(self) -> Suggestion | None:
-        if self.finished:
-            return None
-        choice = self._choose()
-        if choice is None:
-            return None
-        return self._pool.suggest(*choice)
-
-    def tell(self, suggestion: Suggestion, result: EvalResult) -> None:
-        index = self._pool.tell(suggestion, result)
-        if not result.ok or not math.isfinite(result.valid_acc):
-            self._failed.add(index)
 
     def _may_screen(self) -> bool:
         """Whether low-fidelity seconds are still below ``low_share`` of the HF seconds."""
