@@ -21,11 +21,13 @@ from kdnas.experiment._search import (
     time_to_best,
 )
 from kdnas.experiment._settings import (
+    PreparedSearch,
     SearchSettings,
     build_candidates,
     build_objective,
     build_optimizer,
     load_data,
+    prepare_search,
     run_config,
     sample_architectures,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "DemoProgress",
     "DemoSettings",
     "GridSearch",
+    "PreparedSearch",
     "ReuseStored",
     "SearchOutcome",
     "SearchSettings",
@@ -43,6 +46,7 @@ __all__ = [
     "build_objective",
     "build_optimizer",
     "load_data",
+    "prepare_search",
     "plot_lf_vs_hf",
     "plot_trajectory",
     "run_config",

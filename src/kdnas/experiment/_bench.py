@@ -14,10 +14,8 @@ from kdnas.experiment._search import teacher_cache_dir_for, teacher_dir_for
 from kdnas.experiment._settings import (
     SearchSettings,
     build_objective,
-    load_data,
     open_search_run,
-    run_config,
-    sample_architectures,
+    prepare_search,
 )
 from kdnas.store import SQLiteStore
 
@@ -82,19 +80,12 @@ def run_bench_build(
     callbacks: Sequence[object] = (),
 ) -> ExecutionSummary:
     """Train the grid into the store (resumable: finished cells are never retrained)."""
-    from kdnas.spaces import get_space
 
     if not run_id:
         raise ValueError("the run id must be a non-empty string")
     settings = grid.settings
-    space = get_space(settings.space)
-    data = load_data(settings)
-    archs = list(grid.archs) or sample_architectures(
-        space, settings.n_candidates, settings.candidate_seed
-    )
-    for arch in archs:
-        space.validate(arch)
-    config = run_config(settings, data, archs)
+    prepared = prepare_search(settings, grid.archs)
+    data, archs, config = prepared.data, list(prepared.archs), dict(prepared.config)
     for name in ("algorithm", "n_lf", "beta", "method", "part", "low_fidelity"):
         config.pop(name, None)
     config["grid"] = {

@@ -43,12 +43,9 @@ from kdnas.experiment._report import (
 from kdnas.experiment._search import best_evaluation, search_cost
 from kdnas.experiment._settings import (
     SearchSettings,
-    build_candidates,
     build_objective,
     build_optimizer,
-    load_data,
-    run_config,
-    sample_architectures,
+    prepare_search,
 )
 from kdnas.store import SQLiteStore, StoredEvaluation
 
@@ -251,7 +248,6 @@ def run_demo(
     back, not rerun); other settings are refused with ``RunMismatchError``.
     """
     from kdnas.bench.correlation import correlations
-    from kdnas.spaces import get_space
 
     clock = time.perf_counter()
     progress = progress or _Silent()
@@ -262,12 +258,15 @@ def run_demo(
     low, high = search.low_fidelity, search.high_fidelity
     low_ce = Fidelity(part=low.part, method="nokd", epochs=low.epochs)
 
-    space = get_space(search.space)
-    data = load_data(search)
-    archs = sample_architectures(space, search.n_candidates, search.candidate_seed)
+    prepared = prepare_search(search)
+    space, data, archs, config = (
+        prepared.space,
+        prepared.data,
+        list(prepared.archs),
+        prepared.config,
+    )
     original = space.original()
     objective = build_objective(search, data, out / "teachers")
-    config = run_config(search, data, archs)
     executor = SerialExecutor()
 
     progress.start_phase(
@@ -286,7 +285,7 @@ def run_demo(
         progress.start_phase("hf", f"high fidelity: {high.label()} (GP-UCB)", settings.n_hf)
         router = _PhaseRouter(progress, {low: "lf", high: "hf"})
         searched = executor.run(
-            build_optimizer(search, build_candidates(space, archs)),
+            build_optimizer(search, prepared.candidates),
             objective,
             store,
             run_id="search",

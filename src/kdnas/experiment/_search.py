@@ -24,13 +24,10 @@ from kdnas.experiment._report import (
 )
 from kdnas.experiment._settings import (
     SearchSettings,
-    build_candidates,
     build_objective,
     build_optimizer,
-    load_data,
     open_search_run,
-    run_config,
-    sample_architectures,
+    prepare_search,
 )
 from kdnas.store import SQLiteStore, StoredEvaluation
 
@@ -128,16 +125,16 @@ def run_search(
             missing or corrupt dataset (``kdnas.data.DatasetError``, naming the path); a
             store run made with other settings (``kdnas.store.RunMismatchError``).
     """
-    from kdnas.spaces import get_space
-
     clock = time.perf_counter()
     if not run_id:
         raise ValueError("the run id must be a non-empty string")
-    space = get_space(settings.space)
-    data = load_data(settings)
-    archs = sample_architectures(space, settings.n_candidates, settings.candidate_seed)
-    candidates = build_candidates(space, archs)
-    config = run_config(settings, data, archs)
+    prepared = prepare_search(settings)
+    data, archs, candidates, config = (
+        prepared.data,
+        list(prepared.archs),
+        prepared.candidates,
+        prepared.config,
+    )
     warnings: list[str] = []
     teacher = None
     # Everything cheap is checked before the teacher trains or its folder is made: the store

@@ -23,12 +23,14 @@ if TYPE_CHECKING:
     from kdnas.train import TrainConfig, TrainingObjective
 
 __all__ = [
+    "PreparedSearch",
     "SearchSettings",
     "build_candidates",
     "build_objective",
     "build_optimizer",
     "load_data",
     "open_search_run",
+    "prepare_search",
     "run_config",
 ]
 
@@ -223,6 +225,55 @@ def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Arch
                 f"{tries} draws; ask for fewer candidates"
             )
     return list(chosen.values())
+
+
+@dataclass(frozen=True)
+class PreparedSearch:
+    """What every real search starts from (``kdnas search``, ``kdnas bench build``, ``kdnas
+    demo``), built in one place by ``prepare_search``.
+
+    Args:
+        space: the search space.
+        data: the dataset, split and normalised.
+        archs: the candidates, the space's original network first.
+        candidates: ``archs`` with the space's standardised features.
+        config: the run's fingerprinted configuration (``run_config``).
+    """
+
+    space: SearchSpace
+    data: PreparedData
+    archs: tuple[Architecture, ...]
+    candidates: CandidateSet
+    config: dict[str, Any]
+
+
+def prepare_search(
+    settings: SearchSettings, archs: Sequence[Architecture] | None = None
+) -> PreparedSearch:
+    """The space, data, candidates and run configuration of ``settings``; ``archs`` (each
+    checked against the space) replaces the sample of ``n_candidates``.
+
+    Raises:
+        ValueError: an unknown space or an architecture outside it; a missing or corrupt
+            dataset (``kdnas.data.DatasetError``, naming the path).
+    """
+    from kdnas.spaces import get_space
+
+    space = get_space(settings.space)
+    data = load_data(settings)
+    if archs:
+        for arch in archs:
+            space.validate(arch)
+        chosen = list(archs)
+    else:
+        chosen = sample_architectures(space, settings.n_candidates, settings.candidate_seed)
+    return PreparedSearch(
+        space,
+        data,
+        tuple(chosen),
+        build_candidates(space, chosen),
+        run_config(settings, data, chosen),
+    )
 
 
 def build_candidates(space: SearchSpace, archs: Sequence[Architecture]) -> CandidateSet:
