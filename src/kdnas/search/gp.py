@@ -104,7 +104,7 @@ class GPConfig:
 
 
 class GaussianPosterior(Protocol):
-    """What every fitted GP of kdnas answers (``FittedGP``, ``_noisy_gp.NoisyGP``, and per run
+    """What every fitted GP of kdnas answers (``FittedGP``, ``noisy_gp.NoisyGP``, and per run
     ``engine.BatchedGP`` with a leading run axis): the posterior of f at query points."""
 
     def predict(self, x: Any, return_std: bool = False) -> tuple[Any, Any]:

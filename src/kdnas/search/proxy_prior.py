@@ -24,7 +24,7 @@ whole run and feeds it two kinds of cheap information:
                     architectures seen at both fidelities (the mean of f - b_s * s). With
                     ``calibrate_after`` = k, b_s, c and r are fitted by least squares once k
                     architectures have both results.
-    model           a GP (``kdnas.search._noisy_gp``) of f - b * z on exact high-fidelity
+    model           a GP (``kdnas.search.noisy_gp``) of f - b * z on exact high-fidelity
                     results and on the calibrated screening results of the architectures not
                     yet evaluated at high fidelity, each with noise variance r^2.
     acquisition     UCB = mean + beta * std over the architectures not yet evaluated at high

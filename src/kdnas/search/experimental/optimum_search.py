@@ -44,7 +44,7 @@ Notation (shapes in brackets; N candidates, S posterior samples):
                   sum over the order of c_HF * (P(not found) - p of those before).
     HF step       ``high_choice`` "probability": the head of the order. "ucb" (the preset):
                   the head of the order of UCB = m + beta * sd of the paper's GP (unit
-                  amplitude, ``_noisy_gp``) fitted to the HF results minus the trend
+                  amplitude, ``noisy_gp``) fitted to the HF results minus the trend
                   b_hat s z, plus that trend, where b_hat is the slope's posterior mean
                   averaged over the two hypotheses (so a doubted proxy fades out and a
                   reversed one turns round); an architecture screened at low fidelity with no
