@@ -110,6 +110,10 @@ class Architecture:
         try:
             data = json.loads(text)
             return cls(space=data["space"], genotype=data["genotype"])
+        except RecursionError:
+            raise ValueError(
+                f"not an architecture in JSON form: nested too deeply ({len(text)} characters)"
+            ) from None
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             message = f"not an architecture in JSON form: {text[:80]!r} ({error})"
             raise ValueError(message) from None

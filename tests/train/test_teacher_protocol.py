@@ -170,3 +170,32 @@ def test_chance_level_is_the_majority_share_plus_two_standard_errors() -> None:
     assert level.threshold == pytest.approx(0.7 + 2 * math.sqrt(0.7 * 0.3 / 100))
     assert not level.beaten_by(0.79) and level.beaten_by(0.80)
     assert not level.beaten_by(math.nan)
+
+
+def test_a_validation_split_too_small_to_judge_says_so_and_how_to_grow_it() -> None:
+    """Two validation images of two classes (the reported case): chance 0.5, threshold
+    0.5 + 2 sqrt(0.25 / 2) = 1.207, which no accuracy can pass; the message blames the split."""
+    import torch
+
+    from kdnas.train import ChanceLevel, chance_teacher_message
+
+    chance = ChanceLevel.of_labels(torch.tensor([3, 7]))
+    assert chance.threshold == pytest.approx(0.5 + 2 * (0.25 / 2) ** 0.5)
+    assert not chance.beaten_by(1.0)
+    summary = {
+        "epochs": 5,
+        "images": 40,
+        "steps": 10,
+        "valid_acc": 1.0,
+        "chance_acc": chance.accuracy,
+        "chance_threshold": chance.threshold,
+        "valid_images": chance.n,
+    }
+    message = chance_teacher_message(summary, "refused")
+    assert "validation split (2 images) is too small" in message
+    assert "--valid-fraction" in message and "threshold" not in message
+    # A split large enough to judge keeps the teacher's own message.
+    summary.update(chance_acc=0.1, chance_threshold=0.16, valid_acc=0.1, valid_images=500)
+    assert "no better than chance (0.100; threshold 0.160)" in chance_teacher_message(
+        summary, "refused"
+    )

@@ -125,6 +125,8 @@ def _read_metadata(path: Path) -> dict[str, Any]:
         ) from None
     except UnicodeDecodeError as error:
         raise BenchmarkFormatError(f"{path}: not UTF-8 text ({error.reason})") from None
+    except RecursionError:
+        raise BenchmarkFormatError(f"{path}: JSON nested too deeply") from None
     if not isinstance(metadata, dict):
         raise BenchmarkFormatError(f"{path}: expected a JSON object at the top level")
     if metadata.get("format") != FORMAT_NAME:

@@ -46,7 +46,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    # Messages quote input: control characters are escaped, and an over-long quoted value is
+    # already shortened where it is quoted, so the message itself is kept whole.
+    from kdnas.cli._console import one_line
+
+    return one_line(text, limit=None)
 
 
 def _os_error_text(error: OSError) -> str:

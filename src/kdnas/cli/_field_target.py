@@ -16,6 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from kdnas.cli._console import make_console, shown
+
 __all__ = ["FIELD_TARGETS"]
 
 
@@ -40,10 +42,10 @@ def _target_field(args: argparse.Namespace) -> int:
         summarise,
     )
 
-    console = Console()
+    console = make_console()
     if not console.is_terminal:
         # Piped to a file or a log: wide enough for the table's rows not to wrap.
-        console = Console(width=170)
+        console = make_console(width=170)
     if args.dataset != "cifar100":
         # The leaderboard's cells, horizon and best method are the paper's CIFAR-100 ones.
         raise ValueError(
@@ -106,7 +108,7 @@ def _target_field(args: argparse.Namespace) -> int:
     console.print(f"{len(chunks)} chunks in {seconds:.0f} s on {jobs} processes")
     if args.out is not None:
         for written in plot_curves(cells, args.out):
-            console.print(f"wrote {written}")
+            console.print(f"wrote {shown(written)}")
     if args.json is not None:
         write_json(
             args.json,
@@ -120,7 +122,7 @@ def _target_field(args: argparse.Namespace) -> int:
                 "losses_of_best": losses,
             },
         )
-        console.print(f"wrote {args.json}")
+        console.print(f"wrote {shown(args.json)}")
     return 0
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kdnas.cli._console import make_console, shown
 from kdnas.paper import METHOD_LABELS, TABLE2_TOLERANCE, TABLE4_TOLERANCE, paper_figures
 
 __all__ = ["SEARCH_TARGETS", "json_path"]
@@ -89,7 +90,7 @@ def _target_table2_body(args: argparse.Namespace) -> int:
     from kdnas.experiment import write_json
     from kdnas.reproduction.table2 import TABLE2_PARTS, run_table2
 
-    console = Console()
+    console = make_console()
     spaces = _spaces(args)
     runs = args.trials or 1000
     total = sum(
@@ -163,7 +164,7 @@ def _target_table2_body(args: argparse.Namespace) -> int:
             for space, by_part in result.items()
         }
         write_json(path, data)
-        console.print(f"wrote {path}")
+        console.print(f"wrote {shown(path)}")
     return 0
 
 
@@ -178,7 +179,7 @@ def _target_table4_body(args: argparse.Namespace) -> int:
     from kdnas.reproduction.statistics import CellStats
     from kdnas.reproduction.table4 import Table4Settings, run_table4, table4_steps
 
-    console = Console()
+    console = make_console()
     spaces = _spaces(args)
     settings = Table4Settings(runs=args.trials or 100, seed=args.seed)
     start = time.perf_counter()
@@ -240,7 +241,7 @@ def _target_table4_body(args: argparse.Namespace) -> int:
             return {str(k): plain(v) for k, v in node.items()}
 
         write_json(path, plain(result))
-        console.print(f"wrote {path}")
+        console.print(f"wrote {shown(path)}")
     return 0
 
 
@@ -253,14 +254,14 @@ def _target_figures(args: argparse.Namespace) -> int:
 def _target_figures_body(args: argparse.Namespace) -> int:
     from kdnas.reproduction.figures import figure_steps, make_figures
 
-    console = Console()
+    console = make_console()
     spaces = _spaces(args)
     out = args.out or Path("figures")
     runs = args.trials or 100
     with _progress(console, f"Figures, {runs} runs per point", figure_steps(spaces)) as tick:
         paths = make_figures(spaces, out, runs=runs, seed=args.seed, progress=tick)
     for path in paths:
-        console.print(f"wrote {path}")
+        console.print(f"wrote {shown(path)}")
     return 0
 
 

@@ -11,9 +11,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from kdnas.cli._console import make_console, shown
 from kdnas.paper import METHOD_LABELS, paper_figures
 
 __all__ = ["TABLE3_TARGETS"]
@@ -35,7 +35,7 @@ def _target_table3(args: argparse.Namespace) -> int:
     from kdnas.experiment import write_json
     from kdnas.reproduction.table3 import load_table3_arrays, run_table3
 
-    console = Console()
+    console = make_console()
     path = resolve_benchmark_path(args.benchmark)
     bench = TabularBenchmark.load(path)
     if "imagenet" not in bench.datasets():
@@ -44,7 +44,7 @@ def _target_table3(args: argparse.Namespace) -> int:
             f"{', '.join(bench.datasets())}); Table 3 needs the paper's imagenet/mobilenet"
         )
         if getattr(args, "_all", False):
-            console.print(f"table3 skipped: {message}")
+            console.print(f"table3 skipped: {shown(message)}")
             return 0
         raise ValueError(message)
     paper = paper_figures()["table3_imagenet_mobilenet"]
@@ -128,7 +128,7 @@ def _target_table3(args: argparse.Namespace) -> int:
                 },
             },
         )
-        console.print(f"wrote {target}")
+        console.print(f"wrote {shown(target)}")
     return 0
 
 

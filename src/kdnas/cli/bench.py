@@ -98,9 +98,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from kdnas.cli._console import make_console, shown
     from kdnas.cli._options import check_run_arguments, executor_from_args, training_overrides
     from kdnas.experiment import SearchSettings
     from kdnas.experiment._bench import BenchGrid, run_bench_build
@@ -136,7 +136,7 @@ def run_build(args: argparse.Namespace) -> int:
     total = args.archs * (
         len(set(args.parts)) * len(methods) + (0 if args.no_high_fidelity else 1)
     )
-    console = Console(log_path=False)
+    console = make_console()
 
     class Bar:
         def __init__(self, progress: Any) -> None:
@@ -163,9 +163,9 @@ def run_build(args: argparse.Namespace) -> int:
             callbacks=[Bar(progress)],
         )
     console.print(
-        f"{len(summary.evaluations)} evaluations in {args.store} (run {args.run_id!r}; "
-        f"{summary.n_replayed} read back, {summary.n_new} new). Export with: kdnas bench "
-        f"export {args.store} FOLDER"
+        f"{len(summary.evaluations)} evaluations in {shown(args.store)} (run "
+        f"{shown(repr(args.run_id))}; {summary.n_replayed} read back, {summary.n_new} new). "
+        f"Export with: kdnas bench export {shown(args.store)} FOLDER"
     )
     return 0
 

@@ -70,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     import torch
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -81,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from kdnas.cli import UsageError, check_device_option
+    from kdnas.cli._console import make_console, shown
     from kdnas.core import METHODS
     from kdnas.experiment import DemoSettings, run_demo
     from kdnas.store import RunMismatchError
@@ -95,13 +95,13 @@ def run(args: argparse.Namespace) -> int:
     if args.method is not None:
         overrides["method"] = args.method
     settings = DemoSettings.tiny(**overrides) if args.tiny else DemoSettings(**overrides)
-    console = Console(log_path=False)
+    console = make_console()
     size = "tiny smoke-test size" if args.tiny else "full demo"
     console.print(
         f"[bold]kdnas demo[/bold] ({size}): MobileNetV2 space at [bold]reduced width "
         f"x{settings.width_multiplier}[/bold] on the embedded 8x8 handwritten digits "
         f"(not CIFAR-100), {settings.n_candidates} candidate architectures; low fidelity = "
-        f"1/{settings.part} of the data with {settings.method!r} distillation, "
+        f"1/{settings.part} of the data with {shown(repr(settings.method))} distillation, "
         f"{settings.lf_epochs} epochs; high fidelity = all data, plain cross-entropy, "
         f"{settings.hf_epochs} epochs; teacher = the original network trained at high "
         f"fidelity (all training images, never the validation ones, as in the paper), "
@@ -163,10 +163,10 @@ def run(args: argparse.Namespace) -> int:
         f"once: the search's evaluations took {evaluations_s:.1f} s."
     )
     for warning in outcome.report["warnings"]:
-        console.print(f"[bold yellow]Warning:[/bold yellow] {warning}")
+        console.print(f"[bold yellow]Warning:[/bold yellow] {shown(warning)}")
     console.print(
-        f"Report: {outcome.report_dir / 'report.json'}, trajectory.png, lf_vs_hf.png; "
-        f"store: {outcome.store_path}. Wall time {wall:.0f} s."
+        f"Report: {shown(outcome.report_dir / 'report.json')}, trajectory.png, lf_vs_hf.png; "
+        f"store: {shown(outcome.store_path)}. Wall time {wall:.0f} s."
     )
     return 0
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from kdnas.bench import BENCHMARK_ENV_VAR, TabularBenchmark, resolve_benchmark_path
 from kdnas.cli import non_negative_int, positive_int
+from kdnas.cli._console import make_console, shown
 from kdnas.cli._field_target import FIELD_TARGETS
 from kdnas.cli._search_targets import SEARCH_TARGETS, json_path
 from kdnas.cli._table3_target import TABLE3_TARGETS
@@ -53,7 +53,7 @@ def _target_table1(args: argparse.Namespace) -> int:
     paired = {
         (cell.space, cell.part, cell.method): cell for cell in compare_with_paper(ours, paper)
     }
-    console = Console()
+    console = make_console()
     for space, by_part in ours.items():
         size = bench.num_architectures(space, args.dataset)
         table = Table(
@@ -103,7 +103,7 @@ def _target_table1(args: argparse.Namespace) -> int:
         from kdnas.experiment import write_json
 
         write_json(args.json, ours)
-        console.print(f"wrote {args.json}")
+        console.print(f"wrote {shown(args.json)}")
     return 0
 
 

@@ -146,8 +146,8 @@ class _Bar:
         accuracy = "-" if not math.isfinite(result.valid_acc) else f"{result.valid_acc:.4f}"
         note = " (from store)" if replayed else ""
         self.console.log(
-            f"trial {evaluation.trial_id:>3}  {result.fidelity.label():>14}  valid {accuracy}  "
-            f"{result.status:>8}  {result.cost_s:7.1f}s  {evaluation.arch.key()}{note}"
+            f"trial {evaluation.trial_id:>3}  {result.fidelity.label():>14}  valid "
+            f"{accuracy}  {result.status:>8}  {result.cost_s:7.1f}s  {evaluation.arch.key()}{note}"
         )
 
 
@@ -156,10 +156,10 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     import torch
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from kdnas.cli import UsageError
+    from kdnas.cli._console import make_console, shown
     from kdnas.cli._options import check_run_arguments, executor_from_args
     from kdnas.execute import RayExecutor
     from kdnas.experiment import run_search, search_cost
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     report = Path(args.report) if args.report else Path(args.store + ".report")
-    console = Console(stderr=args.json, log_path=False)
+    console = make_console(stderr=args.json)
     if settings.budget_seconds is not None:
         total, seconds = settings.budget_seconds, True
     elif settings.budget_evaluations is not None:
@@ -182,10 +182,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         total, seconds = None, False
     console.print(
-        f"[bold]kdnas search[/bold]: {settings.algorithm} over {settings.n_candidates} "
-        f"{settings.space} architectures on {settings.dataset}; low fidelity "
-        f"{settings.low_fidelity.label()}, high fidelity {settings.high_fidelity.label()}; "
-        f"store {args.store} (run {args.run_id!r}); executor {args.executor}"
+        f"[bold]kdnas search[/bold]: {shown(settings.algorithm)} over {settings.n_candidates} "
+        f"{shown(settings.space)} architectures on {shown(settings.dataset)}; low fidelity "
+        f"{shown(settings.low_fidelity.label())}, high fidelity "
+        f"{shown(settings.high_fidelity.label())}; store {shown(args.store)} (run "
+        f"{shown(repr(args.run_id))}); executor {shown(args.executor)}"
         + (f" ({type(executor).__name__})" if isinstance(executor, RayExecutor) else "")
     )
     with Progress(
@@ -257,13 +258,14 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     for warning in outcome.warnings:
-        console.print(f"[bold yellow]Warning:[/bold yellow] {warning}")
+        console.print(f"[bold yellow]Warning:[/bold yellow] {shown(warning)}")
     if best is None:
         console.print("No high-fidelity evaluation finished; see the report for the rest.")
     else:
         console.print(
-            f"Best at high fidelity: {best.arch.to_json()}\n  valid {best.result.valid_acc:.4f}"
-            f"  test {best.result.test_acc:.4f}  ({summary['evaluations']} evaluations, "
-            f"{summary['replayed']} read back from the store). Report: {outcome.report_dir}"
+            f"Best at high fidelity: {shown(best.arch.to_json())}\n  valid "
+            f"{best.result.valid_acc:.4f}  test {best.result.test_acc:.4f}  "
+            f"({summary['evaluations']} evaluations, {summary['replayed']} read back from the "
+            f"store). Report: {shown(outcome.report_dir)}"
         )
     return 0

@@ -120,6 +120,10 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run, train_parser=parser)
 
 
+#: Longest ``--arch`` accepted: the paper's genotypes are a few hundred characters.
+_MAX_ARCH_CHARACTERS = 100_000
+
+
 def _parse_arch(text: str, space: Any, archs: str | None) -> Architecture:
     from kdnas.cli import UsageError
 
@@ -134,12 +138,19 @@ def _parse_arch(text: str, space: Any, archs: str | None) -> Architecture:
         if not 0 <= index < len(listed):
             raise UsageError(f"--arch index {index} out of range 0..{len(listed) - 1}")
         return listed[index]
+    if len(text) > _MAX_ARCH_CHARACTERS:
+        raise UsageError(
+            f"--arch is {len(text):,} characters long; an architecture is at most "
+            f"{_MAX_ARCH_CHARACTERS:,}"
+        )
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
         raise UsageError(
             f"--arch must be 'original', an index or JSON, got {text[:60]!r}"
         ) from None
+    except RecursionError:
+        raise UsageError("--arch: JSON nested too deeply for an architecture") from None
     if isinstance(value, dict):
         arch = Architecture.from_json(text)
     elif hasattr(space, "from_paper"):

@@ -181,6 +181,17 @@ class SQLiteStore:
         if self.path != ":memory:":
             self._check_openable(Path(self.path))
         try:
+            self._open()
+        except BaseException:
+            # A refused file must not stay open: a leaked connection keeps SQLite's lock, and
+            # the next open of the same path (a retry, a fixed copy) would wait for it.
+            connection = getattr(self, "_connection", None)
+            if connection is not None:
+                connection.close()
+            raise
+
+    def _open(self) -> None:
+        try:
             self._connection = self._connect(immutable=False)
             try:
                 self._retrying(self._initialise)

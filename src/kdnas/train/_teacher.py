@@ -120,6 +120,8 @@ class TeacherStore:
             return None
         try:
             record = json.loads(record_path.read_text())
+            if not isinstance(record, dict):
+                raise ValueError(f"the record is a JSON {type(record).__name__}, not an object")
             data = weights_path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if digest != record.get("sha256"):
@@ -218,6 +220,15 @@ def chance_teacher_message(summary: Mapping[str, Any], consequence: str) -> str:
         summary: ``TrainingObjective.teacher_summary`` of the teacher.
         consequence: what happens next (refused, or going on as told).
     """
+    if summary["chance_threshold"] >= 1.0:
+        # No accuracy can pass the test: the split, not the teacher, is the problem.
+        images = summary.get("valid_images", "too few")
+        return (
+            f"the validation split ({images} images) is too small to tell the teacher from "
+            f"chance: even a perfect score would not count as better than guessing "
+            f"({summary['chance_acc']:.3f} of it is one class): {consequence}. Fix: a "
+            f"larger validation split (--valid-fraction) or more images"
+        )
     return (
         f"the teacher (the original network, {summary['epochs']} epoch(s) on "
         f"{summary['images']} images) reached {summary['valid_acc']:.3f} validation accuracy, "

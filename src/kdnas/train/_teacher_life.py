@@ -194,6 +194,7 @@ class Teacher:
             "loaded": entry.loaded,
             "chance_acc": chance.accuracy,
             "chance_threshold": chance.threshold,
+            "valid_images": chance.n,
             "above_chance": chance.beaten_by(entry.result.valid_acc),
         }
 
