@@ -280,21 +280,13 @@ def test_a_defect_keeps_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_diverged_teacher_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from types import SimpleNamespace
-
-    from kdnas.train import TrainingObjective
-
-    def diverged(self: TrainingObjective, *args: object) -> tuple[None, SimpleNamespace]:
-        # What training returns when the loss turns NaN (a learning rate of 1e12 does it).
-        nan = float("nan")
-        return None, SimpleNamespace(
-            status="diverged", error="", valid_acc=nan, test_acc=nan, wall_time_s=0.0
-        )
-
-    monkeypatch.setattr(TrainingObjective, "_fit", diverged)
-    status, err = run_cli(tiny_search(tmp_path / "s.sqlite"), capsys)
+    # A real teacher at tiny size (width 1/8, one epoch of the digits) whose loss turns
+    # non-finite: SGD with a learning rate of 1e12 overflows in its first steps.
+    store = tmp_path / "s.sqlite"
+    status, err = run_cli([*tiny_search(store), "--lr", "1e12"], capsys)
     assert status == 1
     assert_one_line(err)
     assert "the teacher's training diverged" in err
+    assert "learning rate too high" in err
