@@ -164,8 +164,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "ddp-rank-zero-scores-a-third",
         "train/_distributed.py",
-        "for start in range(rank * batch_size, len(images), batch_size * world):",
-        "for start in range(0, len(images) // 3 if rank == 0 else 0, batch_size):",
+        "for start in range(rank * batch_size, len(images), batch_size * world):\n"
+        "            index = torch.arange(start, min(start + batch_size, len(images)))",
+        "for start in range(0, len(images) // 3 if rank == 0 else 0, batch_size):\n"
+        "            index = torch.arange(start, min(start + batch_size, len(images) // 3))",
         (DDP,),
     ),
     Mutant(

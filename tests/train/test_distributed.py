@@ -118,6 +118,7 @@ def _rank_main(rank: int, store: str, out: str, setup) -> None:
         )
         # The weights every rank scored with (rank 0's BatchNorm statistics, broadcast).
         torch.save(network.state_dict(), Path(out).with_suffix(".pt"))
+    torch.save(network.state_dict(), Path(out).with_suffix(f".rank{rank}.pt"))
     dist.destroy_process_group()
 
 
@@ -139,6 +140,12 @@ def test_two_gloo_processes_follow_the_one_process_trajectory(setup, tmp_path) -
     # Both ranks scored their shares of each split: the accuracy is one process's on the
     # same weights over the whole split (scoring one rank's share alone, or each rank with
     # its own BatchNorm statistics, differs).
+    # Each rank's last forward updated its own BatchNorm statistics (its shard differs); both
+    # ranks must score with rank 0's, so their weights and buffers agree when they score.
+    ranks = [torch.load(out.with_suffix(f".rank{r}.pt"), weights_only=True) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), name
     network = _network(data, config)
     network.load_state_dict(torch.load(out.with_suffix(".pt"), weights_only=True))
     for split in ("valid", "test"):
