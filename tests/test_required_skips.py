@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+_ROOT_CONFTEST = Path(__file__).parent / "conftest.py"
 
 _SKIPS = """
 import pytest
@@ -54,7 +57,7 @@ def _run(folder: Path, require: str | None, *files: str) -> str:
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
-    (tmp_path / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    (tmp_path / "conftest.py").write_text(_ROOT_CONFTEST.read_text())
     (tmp_path / "test_skips.py").write_text(_SKIPS)
     (tmp_path / "test_module_skip.py").write_text(_MODULE_SKIP)
     return tmp_path
@@ -75,7 +78,11 @@ def test_a_required_name_turns_its_skips_into_failures(suite: Path) -> None:
 
 
 def test_names_are_whole_words() -> None:
-    from conftest import names_required
+    # Loaded by path: "conftest" on sys.path may be another folder's conftest.
+    spec = importlib.util.spec_from_file_location("root_conftest", _ROOT_CONFTEST)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names_required = module.names_required
 
     names = ("ray", "syne-tune", "mf_nas_kd")
     assert names_required("could not import 'ray': No module named 'ray'", names) == ["ray"]
