@@ -242,6 +242,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "return ranked[: max(1, len(members) // 2)]",
         (FIELD,),
     ),
+    # An import regression of kdnas's own module (it used to turn the test into a skip)
+    Mutant(
+        "package-open-format-does-not-import",
+        "bench/open_format.py",
+        "from __future__ import annotations\n",
+        "from __future__ import annotations\n\nraise ImportError('a broken import')\n",
+        ("tests/store/test_store_contract.py", "-k", "export_writes"),
+    ),
     # Nothing written before validation
     Mutant(
         "cli-report-folder-before-validation",
