@@ -10,7 +10,7 @@ The breakages cover the evaluation loop, the store's resume, the chance guard on
 the losses, the DDP sharding and evaluation, the field's adapters (Optuna, SMAC, Syne Tune,
 DEHB, the zero-cost baseline) and the command line's "nothing written before validation".
 
-    .venv/bin/python scripts/mutation_check.py            # all mutants (about 10 minutes)
+    .venv/bin/python scripts/mutation_check.py            # all mutants (10-14 minutes on 2 busy cores)
     .venv/bin/python scripts/mutation_check.py --only ddp-shard-first-half field-
 
 SMAC and Syne Tune must be installed in .venv (``KDNAS_EXTRAS=dev,field,syne-tune bash
