@@ -4,7 +4,7 @@ For each space of the paper's benchmark this prints the mean seconds to reach th
 (with standard errors) of:
 
 - GP-UCB at high fidelity only, with mean-centred targets (the paper's GP) and with today's
-  std-scaled targets (the project's engine, ``kdnas.search.reproduction``);
+  std-scaled targets (the project's engine, ``kdnas.replay.runs``);
 - Algorithm 2 (n_lf = 10) at the paper's best cell for that space (MobileNetV2: 1/27 AT,
   ShuffleNetV2: 1/27 KD);
 - proxy-prior GP-UCB (``ProxyPriorConfig()``: a zero-cost prior from log

@@ -60,7 +60,7 @@ def overfit(seeds) -> None:
 
 
 def engine(seeds) -> None:
-    """tests/search/test_engine.py: batched Algorithm 1 and the optimizer agree (of 20 runs)."""
+    """tests/replay/test_engine.py: batched Algorithm 1 and the optimizer agree (of 20 runs)."""
     sys.path.insert(0, str(TESTS / "search"))
     from kdnas.core import HIGH_FIDELITY, Fidelity
     from kdnas.loop import run_optimizer
@@ -93,7 +93,7 @@ def engine(seeds) -> None:
 
 
 def calibration(seeds) -> None:
-    """tests/search/test_multifidelity.py: the learned screening-to-HF slope and noise."""
+    """tests/search/test_proxy_prior.py: the learned screening-to-HF slope and noise."""
     sys.path.insert(0, str(TESTS / "search"))
     from test_multifidelity import SCREEN, TwoFidelityToy
 
@@ -173,7 +173,7 @@ def _paper_spaces():
 
 
 def screening(seeds) -> None:
-    """tests/search/test_multifidelity.py: mean time to the optimum of 30 screening runs."""
+    """tests/search/test_proxy_prior.py: mean time to the optimum of 30 screening runs."""
     from kdnas.replay.benchmark_requests import simulate_proxy_prior
 
     arrays = _paper_spaces()["mobilenet"]

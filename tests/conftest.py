@@ -1,8 +1,15 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite, and the switch that makes a required test's skip fail.
+
+KDNAS_REQUIRE (comma-separated names, e.g. ``smac,syne-tune,mf_nas_kd``): a test that skips
+with a reason naming one of them (as a whole word, case-insensitive: "smac is not installed",
+"could not import 'ray'", "../shared/data/mf_nas_kd") fails instead. CI sets it, so an
+optional library or the paper's benchmark missing there is an error, not a silent skip.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -29,3 +36,44 @@ def paper_data_dir() -> Path:
             "checkout (or set KDNAS_DATA to the folder holding benchmark.pickle)"
         )
     return found
+
+
+def required_names() -> tuple[str, ...]:
+    """The names in KDNAS_REQUIRE (none when unset)."""
+    text = os.environ.get("KDNAS_REQUIRE", "")
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def names_required(reason: str, names: tuple[str, ...]) -> list[str]:
+    """Those of ``names`` that the skip ``reason`` names, each as a whole word."""
+    return [
+        name
+        for name in names
+        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", reason, re.IGNORECASE)
+    ]
+
+
+def _fail_a_required_skip(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    names = names_required(reason, required_names())
+    if names:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"KDNAS_REQUIRE names {', '.join(names)}, but this test skipped: {reason}"
+        )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
+    outcome = yield
+    _fail_a_required_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> object:
+    # A module-level importorskip skips the whole module at collection.
+    outcome = yield
+    _fail_a_required_skip(outcome.get_result())

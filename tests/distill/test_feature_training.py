@@ -26,8 +26,12 @@ EPOCHS = 4
 
 #: Validation accuracy each method must exceed after the 48 steps (seed 1 here). Measured over
 #: student seeds 1-6 with one torch thread, and seed 1 with two (AT 1-6, PKT 1-3 with two);
-#: chance is 0.10. A loss that stops the student learning ends near chance and fails every
-#: floor (dropping the cross-entropy term from the feature methods' total: 0.04-0.13).
+#: chance is 0.10. These floors are a smoke test: a loss that stops the student learning ends
+#: near chance and fails every floor (dropping the cross-entropy term from the feature
+#: methods' total: 0.04-0.13), but the cross-entropy term alone clears them all (a student
+#: whose distillation term is removed is the cross-entropy student, 0.70-0.79). What the
+#: distillation term adds is checked by the test's second half (it must move the student off
+#: the cross-entropy trajectory) and by the slow checks below.
 FLOORS = {
     "nokd": 0.45,  # 0.69-0.77; two threads 0.75
     "kd": 0.35,  # 0.52-0.76; two threads 0.66 (tau = 32, lambda = 1: the teacher alone)
@@ -36,7 +40,9 @@ FLOORS = {
     "similarity": 0.45,  # 0.69-0.85; two threads 0.76
     "correlation": 0.4,  # 0.61-0.80; two threads 0.73
     "vid": 0.45,  # 0.66-0.78; two threads 0.75
-    "pkt": 0.4,  # beta 30,000: 0.64-0.74; two threads 0.56-0.76 (seeds 1-3)
+    # beta 30,000: 0.64-0.74; two threads 0.56-0.76 (seeds 1-3); on a CPU whose teacher
+    # reaches 0.867: 0.378, 0.671, 0.587, 0.685, 0.741, 0.713 (seeds 1-6).
+    "pkt": 0.25,
     "nst": 0.25,  # 0.35-0.62; two threads 0.51 (beta 200 dominates 48 steps)
     "crd": 0.3,  # 0.46-0.62; two threads 0.52
 }
@@ -56,8 +62,16 @@ def setting(_one_torch_thread):
     return config, train, valid, space, teacher
 
 
+@pytest.fixture(scope="module")
+def cross_entropy_student(setting) -> dict[str, float]:
+    """The loss terms of the last epoch of the cross-entropy student of seed 1."""
+    return dict(train_student("nokd", 1, setting)[1].terms)
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_method_trains_to_better_than_chance(method: str, setting) -> None:
+def test_method_trains_to_better_than_chance(
+    method: str, setting, cross_entropy_student: dict[str, float]
+) -> None:
     valid_acc, outcome, loss, source = train_student(method, 1, setting, OVERRIDES.get(method))
     assert outcome.status == "ok", outcome
     assert outcome.epochs == EPOCHS
@@ -66,6 +80,11 @@ def test_method_trains_to_better_than_chance(method: str, setting) -> None:
     if source is not None:  # every epoch's summaries went into the cache
         assert source.cache.misses == EPOCHS and source.cache.bytes_in_memory > 0
     assert valid_acc > FLOORS[method], method
+    if method != "nokd":
+        # Same initial weights, batches and augmentation as the cross-entropy student (the
+        # ShuffleNetV2 student has no dropout): only the distillation term's gradient can
+        # change its cross-entropy. Removed from the total, the two are equal to the bit.
+        assert outcome.terms["ce"] != cross_entropy_student["ce"], method
 
 
 #: The short-run options (docs/distillation.md, "Short runs"): BatchNorm statistics recomputed

@@ -68,6 +68,25 @@ def test_three_workers_schedule_by_hand() -> None:
     assert trace.stop_reason == "exhausted"
 
 
+def test_resumed_evaluations_run_first_in_the_order_they_were_asked() -> None:
+    # A resumed run hands back its interrupted evaluations oldest first (trials 7 then 8, on
+    # architectures 3 and 1); one worker runs them before asking anything, in that order:
+    #   t=0 trial 7 (40 s) -> 40; trial 8 (20 s) -> 60; then the asks 0 (10 s) -> 70, 2 -> 100
+    cost = np.array([10.0, 20.0, 30.0, 40.0])
+    candidates = make_candidates(4, seed=1)
+    objective = TableObjective(candidates, {HIGH_FIDELITY: np.full(4, 0.6)}, {HIGH_FIDELITY: cost})
+    optimizer = Scripted(candidates, [0, 2])
+    resume = [Suggestion(t, candidates.archs[i], HIGH_FIDELITY) for t, i in ((7, 3), (8, 1))]
+    optimizer.pending |= {7, 8}  # handed out before the interruption, never told
+    trace = run_loop(optimizer, InProcessWorkers(objective, 1), resume=resume)
+    schedule = [
+        (step.suggestion.trial_id, candidates.index_of(step.suggestion.arch), step.elapsed_s)
+        for step in trace.steps
+    ]
+    assert schedule == [(7, 3, 40), (8, 1, 60), (0, 0, 70), (1, 2, 100)]
+    assert optimizer.pending_at_ask == [set(), set()]  # asked only once both were told
+
+
 def _serial_reference(optimizer, objective, stop_index=None, candidates=None):
     """The plain serial loop written out: ask, evaluate, tell, seconds summed."""
     elapsed, out = 0.0, []

@@ -5,6 +5,7 @@ benchmark, exactly the rung decisions worked out by hand from its algorithm's de
 from __future__ import annotations
 
 import ast
+import binascii
 import importlib
 import importlib.util
 from itertools import pairwise
@@ -249,3 +250,79 @@ def test_a_missing_peer_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) 
     arrays = hand_made({("nokd", 9): [0.5, 0.4]}, [0.7, 0.6])
     with pytest.raises(ImportError, match=r"pip install 'kdnas\[field\]'"):
         OptunaMultiFidelity(arrays.placeholder_candidates(), seed=0)
+
+
+# Optuna's HyperbandPruner, from its definition (Li et al. 2018, as Optuna implements it),
+# with min_resource 1, max_resource 27, reduction factor eta 3:
+#   - brackets: floor(log_3(27 / 1)) + 1 = 4, ids b = 0..3, s = 3 - b;
+#   - a bracket's share of trials: ceil(4 * 3**s / (s + 1)) = 27, 12, 6, 4 (49 in all);
+#   - trial n's bracket: crc32(f"{study name}_{n}") % 49, counted off through the shares
+#     (0..26 -> 0, 27..38 -> 1, 39..44 -> 2, 45..48 -> 3);
+#   - bracket b is asynchronous successive halving among its own trials only, its rung j
+#     decided at step 3**(b + j): a trial reporting that step continues iff its value is >=
+#     the k-th best value at that rung so far (itself included), k = max(1, n // 3).
+# Bracket 0 thus decides at steps 1, 3, 9; bracket 1 at 3, 9; bracket 2 at 9; bracket 3 never
+# (its trials all reach the full data).
+HYPERBAND_SHARES = (27, 12, 6, 4)
+
+
+def hyperband_bracket(study_name: str, number: int) -> int:
+    n = binascii.crc32(f"{study_name}_{number}".encode()) % sum(HYPERBAND_SHARES)
+    for bracket, share in enumerate(HYPERBAND_SHARES):
+        if n < share:
+            return bracket
+        n -= share
+    raise AssertionError("unreachable: n < 49")
+
+
+def hyperband_schedule(
+    low: dict[int, list[float]], brackets: list[int]
+) -> tuple[list[tuple[int, int]], list[str]]:
+    """(architecture, part) of each training and each trial's final state, trial i being
+    architecture i on one worker, by the rules above (resource r is part 27 / r)."""
+    steps: list[tuple[int, int]] = []
+    states: list[str] = []
+    seen: dict[tuple[int, int], list[float]] = {}  # (bracket, rung) -> values reported there
+    for arch, bracket in enumerate(brackets):
+        rung, state = 0, "COMPLETE"
+        for resource in (1, 3, 9, 27):
+            steps.append((arch, 27 // resource))
+            if resource == 27:
+                break
+            value = low[27 // resource][arch]
+            if resource >= 3 ** (bracket + rung):  # this step decides the trial's next rung
+                competing = [*seen.get((bracket, rung), []), value]
+                seen[(bracket, rung)] = competing
+                k = max(1, len(competing) // 3)
+                if value < sorted(competing, reverse=True)[k - 1]:
+                    state = "PRUNED"
+                    break
+                rung += 1
+        states.append(state)
+    return steps, states
+
+
+@needs_optuna
+def test_optuna_hyperband_pruner_decisions_by_hand() -> None:
+    # 30 trials, architecture i as trial i, one worker, distinct accuracies: every training
+    # and every prune must be Hyperband's as defined above. A pruner that never prunes, or
+    # one built with another max_resource (other brackets) or eta (other rungs), fails.
+    n = 30
+    rng = np.random.default_rng(11)
+    low = {part: list(rng.permutation(n) / 100 + 0.3) for part in (27, 9, 3)}
+    hf = list(rng.permutation(n) / 100 + 0.6)
+    arrays = hand_made({("kd", p): v for p, v in low.items()}, hf)
+    optimizer = OptunaMultiFidelity(
+        arrays.placeholder_candidates(), methods=("kd",), pruner="hyperband", seed=4
+    )
+    for i in range(n):
+        optimizer.study.enqueue_trial({"arch": i})
+    brackets = [hyperband_bracket(optimizer.study.study_name, i) for i in range(n)]
+    expected, states = hyperband_schedule(low, brackets)
+    # The case exercises Hyperband: trials in several brackets, prunes at several rungs.
+    assert len(set(brackets)) >= 3
+    last_part = {arch: part for arch, part in expected}  # where each trial stopped
+    pruned_at = {last_part[i] for i, state in enumerate(states) if state == "PRUNED"}
+    assert pruned_at == {27, 9, 3}
+    assert schedule(arrays, optimizer, evaluations=len(expected)) == expected
+    assert [t.state.name for t in optimizer.study.trials[:n]] == states

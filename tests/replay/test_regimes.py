@@ -106,9 +106,13 @@ def test_on_the_paper_spaces_the_proxy_is_good_and_hostile_draws_hold_their_band
     paper_data_dir: Path,
 ) -> None:
     bench = TabularBenchmark.load(paper_data_dir / "benchmark.pickle")
-    for space, whole_correlation in (("mobilenet", 0.768), ("shufflenet", 0.806)):
+    for space in ("mobilenet", "shufflenet"):
         arrays = load_space_arrays(bench, space, paper_data_dir)
-        assert proxy_correlation(arrays) == pytest.approx(whole_correlation, abs=1e-3)
+        # Spearman's rho from its definition: Pearson's correlation of the average ranks.
+        ranks = [stats.rankdata(v) for v in (arrays.multiply_adds, arrays.hf_valid)]
+        rho = float(np.corrcoef(*ranks)[0, 1])
+        assert rho > 0.75  # a good proxy on the whole space (0.768 and 0.806)
+        assert proxy_correlation(arrays) == pytest.approx(rho, abs=1e-12)
         rng = cell_rng(1, "adaptive-subspaces", space, "negative")
         for _ in range(3):
             sub = arrays.subset(draw_subspace(arrays, "negative", rng))

@@ -1,5 +1,5 @@
-"""Small helpers of ``kdnas.search.reproduction`` (the tables themselves are checked against
-the paper in test_paper_faithfulness.py)."""
+"""Small helpers of ``kdnas.replay`` and ``kdnas.reproduction`` (the tables themselves are
+checked against the paper in test_paper_faithfulness.py)."""
 
 from __future__ import annotations
 

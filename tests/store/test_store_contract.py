@@ -186,7 +186,6 @@ def test_a_run_of_an_incompatible_version_is_refused(make_store: StoreFactory) -
 
 
 def test_export_writes_a_benchmark_that_loads_back(make_store: StoreFactory) -> None:
-    pytest.importorskip("kdnas.bench.open_format")
     from kdnas.bench.tabular import TabularBenchmark
 
     archs = [Architecture("mobilenetv2", ((1, 16 + 8 * i, 1, 1),)) for i in range(3)]

@@ -101,15 +101,24 @@ def _rank_main(rank: int, store: str, out: str, setup) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     data, subset, config, run = setup
     context = DistributedContext(rank, 2, _CPU)
+    network = _network(data, config)
     outcome = train_full(
-        _network(data, config), ResidentBatches(data, subset, config, context), config, run,
-        context=context,
-    )  # fmt: skip
+        network, ResidentBatches(data, subset, config, context), config, run, context=context
+    )
     if rank == 0:
         result = outcome.result
         Path(out).write_text(
-            json.dumps({"losses": outcome.step_losses, "valid_acc": result.valid_acc})
+            json.dumps(
+                {
+                    "losses": outcome.step_losses,
+                    "valid_acc": result.valid_acc,
+                    "test_acc": result.test_acc,
+                }
+            )
         )
+        # The weights every rank scored with (rank 0's BatchNorm statistics, broadcast).
+        torch.save(network.state_dict(), Path(out).with_suffix(".pt"))
+    torch.save(network.state_dict(), Path(out).with_suffix(f".rank{rank}.pt"))
     dist.destroy_process_group()
 
 
@@ -128,7 +137,72 @@ def test_two_gloo_processes_follow_the_one_process_trajectory(setup, tmp_path) -
     assert len(saved["losses"]) == len(reference) == 8
     # Same global batch, same steps: equal up to float reduction order.
     assert saved["losses"] == pytest.approx(reference, rel=1e-4)
-    assert 0.0 <= saved["valid_acc"] <= 1.0
+    # Both ranks scored their shares of each split: the accuracy is one process's on the
+    # same weights over the whole split (scoring one rank's share alone, or each rank with
+    # its own BatchNorm statistics, differs).
+    # Each rank's last forward updated its own BatchNorm statistics (its shard differs); both
+    # ranks must score with rank 0's, so their weights and buffers agree when they score.
+    ranks = [torch.load(out.with_suffix(f".rank{r}.pt"), weights_only=True) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for name, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][name]), name
+    network = _network(data, config)
+    network.load_state_dict(torch.load(out.with_suffix(".pt"), weights_only=True))
+    for split in ("valid", "test"):
+        assert saved[f"{split}_acc"] == _one_process_accuracy(network, data, subset, config, split)
+
+
+def _one_process_accuracy(network, data, subset, config, split: str) -> float:
+    """Top-1 accuracy over the whole split in one forward pass, counted here."""
+    source = ResidentBatches(data, subset, config, DistributedContext(device=_CPU))
+    (images, labels), *rest = source.eval_batches(split, 10**6)
+    assert not rest and len(labels) == len(getattr(data, split).labels)
+    network.eval()
+    with torch.no_grad():
+        correct = int((network(images).argmax(dim=1) == labels).sum())
+    return correct / len(labels)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_rank_shards_concatenate_to_the_global_batch(setup, world: int) -> None:
+    # Every global batch of the plan, as the ranks' shards in rank order, is the batch one
+    # process trains on: the same samples (labels read from the data here) and the same
+    # augmented images. A rank training on another rank's shard fails this.
+    data, subset, config, _ = setup
+    labels = torch.as_tensor(data.train.labels[subset.indices])
+    # The batches train_full trains on: each gives every rank at least two samples.
+    plan = _usable(
+        epoch_plan(len(subset), config.batch_size, 0, 1, config.crop_padding, True), world
+    )
+    assert len(plan.bounds) == 4  # 50 images: 4 batches of 12 (the last one of 2 is left out)
+    one = ResidentBatches(data, subset, config, DistributedContext(device=_CPU))
+    ranks = [
+        ResidentBatches(data, subset, config, DistributedContext(rank, world, _CPU))
+        for rank in range(world)
+    ]
+    shards = zip(*(r.train_batches(plan, 1, 0) for r in ranks), strict=True)
+    batches = zip(plan.bounds, one.train_batches(plan, 1, 0), shards, strict=True)
+    for (start, stop), (images, _), per_rank in batches:
+        assert all(len(y) >= 2 for _, y in per_rank)
+        assert torch.equal(torch.cat([y for _, y in per_rank]), labels[plan.order[start:stop]])
+        assert torch.equal(torch.cat([x for x, _ in per_rank]), images)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_rank_shares_of_a_split_cover_it_once(setup, world: int) -> None:
+    data, subset, config, _ = setup
+    split = data.valid
+    whole = ResidentBatches(data, subset, config, DistributedContext(device=_CPU))
+    (all_images, _), *_ = whole.eval_batches("valid", 10**6)
+    shares = [
+        ResidentBatches(data, subset, config, DistributedContext(rank, world, _CPU))
+        for rank in range(world)
+    ]
+    seen = [x for share in shares for images, _ in share.eval_batches("valid", 7) for x in images]
+    assert len(seen) == len(split.labels)
+    assert sorted(x.numpy().tobytes() for x in seen) == sorted(
+        x.numpy().tobytes() for x in all_images
+    )
 
 
 def test_stop_and_resume_equals_one_uninterrupted_run(setup, tmp_path) -> None:

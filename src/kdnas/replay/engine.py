@@ -20,7 +20,7 @@ earliest. Emulating the stalls matters: with mean-centred targets and few points
 GP-UCB often kept a plateau scale, which turns UCB into a lowest-index pick, and Table 4
 depends on it (ShuffleNetV2 times were 13-19% short without the first-step rule). The
 results match the per-run scipy GP statistically, not bit for bit (see
-``benchmarks/search_speed.py`` and ``tests/search/test_engine.py``).
+``benchmarks/search_speed.py`` and ``tests/replay/test_engine.py``).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ are also run on sub-spaces drawn so that it fails. The regimes (``REGIMES``):
 proxy and of HF accuracy in the whole space and g uniform in [0, 150] per attempt, so that
 architectures on which the two disagree are favoured; an attempt is kept when its correlation
 falls in the band (rejection, at most ``max_attempts``). The band is a property of every
-sub-space drawn, tested in tests/search/test_regimes.py.
+sub-space drawn, tested in tests/replay/test_regimes.py.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def _order_times(order: np.ndarray, times: np.ndarray) -> np.ndarray:
 def time_to_optimum_of_orders(arrays: SpaceArrays, orders: np.ndarray) -> np.ndarray:
     """[runs] seconds one worker needs to reach the optimum evaluating, at high fidelity, each
     row of ``orders`` [runs, N] (permutations of the space) in turn: what the loop measures
-    for ``RandomSearch`` with those orders (tests/search/test_loop.py)."""
+    for ``RandomSearch`` with those orders (tests/loop/test_loop.py)."""
     orders = np.asarray(orders)
     position = np.argmax(orders == arrays.optimum, axis=1)
     costs = np.cumsum(arrays.hf_time[orders], axis=1)
