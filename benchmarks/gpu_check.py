@@ -231,10 +231,10 @@ def _subprocess_env(run: Run) -> dict[str, str]:
 
 
 def _run_command(
-    run: Run, command: list[str], limit: float
+    run: Run, command: list[str], limit: float, log_stdout: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` with at most ``limit`` seconds (and never past the deadline); its
-    output's last lines go to the log."""
+    """Run ``command`` with at most ``limit`` seconds (and never past the deadline); the last
+    lines of its stderr (and of its stdout with ``log_stdout``) go to the log."""
     limit = min(limit, run.left())
     if limit < 5:
         raise OutOfTime(f"{limit:.0f} s left for {command[0]}")
@@ -250,7 +250,8 @@ def _run_command(
         )
     except subprocess.TimeoutExpired as error:
         raise OutOfTime(f"{' '.join(command[:6])} ... ran past {limit:.0f} s") from error
-    tail = (done.stdout + done.stderr).strip().splitlines()[-12:]
+    text = (done.stdout if log_stdout else "") + done.stderr
+    tail = text.strip().splitlines()[-12:]
     run.log_lines.extend("    | " + line for line in tail)
     return done
 
@@ -646,9 +647,13 @@ def _ddp_runs(run: Run) -> Iterator[tuple[str, Verdict]]:
         second = json.loads(second_json.read_text())
     epochs = first["epochs"]
     resumed = second["resumed_from_epoch"]
-    same = second["step_losses"] == first["step_losses"] and second["valid_acc"] == first[
-        "valid_acc"
-    ]
+    # The step losses come back from the checkpoint bit for bit; the accuracy is computed
+    # again, by kernels cuDNN may choose anew in the new process: one or two images may flip.
+    slack = 0.02 if run.cuda else 0.0
+    same = (
+        second["step_losses"] == first["step_losses"]
+        and abs(second["valid_acc"] - first["valid_acc"]) <= slack
+    )
     figures = {"resumed_from_epoch": resumed, "epochs": epochs, "same_result": same}
     figures["wall_s"] = seconds
     if resumed != epochs:
@@ -692,7 +697,7 @@ def section_defects(run: Run) -> Verdict:
     command = [run.python, str(_ROOT / "benchmarks" / "gpu_check_defects.py")]
     if not run.cuda:
         command.append("--allow-cpu")
-    done = _run_command(run, command, 150)
+    done = _run_command(run, command, 150, log_stdout=True)
     lines = [line for line in done.stdout.splitlines() if line.split(" ")[0] in _STATUSES]
     counts = {s: sum(line.startswith(s + " ") for line in lines) for s in ("PASS", "FAIL", "SKIP")}
     figures = {"lines": lines, "exit": done.returncode}
