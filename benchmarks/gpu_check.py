@@ -260,7 +260,9 @@ def _network(width: float, seed: int = 0, arch_seed: int | None = None) -> torch
     """MobileNetV2's original network (or the architecture sampled with ``arch_seed``) with
     100 classes, initialised from ``seed``."""
     space = get_space("mobilenetv2")
-    arch = space.original() if arch_seed is None else space.sample(np.random.default_rng(arch_seed))
+    arch = (
+        space.original() if arch_seed is None else space.sample(np.random.default_rng(arch_seed))
+    )
     torch.manual_seed(seed)
     return space.build_network(arch, 100, 3, width)
 
@@ -289,9 +291,7 @@ def _step_seconds(
     images = torch.randn(batch, 3, side, side, device=device).contiguous(memory_format=memory)
     labels = torch.randint(0, 100, (batch,), device=device)
     context = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if bf16
-        else contextlib.nullcontext()
+        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     )
 
     def step() -> None:
@@ -446,8 +446,9 @@ def section_losses(run: Run) -> Verdict:
                     with _bf16_context(device):
                         taps = student.forward_taps(images)
                     if label == "trainer":
-                        with _bf16_context(device), (
-                            _losses_left_in_autocast() if broken else contextlib.nullcontext()
+                        with (
+                            _bf16_context(device),
+                            _losses_left_in_autocast() if broken else contextlib.nullcontext(),
                         ):
                             summary = (
                                 this_loss.teacher_summary(taps_t16) if loss.needs_teacher else None
@@ -768,7 +769,8 @@ def section_trainer_vs_loop(run: Run) -> Verdict:
     steady_epochs = 1 if run.quick else 2
     workers = 0 if run.quick else min(8, os.cpu_count() or 1)
     rng = np.random.default_rng(0)
-    count = sizes.images // sizes.batch * sizes.batch
+    images_per_epoch = sizes.images // 2 if run.quick else sizes.images
+    count = images_per_epoch // sizes.batch * sizes.batch
     images = rng.integers(0, 256, (count, sizes.side, sizes.side, 3), dtype=np.uint8)
     labels = rng.integers(0, 100, count).astype(np.int64)
     resident = ImageSet(
@@ -806,9 +808,9 @@ def section_trainer_vs_loop(run: Run) -> Verdict:
             row[f"{which}_images_per_s"] = count / epochs[1]
         row["ratio"] = row["trainer_images_per_s"] / row["loop_images_per_s"]
         first = order[0]
-        row["new_arch_first_epoch_extra_s"] = row[f"{first}_first_epoch_s"] - count / row[
-            f"{first}_images_per_s"
-        ]
+        row["new_arch_first_epoch_extra_s"] = (
+            row[f"{first}_first_epoch_s"] - count / row[f"{first}_images_per_s"]
+        )
         rows.append(row)
     ratios = [r["ratio"] for r in rows]
     geometric = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
@@ -1063,9 +1065,14 @@ def section_channels_last(run: Run) -> Verdict:
     steps = 5 if run.quick else 30
     figures = {
         f"{label}_step_s": _step_seconds(
-            _network(sizes.width), sizes.batch, sizes.side, run.device, bf16=run.cuda,
-            channels_last=layout, steps=steps,
-        )  # fmt: skip
+            _network(sizes.width),
+            sizes.batch,
+            sizes.side,
+            run.device,
+            bf16=run.cuda,
+            channels_last=layout,
+            steps=steps,
+        )
         for label, layout in (("nchw", False), ("channels_last", True))
     }
     figures["channels_last_speedup"] = figures["nchw_step_s"] / figures["channels_last_step_s"]
@@ -1225,13 +1232,14 @@ CHECKS: list[Section] = [
     ("ray", section_ray, 20, 20),
 ]
 MEASUREMENTS: list[Section] = [
+    # Most telling first: what the budget cuts is the end of the list.
     ("trainer-vs-loop", section_trainer_vs_loop, 45, 10),
+    ("packed", section_packed, 75, 30),
     ("launch-bound", section_launch_bound, 10, 5),
     ("bf16-vs-tf32", section_bf16_vs_tf32, 10, 1),
     ("channels-last", section_channels_last, 10, 5),
     ("cache-memory-vs-disk", section_cache_memory_vs_disk, 10, 5),
     ("worker-start-up", section_worker_start_up, 15, 15),
-    ("packed", section_packed, 75, 30),
 ]
 #: Sections that run as subprocesses, with their estimates (GPU, CPU).
 DDP_ESTIMATE = (60, 45)
@@ -1288,16 +1296,10 @@ def run_section(run: Run, function: Callable[[Run], Verdict], estimate: float) -
 def versions(device: torch.device) -> dict[str, Any]:
     """Python, torch, CUDA, cuDNN, driver and device: printed first, kept in the JSON."""
     driver = None
-    try:
-        driver = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    query = ["nvidia-smi", "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"]
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        done = subprocess.run(query, capture_output=True, text=True, timeout=10, check=False)
+        driver = done.stdout.strip() or None
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
     info: dict[str, Any] = {
         "python": sys.version.split()[0],
@@ -1324,9 +1326,7 @@ def summary_table(sections: dict[str, dict[str, Any]]) -> str:
     """The summary: one line per section (verdict, seconds, detail)."""
     lines = [f"{'section':<22} {'verdict':<9} {'s':>6}  detail", "-" * 100]
     for name, row in sections.items():
-        lines.append(
-            f"{name:<22} {row['status']:<9} {row['seconds']:6.1f}  {row['detail'][:200]}"
-        )
+        lines.append(f"{name:<22} {row['status']:<9} {row['seconds']:6.1f}  {row['detail'][:200]}")
     return "\n".join(lines)
 
 
@@ -1373,11 +1373,11 @@ def check(run: Run, only: list[str] | None = None) -> dict[str, Any]:
 
                 verdict = run_section(run, both, estimate)
                 if "ddp-resume" not in ddp_results:
-                    ddp_results["ddp-resume"] = Verdict("SKIP", "the ddp section did not get there")
-                record("ddp", verdict, time.time() - clock)
+                    ddp_results["ddp-resume"] = Verdict("SKIP", "the ddp run did not get there")
+                record("ddp", verdict, verdict.figures.get("wall_s", time.time() - clock))
             else:
                 verdict = ddp_results.get("ddp-resume", Verdict("SKIP", "ddp did not run"))
-                record("ddp-resume", verdict, report["sections"].get("ddp", {}).get("seconds", 0))
+                record("ddp-resume", verdict, verdict.figures.get("wall_s", 0.0))
             continue
         if name == "defects":
             estimate = DEFECTS_ESTIMATE[0 if run.cuda else 1]
