@@ -158,20 +158,20 @@ def test_cache_serves_the_live_teachers_batches_and_a_wrong_batch_fails(
     assert broken.figures["largest_served_vs_live"] > 10 * gpu_check.CACHE_TOLERANCE
 
 
-def test_ddp_runs_two_gloo_processes_and_resumes_without_training(gpu_check, tmp_path) -> None:
-    verdicts = dict(gpu_check._ddp_runs(_run(gpu_check, tmp_path)))
-    assert verdicts["ddp"].status == "PASS", verdicts["ddp"].detail
-    assert verdicts["ddp"].figures["process_group"] == "gloo"
-    assert verdicts["ddp"].figures["world_size"] == 2
-    assert verdicts["ddp-resume"].status == "PASS", verdicts["ddp-resume"].detail
-    assert verdicts["ddp-resume"].figures["resumed_from_epoch"] == 2
-
-
-def test_a_resume_that_retrains_fails(gpu_check, tmp_path) -> None:
-    verdicts = dict(gpu_check._ddp_runs(_run(gpu_check, tmp_path, "resume-retrains")))
-    assert verdicts["ddp"].status == "PASS", verdicts["ddp"].detail
-    assert verdicts["ddp-resume"].status == "FAIL"
-    assert "trained again" in verdicts["ddp-resume"].detail
+def test_ddp_runs_two_gloo_processes_resumes_and_a_resume_that_retrains_fails(
+    gpu_check, tmp_path
+) -> None:
+    run = _run(gpu_check, tmp_path)
+    folder = tmp_path / "checkpoints"
+    first, verdict = gpu_check.ddp_train(run, folder, tmp_path / "ddp.json")
+    assert verdict.status == "PASS", verdict.detail
+    assert verdict.figures["process_group"] == "gloo" and verdict.figures["world_size"] == 2
+    resumed = gpu_check.ddp_resume(run, folder, first, tmp_path / "resume.json")
+    assert resumed.status == "PASS", resumed.detail
+    assert resumed.figures["resumed_from_epoch"] == 2
+    gpu_check.lose_checkpoint(folder)  # what --break resume-retrains does
+    retrained = gpu_check.ddp_resume(run, folder, first, tmp_path / "retrained.json")
+    assert retrained.status == "FAIL" and "trained again" in retrained.detail
 
 
 def test_training_without_a_process_group_fails_the_ddp_check(gpu_check, tmp_path) -> None:
