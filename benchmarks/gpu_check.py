@@ -1266,7 +1266,8 @@ def worker(args: argparse.Namespace) -> int:
         _random_images(sizes.images, sizes.side, args.rank), (0.5,) * 3, (0.25,) * 3, 4, device
     )
     config = TrainConfig(batch_size=sizes.batch)
-    model = _network(width, args.rank, arch_seed=args.rank + 1)
+    # One architecture for every process: the totals then measure the packing, not the mix.
+    model = _network(width, args.rank, arch_seed=1)
     model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     kernel_mode(False)
