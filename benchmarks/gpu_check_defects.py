@@ -2,8 +2,8 @@
 
 Each check prints PASS, FAIL or SKIP with what it measured; the exit status is 1 when any
 check fails, 0 otherwise. Without CUDA the script prints SKIP and exits 3, since nothing was
-checked (``--allow-cpu``
-runs the same code on the CPU, for development: GPU-only checks then skip).
+checked (``--allow-cpu`` runs the same code on the CPU, for development and the test suite:
+GPU-only checks then skip).
 
 1. cache device: a cache directory filled by one objective serves another, which prefills
    it (``warm_up``) and trains a KD student on the GPU (this crashed on CPU tensors).
