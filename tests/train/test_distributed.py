@@ -205,6 +205,48 @@ def test_rank_shares_of_a_split_cover_it_once(setup, world: int) -> None:
     )
 
 
+def test_one_process_in_a_process_group_trains_through_ddp(setup, tmp_path) -> None:
+    """torchrun with one process (a one-GPU machine's NCCL check) gets a process group and
+    DDP; the outcome names the backend, and the steps are the one-process steps."""
+    import torch.distributed as dist
+
+    data, subset, config, run = setup
+    context = DistributedContext(device=_CPU)
+    alone = train_full(
+        _network(data, config), ResidentBatches(data, subset, config, context), config, run,
+        context=context,
+    )  # fmt: skip
+    assert alone.backend is None
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        grouped = train_full(
+            _network(data, config), ResidentBatches(data, subset, config, context), config,
+            run, context=context,
+        )  # fmt: skip
+    finally:
+        dist.destroy_process_group()
+    assert grouped.backend == "gloo" and grouped.world_size == 1
+    assert grouped.step_losses == pytest.approx(alone.step_losses, rel=1e-5)
+
+
+def test_torchrun_environment_joins_a_process_group_with_one_process(monkeypatch) -> None:
+    import torch.distributed as dist
+
+    joined = []
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: joined.append(backend))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    for name, value in (("WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    DistributedContext.from_environment("cpu")  # WORLD_SIZE alone: not torchrun's rendezvous
+    assert joined == []
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    context = DistributedContext.from_environment("cpu")
+    assert joined == ["gloo"] and context.world_size == 1
+
+
 def test_stop_and_resume_equals_one_uninterrupted_run(setup, tmp_path) -> None:
     data, subset, config, run = setup
     config = dataclasses.replace(config, epochs=3)

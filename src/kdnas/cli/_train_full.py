@@ -158,6 +158,7 @@ def run_full(args: argparse.Namespace, space: Any, arch: Architecture) -> int:
         "part": args.part,
         "config": config.to_dict(),
         "world_size": outcome.world_size,
+        "process_group": outcome.backend,
         "checkpoint_dir": str(checkpoints),
         "resumed_from_epoch": outcome.resumed_from_epoch,
         "step_losses": list(outcome.step_losses),

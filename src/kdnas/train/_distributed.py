@@ -87,7 +87,9 @@ class DistributedContext:
     @classmethod
     def from_environment(cls, device: str | None = None) -> DistributedContext:
         """The context ``torchrun`` describes in RANK, WORLD_SIZE and LOCAL_RANK (one process
-        when they are absent); joins the process group (NCCL on CUDA, else gloo) if needed.
+        when they are absent); joins the process group (NCCL on CUDA, else gloo) whenever
+        torchrun started this process, one process included: ``torchrun --nproc_per_node=1``
+        then trains through DDP and NCCL, which a one-GPU machine can check that way.
 
         Each rank takes ``cuda:LOCAL_RANK`` when CUDA is present and ``device`` is not given.
         """
@@ -105,7 +107,8 @@ class DistributedContext:
             chosen = pick_device(device)
         if chosen.type == "cuda":
             torch.cuda.set_device(chosen)
-        if world_size > 1 and not dist.is_initialized():
+        launched = "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
+        if (world_size > 1 or launched) and not dist.is_initialized():
             dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
         return cls(rank, world_size, chosen)
 
@@ -221,12 +224,15 @@ class FullTrainingOutcome:
             epochs included), averaged over the ranks.
         resumed_from_epoch: epochs restored from a checkpoint (0 for a fresh start).
         world_size: processes that trained the epochs of this call.
+        backend: the process group's backend ("nccl", "gloo") the epochs were trained
+            through (with DistributedDataParallel), None without a process group.
     """
 
     result: TrainResult
     step_losses: tuple[float, ...]
     resumed_from_epoch: int
     world_size: int
+    backend: str | None = None
 
 
 def _usable(plan: EpochPlan, world_size: int) -> EpochPlan:
@@ -339,7 +345,10 @@ def train_full(
             )
         logger.info("resumed %s after epoch %d", folder, done)
     model: nn.Module = network
-    if context.world_size > 1:
+    # Any process group (torchrun with one process too) trains through DDP, so a one-GPU
+    # machine exercises NCCL and SyncBatchNorm the way several GPUs would.
+    grouped = dist.is_available() and dist.is_initialized()
+    if context.world_size > 1 or grouped:
         if device.type == "cuda" and sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(
@@ -430,7 +439,10 @@ def train_full(
         method="nokd",
         terms={"ce": final_loss, "total": final_loss},
     )
-    return FullTrainingOutcome(result, tuple(step_losses), resumed_from, context.world_size)
+    backend = str(dist.get_backend()) if grouped else None
+    return FullTrainingOutcome(
+        result, tuple(step_losses), resumed_from, context.world_size, backend
+    )
 
 
 def _train_epoch(
