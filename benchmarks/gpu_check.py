@@ -552,16 +552,16 @@ def section_cache(run: Run) -> Verdict:
         if filled.status != "ok":
             return Verdict("FAIL", f"the filling student: {filled.status} {filled.error}")
         audits: list[_AuditedTeacher] = []
-        make_source = objective._teacher_source
+        make_source = objective.teacher_life.source
 
         def audited(*arguments: Any) -> Any:
             audits.append(_AuditedTeacher(make_source(*arguments)))
             return audits[-1]
 
-        objective._teacher_source = audited  # type: ignore[method-assign]
+        objective.teacher_life.source = audited  # type: ignore[method-assign]
         hits, misses = cache.hits, cache.misses
         cached = objective.train(second, fidelity)
-        objective._teacher_source = make_source  # type: ignore[method-assign]
+        objective.teacher_life.source = make_source  # type: ignore[method-assign]
         live = None
         if not run.quick:  # a figure (cached against live seconds), not part of the criterion
             live = TrainingObjective(
