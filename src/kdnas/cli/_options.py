@@ -9,6 +9,7 @@ from typing import Any
 __all__ = [
     "add_executor_arguments",
     "add_protocol_arguments",
+    "add_space_argument",
     "add_teacher_and_flip_arguments",
     "check_run_arguments",
     "executor_from_args",
@@ -34,6 +35,20 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     add_teacher_and_flip_arguments(parser)
     add_short_run_arguments(parser)
     add_compute_arguments(parser)
+
+
+def add_space_argument(parser: argparse.ArgumentParser) -> None:
+    """--space: a built-in space, an installed package's (entry-point group ``kdnas.spaces``)
+    or a user's module's ``package.module:attribute``; the help lists every one."""
+    from kdnas.spaces import space_names
+
+    parser.add_argument(
+        "--space",
+        default="mobilenetv2",
+        help=f"search space: {', '.join(space_names())} (a class or instance implementing "
+        "kdnas.spaces.SearchSpace; ./module.py is found from the current directory); "
+        "default mobilenetv2",
+    )
 
 
 def add_teacher_and_flip_arguments(parser: argparse.ArgumentParser) -> None:

@@ -28,7 +28,11 @@ def _int_list(text: str) -> tuple[int, ...]:
 def register(subparsers: Any) -> None:
     from kdnas.bench import BENCHMARK_ENV_VAR
     from kdnas.cli import non_negative_int, positive_int
-    from kdnas.cli._options import add_executor_arguments, add_protocol_arguments
+    from kdnas.cli._options import (
+        add_executor_arguments,
+        add_protocol_arguments,
+        add_space_argument,
+    )
     from kdnas.core import METHODS
 
     parser = subparsers.add_parser(
@@ -43,7 +47,7 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="bench_command", metavar="{build,export}")
 
     build = commands.add_parser("build", help="train a grid of evaluations into a store")
-    build.add_argument("--space", default="mobilenetv2")
+    add_space_argument(build)
     build.add_argument("--dataset", default="digits", help="'digits', a CIFAR or image folder")
     build.add_argument("--parts", type=_int_list, default=(27, 9, 3), help="e.g. 27,9,3")
     build.add_argument(

@@ -12,7 +12,11 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     from kdnas.cli import non_negative_int, positive_int
-    from kdnas.cli._options import add_executor_arguments, add_protocol_arguments
+    from kdnas.cli._options import (
+        add_executor_arguments,
+        add_protocol_arguments,
+        add_space_argument,
+    )
     from kdnas.core import METHODS
     from kdnas.search.registry import registered_optimizers
 
@@ -25,7 +29,7 @@ def register(subparsers: Any) -> None:
         "evaluation is committed to the --store at once; run the same command again to resume "
         "an interrupted search (finished evaluations are never rerun).",
     )
-    parser.add_argument("--space", default="mobilenetv2", help="search space (mobilenetv2)")
+    add_space_argument(parser)
     parser.add_argument(
         "--dataset",
         default="digits",
@@ -232,9 +236,11 @@ def run(args: argparse.Namespace) -> int:
             "test_acc": best.result.test_acc,
         },
     }
+    failure = _all_failed(outcome.summary.evaluations)
+    summary["all_failed"] = failure
     if args.json:
         print(json.dumps(summary, indent=2))
-        return 0
+        return 0 if failure is None else 1
     teacher = outcome.teacher
     if teacher is not None:
         where = "all" if teacher["part"] == 1 else f"1/{teacher['part']} of the"
@@ -258,6 +264,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for warning in outcome.warnings:
         console.print(f"[bold yellow]Warning:[/bold yellow] {warning}")
+    if failure is not None:
+        console.print(f"[bold red]Every evaluation failed[/bold red]: {failure}")
+        return 1
     if best is None:
         console.print("No high-fidelity evaluation finished; see the report for the rest.")
     else:
@@ -267,3 +276,22 @@ def run(args: argparse.Namespace) -> int:
             f"{summary['replayed']} read back from the store). Report: {outcome.report_dir}"
         )
     return 0
+
+
+def _all_failed(evaluations: Any) -> str | None:
+    """Why a search whose every evaluation failed or diverged has nothing to show (the last
+    evaluation's reason and how many share it), or None when some evaluation finished ok or
+    none ran."""
+    if not evaluations or any(e.result.status == "ok" for e in evaluations):
+        return None
+    reasons = [_reason(e.result) for e in evaluations]
+    last = reasons[-1]
+    return f"all {len(reasons)} evaluations failed ({reasons.count(last)} alike); the last: {last}"
+
+
+def _reason(result: Any) -> str:
+    if result.info.get("error"):
+        return str(result.info["error"])
+    if result.status == "diverged":
+        return "training diverged (a NaN or infinite loss: is the learning rate too high?)"
+    return result.status

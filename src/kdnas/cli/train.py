@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         non_negative_int,
         positive_int,
     )
-    from kdnas.cli._options import add_teacher_and_flip_arguments
+    from kdnas.cli._options import add_space_argument, add_teacher_and_flip_arguments
 
     parser = subparsers.add_parser(
         "train",
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
         "(plain cross-entropy or distillation from the space's original network), then print "
         "and save the result as JSON.",
     )
-    parser.add_argument("--space", default="mobilenetv2", help="search space (mobilenetv2)")
+    add_space_argument(parser)
     parser.add_argument(
         "--arch",
         required=True,

@@ -28,6 +28,7 @@ __all__ = [
     "build_candidates",
     "build_objective",
     "build_optimizer",
+    "check_user_space",
     "load_data",
     "open_search_run",
     "prepare_search",
@@ -48,7 +49,9 @@ class SearchSettings:
     """Everything that decides a real search (one frozen bundle, saved with the run).
 
     Args:
-        space: search-space name ("mobilenetv2", "shufflenetv2", or a registered one).
+        space: search-space name ("mobilenetv2", "shufflenetv2", a registered one, an
+            installed package's entry point of group ``kdnas.spaces``, or
+            ``package.module:attribute``).
         dataset: "digits" (embedded) or a dataset path (CIFAR folder/archive, image folder).
         algorithm: the name of an optimizer of ``kdnas.search.registry`` (``kdnas search
             --help`` lists them).
@@ -257,10 +260,12 @@ def prepare_search(
         ValueError: an unknown space or an architecture outside it; a missing or corrupt
             dataset (``kdnas.data.DatasetError``, naming the path).
     """
-    from kdnas.spaces import get_space
+    from kdnas.spaces import get_space, is_builtin_space
 
     space = get_space(settings.space)
     data = load_data(settings)
+    if not is_builtin_space(settings.space):
+        check_user_space(space, settings, data)
     if archs:
         for arch in archs:
             space.validate(arch)
@@ -274,6 +279,55 @@ def prepare_search(
         build_candidates(space, chosen),
         run_config(settings, data, chosen),
     )
+
+
+def check_user_space(space: SearchSpace, settings: SearchSettings, data: PreparedData) -> None:
+    """Check a user's space against the search before anything trains: its original network
+    builds for this data, answers a batch with one score per class, and has ``forward_taps``
+    when the method needs more than logits (``kdnas.distill.LOGIT_METHODS``).
+
+    Raises:
+        ValueError: one line naming what failed and what to change.
+    """
+    import torch
+
+    from kdnas.distill import LOGIT_METHODS
+    from kdnas.models import has_taps
+
+    where = f"search space {settings.space}"
+    original = space.original()
+    shape = (2, data.in_channels, data.resolution, data.resolution)
+    try:
+        space.validate(original)
+        network = space.build_network(
+            original,
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            width_multiplier=settings.width_multiplier,
+        )
+        with torch.no_grad():
+            logits = network.eval()(torch.zeros(shape))
+    except Exception as error:  # the user's code: whatever it raises is a usage error here
+        text = " ".join(str(error).split())
+        raise ValueError(
+            f"{where}: its original network fails on a {' x '.join(map(str, shape))} batch "
+            f"of {data.name}: {type(error).__name__}: {text}"
+        ) from None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, data.num_classes):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"{where}: its network must return logits of shape (batch, {data.num_classes}) "
+            f"for {data.name}, got {got}"
+        )
+    uses_taps = get_optimizer(settings.algorithm).uses_low_fidelity and (
+        settings.method not in LOGIT_METHODS
+    )
+    if uses_taps and not has_taps(network):
+        raise ValueError(
+            f"{where}: its networks have no forward_taps, which method {settings.method!r} "
+            f"needs (feature maps and embedding); use --method {' or '.join(LOGIT_METHODS)} "
+            f"(logits only) or give the networks forward_taps (docs/search_spaces.md)"
+        )
 
 
 def build_candidates(space: SearchSpace, archs: Sequence[Architecture]) -> CandidateSet:
@@ -372,6 +426,14 @@ def run_config(
             **_fidelity_dict(Fidelity(part=1, method="nokd", epochs=settings.teacher_epochs)),
         }
     values["beta"] = settings.ucb_beta  # what the search uses, however it was given
+    from kdnas.spaces import space_identity
+
+    identity = space_identity(settings.space)  # None for the built-ins: fingerprints as before
+    if identity is not None:
+        # A user's space by its own name, however it was given (module:attribute or entry
+        # point), and its version: a changed space does not resume another's run.
+        values["space"] = identity["name"]
+        values["space_version"] = identity["version"]
     values["dataset"] = data.name
     values["dataset_hash"] = data.subset(1, 0).content_hash
     # Less eval_batch_size and deterministic (bits, not results) and the fields added later

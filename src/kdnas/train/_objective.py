@@ -27,6 +27,7 @@ from kdnas.core import Architecture, EvalResult, Fidelity
 from kdnas.data import DeviceImages, ImageSet, PreparedData, Subset, stream_seed
 from kdnas.distill import build_loss
 from kdnas.distill.base import TrainingLoss
+from kdnas.models.taps import network_taps
 from kdnas.train._cache import CachedTeacher, TeacherCache
 from kdnas.train._config import TrainConfig, TrainResult
 from kdnas.train._teacher import TEACHER_DATA, ChanceLevel, TeacherStore
@@ -312,8 +313,8 @@ class TrainingObjective:
         probe = images.batch(torch.arange(min(_PROBE_SIZE, len(images)), device=self.device))
         with torch.no_grad():
             network.eval()
-            student_probe = network.forward_taps(probe)
-            teacher_probe = teacher.forward_taps(probe) if teacher is not None else None
+            student_probe = network_taps(network, probe)
+            teacher_probe = network_taps(teacher, probe) if teacher is not None else None
             network.train()
         subset = self.subset(fidelity.part)
         loss = build_loss(
