@@ -7,11 +7,13 @@ import argparse
 from typing import Any
 
 __all__ = [
+    "add_data_arguments",
     "add_executor_arguments",
     "add_protocol_arguments",
     "add_space_argument",
     "add_teacher_and_flip_arguments",
     "check_run_arguments",
+    "dataset_help",
     "executor_from_args",
     "training_overrides",
 ]
@@ -32,9 +34,37 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
+    add_data_arguments(parser)
     add_teacher_and_flip_arguments(parser)
     add_short_run_arguments(parser)
     add_compute_arguments(parser)
+
+
+def dataset_help() -> str:
+    """--dataset's help: every form a dataset may take."""
+    from kdnas.data import DATASET_FORMS
+
+    return "; ".join(DATASET_FORMS) + " (default digits)"
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, resolution: bool = True) -> None:
+    """--resolution (unless the command has its own) and --test-fraction."""
+    from kdnas.cli import positive_int
+
+    if resolution:
+        parser.add_argument(
+            "--resolution",
+            type=positive_int,
+            default=None,
+            help="image side in pixels (default: digits 16, image folders 32, CIFAR 32)",
+        )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="share of every class a flat <class>/ image folder gives its test part "
+        "(default 0.2; a fixed stratified draw, recorded with the run)",
+    )
 
 
 def add_space_argument(parser: argparse.ArgumentParser) -> None:

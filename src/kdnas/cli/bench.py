@@ -32,6 +32,7 @@ def register(subparsers: Any) -> None:
         add_executor_arguments,
         add_protocol_arguments,
         add_space_argument,
+        dataset_help,
     )
     from kdnas.core import METHODS
 
@@ -48,7 +49,7 @@ def register(subparsers: Any) -> None:
 
     build = commands.add_parser("build", help="train a grid of evaluations into a store")
     add_space_argument(build)
-    build.add_argument("--dataset", default="digits", help="'digits', a CIFAR or image folder")
+    build.add_argument("--dataset", default="digits", help=dataset_help())
     build.add_argument("--parts", type=_int_list, default=(27, 9, 3), help="e.g. 27,9,3")
     build.add_argument(
         "--methods", default="nokd,kd", help=f"comma list of {', '.join(METHODS)} (nokd,kd)"
@@ -135,6 +136,8 @@ def run_build(args: argparse.Namespace) -> int:
         device=device,
         teacher_data=args.teacher_data,
         allow_chance_teacher=args.allow_chance_teacher,
+        resolution=args.resolution,
+        test_fraction=args.test_fraction,
     )
     grid = BenchGrid(settings, args.parts, methods, high_fidelity=not args.no_high_fidelity)
     total = args.archs * (

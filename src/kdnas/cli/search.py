@@ -16,6 +16,7 @@ def register(subparsers: Any) -> None:
         add_executor_arguments,
         add_protocol_arguments,
         add_space_argument,
+        dataset_help,
     )
     from kdnas.core import METHODS
     from kdnas.search.registry import registered_optimizers
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--dataset",
         default="digits",
-        help="'digits' (embedded), a CIFAR folder/.tar.gz, or an image folder (default digits)",
+        help=dataset_help(),
     )
     algorithms = ", ".join(
         f"{name} (experimental)" if entry.experimental else name
@@ -128,6 +129,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         device=args.device,
         teacher_data=args.teacher_data,
         allow_chance_teacher=args.allow_chance_teacher,
+        resolution=args.resolution,
+        test_fraction=args.test_fraction,
     )
 
 

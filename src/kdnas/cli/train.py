@@ -23,7 +23,12 @@ def register(subparsers: Any) -> None:
         non_negative_int,
         positive_int,
     )
-    from kdnas.cli._options import add_space_argument, add_teacher_and_flip_arguments
+    from kdnas.cli._options import (
+        add_data_arguments,
+        add_space_argument,
+        add_teacher_and_flip_arguments,
+        dataset_help,
+    )
 
     parser = subparsers.add_parser(
         "train",
@@ -48,8 +53,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--dataset",
         default="digits",
-        help="'digits' (embedded), a CIFAR folder or .tar.gz, or an image folder (default digits)",
+        help=dataset_help(),
     )
+    add_data_arguments(parser, resolution=False)  # --test-fraction; --resolution is below
     parser.add_argument(
         "--resolution", type=positive_int, default=None, help="image side in pixels (digits: 16)"
     )

@@ -81,6 +81,11 @@ class SearchSettings:
             the low-fidelity subset with ``epochs`` epochs (earlier kdnas versions).
         allow_chance_teacher: distill even from a teacher no better than chance (default:
             the search refuses to start; a guard, not part of the fingerprint).
+        resolution: image side in pixels (None: the dataset's default, 16 for the digits, 32
+            for image folders, CIFAR's own 32).
+        test_fraction: share of every class a flat ``<class>/`` image folder gives its test
+            part (None: ``kdnas.data.FLAT_TEST_FRACTION``); refused for datasets that have
+            their own test part. The split enters the fingerprint.
     """
 
     space: str = "mobilenetv2"
@@ -105,6 +110,8 @@ class SearchSettings:
     device: str | None = None
     teacher_data: str = "full"
     allow_chance_teacher: bool = False
+    resolution: int | None = None
+    test_fraction: float | None = None
 
     def __post_init__(self) -> None:
         from kdnas.train import TEACHER_DATA
@@ -145,6 +152,16 @@ class SearchSettings:
             math.isfinite(self.budget_seconds) and self.budget_seconds > 0
         ):
             raise ValueError(f"budget_seconds must be > 0, got {self.budget_seconds!r}")
+        if self.resolution is not None and (
+            isinstance(self.resolution, bool)
+            or not isinstance(self.resolution, int)
+            or self.resolution < 8
+        ):
+            raise ValueError(
+                f"resolution must be an integer of at least 8 pixels, got {self.resolution!r}"
+            )
+        if self.test_fraction is not None and not (0.0 < self.test_fraction < 1.0):
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction!r}")
         if not (0.0 < self.valid_fraction < 1.0):
             raise ValueError(f"valid_fraction must lie in (0, 1), got {self.valid_fraction!r}")
         if not (self.width_multiplier > 0 and math.isfinite(self.width_multiplier)):
@@ -204,7 +221,10 @@ def load_data(settings: SearchSettings) -> PreparedData:
     """
     from kdnas.data import load_dataset, prepare
 
-    return prepare(load_dataset(settings.dataset), valid_fraction=settings.valid_fraction)
+    dataset = load_dataset(
+        settings.dataset, resolution=settings.resolution, test_fraction=settings.test_fraction
+    )
+    return prepare(dataset, valid_fraction=settings.valid_fraction, resolution=settings.resolution)
 
 
 def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Architecture]:
@@ -420,6 +440,13 @@ def run_config(
     values = settings.to_dict()
     for name in ("budget_evaluations", "budget_seconds", "device", "allow_chance_teacher"):
         values.pop(name)
+    # Added later: present only when used, so that older runs keep their fingerprint. The
+    # split of a flat folder is recorded as drawn (the default fraction included).
+    values.pop("test_fraction")
+    if values["resolution"] is None:
+        values.pop("resolution")
+    if data.dataset.split is not None:
+        values["dataset_split"] = dict(data.dataset.split)
     if values.pop("teacher_data") == "full":
         values["teacher"] = {
             "data": "full",
