@@ -138,6 +138,11 @@ def run_build(args: argparse.Namespace) -> int:
         allow_chance_teacher=args.allow_chance_teacher,
         resolution=args.resolution,
         test_fraction=args.test_fraction,
+        max_params=args.max_params,
+        max_multiply_adds=args.max_multiply_adds,
+        max_latency_ms=args.max_latency_ms,
+        latency_batch_size=args.latency_batch_size,
+        teacher_file=args.teacher,
     )
     grid = BenchGrid(settings, args.parts, methods, high_fidelity=not args.no_high_fidelity)
     total = args.archs * (

@@ -131,6 +131,11 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         allow_chance_teacher=args.allow_chance_teacher,
         resolution=args.resolution,
         test_fraction=args.test_fraction,
+        max_params=args.max_params,
+        max_multiply_adds=args.max_multiply_adds,
+        max_latency_ms=args.max_latency_ms,
+        latency_batch_size=args.latency_batch_size,
+        teacher_file=args.teacher,
     )
 
 
@@ -212,8 +217,8 @@ def run(args: argparse.Namespace) -> int:
                 report_dir=report,
             )
         except RunMismatchError as error:
-            if "teacher." not in str(error):
-                raise
+            if "teacher." not in str(error) or "file_sha256" in str(error):
+                raise  # (a --teacher file's hash differing: another teacher, no hint to give)
             raise UsageError(
                 f"{error}. Stores made before the teacher learned from the whole training "
                 f"set resume with --teacher-data subset"
@@ -231,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
         "teacher": outcome.teacher,
         "cost": cost,
         "warnings": list(outcome.warnings),
+        "size_limits": {k: v for k, v in outcome.limits.items() if k != "latency"},
+        "latency": _latency_spread(outcome.limits),
         "best": None
         if best is None
         else {
@@ -245,7 +252,14 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return 0 if failure is None else 1
     teacher = outcome.teacher
-    if teacher is not None:
+    if teacher is not None and teacher["data"] == "file":
+        console.print(
+            f"Teacher: your network {teacher['file']} (sha256 {teacher['sha256'][:12]}, "
+            f"{teacher['params']:,} parameters), not trained here: valid "
+            f"{teacher['valid_acc']:.4f}, test {teacher['test_acc']:.4f} (chance "
+            f"{teacher['chance_acc']:.3f})"
+        )
+    elif teacher is not None:
         where = "all" if teacher["part"] == 1 else f"1/{teacher['part']} of the"
         console.print(
             f"Teacher: the original network on {where} training images "
@@ -270,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
     if failure is not None:
         console.print(f"[bold red]Every evaluation failed[/bold red]: {failure}")
         return 1
+    _print_limits(console, outcome.limits)
     if best is None:
         console.print("No high-fidelity evaluation finished; see the report for the rest.")
     else:
@@ -298,3 +313,41 @@ def _reason(result: Any) -> str:
     if result.status == "diverged":
         return "training diverged (a NaN or infinite loss: is the learning rate too high?)"
     return result.status
+
+
+def _latency_spread(limits: dict[str, Any]) -> dict[str, Any] | None:
+    """The latency summary without the individual measurements (those are in the report)."""
+    latency = limits.get("latency")
+    if not latency:
+        return None
+    return {k: v for k, v in latency.items() if k != "measurements"}
+
+
+def _print_limits(console: Any, limits: dict[str, Any]) -> None:
+    """The limits, what they left out, the latency spread and the accuracy-versus-cost
+    fronts, as text (the same figures as the report's ``size_limits``)."""
+    if limits.get("limits"):
+        given = ", ".join(f"{k} {v:,}" for k, v in limits["limits"].items())
+        console.print(
+            f"Size limits ({given}): {limits['candidates']} candidates within them, "
+            f"{limits['rejected']} drawn architectures left out before training"
+        )
+    for batch, figures in (_latency_spread(limits) or {}).items():
+        console.print(
+            f"Latency at {batch.replace('_', ' ')} on {figures['device']}: median of "
+            f"{figures['repeats']} repeats after {figures['warmup']} warm-up; spread "
+            f"(interquartile range / median) {figures['median_spread']:.1%} typical, "
+            f"{figures['largest_spread']:.1%} largest over {figures['architectures']} networks"
+        )
+    for cost, front in limits.get("fronts", {}).items():
+        if len(front) < 1:
+            continue
+        unit = " ms" if cost == "latency_ms" else ""
+        points = "; ".join(
+            f"{row['arch']} {_figure(row[cost])}{unit}: {row['valid_acc']:.4f}" for row in front
+        )
+        console.print(f"Accuracy-versus-{cost} front (high fidelity, valid accuracy): {points}")
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         hyperparameters={args.loss: hyperparameters} if hyperparameters else None,
         teacher_data=args.teacher_data,
         allow_chance_teacher=args.allow_chance_teacher,
+        teacher_file=args.teacher,
     )
     result = objective.train(arch, fidelity)
     record = {

@@ -78,6 +78,8 @@ class TrainingObjective:
             epochs so that the teacher's training is the original's high-fidelity evaluation.
         allow_chance_teacher: distill even from a teacher no better than chance (default:
             refuse with ``TeacherAtChanceError``; its students would learn noise).
+        teacher_file: a ``torch.export`` program (``.pt2``) the user trained: the teacher,
+            instead of training the original network (its logits only: Hinton's KD).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class TrainingObjective:
         teacher_data: str = "full",
         teacher_epochs: int | None = None,
         allow_chance_teacher: bool = False,
+        teacher_file: str | Path | None = None,
     ) -> None:
         if teacher_data not in TEACHER_DATA:
             raise ValueError(
@@ -132,6 +135,7 @@ class TrainingObjective:
             allow_chance_teacher,
             self.cache,
             use_cache,
+            teacher_file,
         )
 
     @property
