@@ -106,6 +106,7 @@ def run_build(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from kdnas.cli import UsageError
     from kdnas.cli._options import check_run_arguments, executor_from_args, training_overrides
     from kdnas.experiment import SearchSettings
     from kdnas.experiment._bench import BenchGrid, run_bench_build
@@ -117,6 +118,14 @@ def run_build(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    from kdnas.distill import LOGIT_METHODS
+
+    beyond_logits = [m for m in methods if m not in LOGIT_METHODS]
+    if args.teacher is not None and beyond_logits:
+        raise UsageError(
+            f"--teacher gives a network's logits only, which {', '.join(beyond_logits)} "
+            f"cannot distill from: use --methods among {', '.join(LOGIT_METHODS)}"
+        )
     settings = SearchSettings(
         space=args.space,
         dataset=args.dataset,

@@ -195,6 +195,15 @@ def run(args: argparse.Namespace) -> int:
         return run_full(args, space, arch)
     fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
     data = prepared_data(args)
+    if args.teacher is not None:  # refused in one line before anything trains
+        from kdnas.distill import LOGIT_METHODS
+        from kdnas.train import load_exported_teacher
+
+        if args.loss not in LOGIT_METHODS:
+            raise UsageError(
+                f"--teacher gives logits only, which {args.loss} cannot use: --loss kd"
+            )
+        load_exported_teacher(args.teacher, data.in_channels, data.resolution, data.num_classes)
     # The teacher follows the same protocol, so with --epochs it trains as long.
     config = TrainConfig.for_data(data, **config_overrides(args))
     objective = TrainingObjective(

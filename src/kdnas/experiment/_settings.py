@@ -189,7 +189,7 @@ class SearchSettings:
 
             if not Path(self.teacher_file).is_file():
                 raise ValueError(f"--teacher {self.teacher_file}: no such file")
-            if self.method not in LOGIT_METHODS or self.method == "nokd":
+            if self.method not in LOGIT_METHODS:
                 raise ValueError(
                     f"--teacher gives a network's logits only, which method {self.method!r} "
                     f"cannot distill from: use --method kd"
@@ -342,7 +342,7 @@ def prepare_search(
     data = load_data(settings)
     if not is_builtin_space(settings.space):
         check_user_space(space, settings, data)
-    if settings.teacher_file is not None and settings.needs_teacher:
+    if settings.teacher_file is not None:
         from kdnas.train import load_exported_teacher
 
         # Loaded once here to refuse a file that cannot teach this data before anything
