@@ -51,7 +51,9 @@ def search(store: Path, *extra: str) -> list[str]:
 def test_closed_form_sizes_match_the_networks_as_the_search_builds_them() -> None:
     for name in ("mobilenetv2", "shufflenetv2"):
         space = get_space(name)
-        for arch in sample_architectures(space, 2, 5):
+        # The originals at width 1 and 3 channels are tests/spaces' (closed forms); here the
+        # search's own shapes: other widths, one channel, other heads and resolutions.
+        for arch in sample_architectures(space, 2, 5)[1:]:
             for shape in (NetworkShape(10, 1, 16, 0.125), NetworkShape(100, 3, 20, 0.5)):
                 network = space.build_network(
                     arch, shape.num_classes, shape.in_channels, shape.width_multiplier
