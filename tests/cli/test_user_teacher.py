@@ -169,8 +169,8 @@ def test_a_teacher_weaker_than_its_students_is_warned_about_in_plain_words() -> 
     weaker = [_evaluation(0, "kd", 0.30), _evaluation(1, "kd", 0.85), _evaluation(2, "nokd", 0.6)]
     message = weaker_teacher_warning(teacher, weaker)
     assert message is not None and message.startswith(
-        "the teacher reached 0.340 validation accuracy, but 2 of the 3 students it taught did "
-        "better (best 0.850, at 1/3 kd)"
+        "the teacher reached 0.340 validation accuracy, but 2 of the 3 networks this search "
+        "trained did better (best 0.850, at 1/3 kd)"
     )
     assert "train it longer" in message
     stronger = [_evaluation(0, "kd", 0.30), _evaluation(1, "nokd", 0.34)]  # a tie is not beaten

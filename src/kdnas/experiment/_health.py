@@ -57,8 +57,8 @@ def check_teacher(summary: Mapping[str, Any], allow_chance: bool) -> list[str]:
 def weaker_teacher_warning(
     teacher: Mapping[str, Any] | None, evaluations: Sequence[StoredEvaluation]
 ) -> str | None:
-    """A warning when students reached a higher validation accuracy than their teacher
-    (None when none did, or the search had no teacher).
+    """A warning when networks of the search reached a higher validation accuracy than the
+    teacher (None when none did, or the search had no teacher).
 
     Distillation pulls a student toward its teacher's answers, mistakes included; a teacher
     its own students beat teaches them less than the labels do, and the search's ranking at
@@ -84,10 +84,10 @@ def weaker_teacher_warning(
     )
     return (
         f"{given} reached {teacher['valid_acc']:.3f} validation accuracy, but {len(better)} "
-        f"of the {len(students)} students it taught did better (best "
-        f"{best.result.valid_acc:.3f}, at {best.result.fidelity.label()}): a teacher weaker "
-        f"than its students teaches them its mistakes, and the low-fidelity ranking may "
-        f"follow it rather than the data; {fix}"
+        f"of the {len(students)} networks this search trained did better (best "
+        f"{best.result.valid_acc:.3f}, at {best.result.fidelity.label()}): its students learn "
+        f"from a network weaker than they can become, which teaches them its mistakes, and "
+        f"the low-fidelity ranking may follow it rather than the data; {fix}"
     )
 
 
