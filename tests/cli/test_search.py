@@ -112,9 +112,12 @@ def test_a_diverged_evaluation_is_stored_and_the_search_goes_on(
 ) -> None:
     store = tmp_path / "diverging.db"
     args = [*tiny_search(store), "--algorithm", "random", "--budget-evaluations", "2"]
-    assert main([*args, "--lr", "1e30"]) == 0
+    # Both stored; with nothing finished the command ends non-zero, saying why.
+    assert main([*args, "--lr", "1e30"]) == 1
     summary = json.loads(capsys.readouterr().out)
     assert summary["evaluations"] == 2 and summary["best"] is None
+    assert summary["all_failed"].startswith("all 2 evaluations failed (2 alike); the last: ")
+    assert "training diverged" in summary["all_failed"]
     with SQLiteStore(store) as opened:
         statuses = [e.result.status for e in opened.results("search")]
     assert statuses == ["diverged", "diverged"]

@@ -271,6 +271,7 @@ def test_docs_example_registers_a_user_space() -> None:
     namespace: dict[str, object] = {}
     try:
         exec(compile(code, "docs/search_spaces.md", "exec"), namespace)
+        register_space(namespace["ToyMLPSpace"]())  # as the docs say, for use from Python
         space = get_space("toy_mlp")
         arch = space.sample(np.random.default_rng(0))
         assert space.contains(arch)

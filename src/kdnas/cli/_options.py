@@ -7,10 +7,14 @@ import argparse
 from typing import Any
 
 __all__ = [
+    "add_data_arguments",
     "add_executor_arguments",
+    "add_limit_arguments",
     "add_protocol_arguments",
+    "add_space_argument",
     "add_teacher_and_flip_arguments",
     "check_run_arguments",
+    "dataset_help",
     "executor_from_args",
     "training_overrides",
 ]
@@ -31,13 +35,89 @@ def add_protocol_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--valid-fraction", type=float, default=0.1)
+    add_data_arguments(parser)
+    add_limit_arguments(parser)
     add_teacher_and_flip_arguments(parser)
     add_short_run_arguments(parser)
     add_compute_arguments(parser)
 
 
+def dataset_help() -> str:
+    """--dataset's help: every form a dataset may take."""
+    from kdnas.data import DATASET_FORMS
+
+    return "; ".join(DATASET_FORMS) + " (default digits)"
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, resolution: bool = True) -> None:
+    """--resolution (unless the command has its own) and --test-fraction."""
+    from kdnas.cli import positive_int
+
+    if resolution:
+        parser.add_argument(
+            "--resolution",
+            type=positive_int,
+            default=None,
+            help="image side in pixels (default: digits 16, image folders 32, CIFAR 32)",
+        )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="share of every class a flat <class>/ image folder gives its test part "
+        "(default 0.2; a fixed stratified draw, recorded with the run)",
+    )
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    """--max-params, --max-multiply-adds, --max-latency-ms and --latency-batch-size: limits
+    known before training, which filter the candidates."""
+    from kdnas.cli import positive_int
+
+    parser.add_argument(
+        "--max-params",
+        type=positive_int,
+        default=None,
+        help="largest trainable parameter count of a candidate, as built for this data and "
+        "width (the paper's spaces keep P/3 < params < 3P of their original network)",
+    )
+    parser.add_argument(
+        "--max-multiply-adds",
+        type=positive_int,
+        default=None,
+        help="largest multiply-adds of one image's forward pass",
+    )
+    parser.add_argument(
+        "--max-latency-ms",
+        type=float,
+        default=None,
+        help="largest median milliseconds of one forward pass of a --latency-batch-size "
+        "batch, measured on the search's device (warm-up, repeats; cached beside the store)",
+    )
+    parser.add_argument(
+        "--latency-batch-size",
+        type=positive_int,
+        default=1,
+        help="batch the latency limit applies to (1; batch 1 is measured too)",
+    )
+
+
+def add_space_argument(parser: argparse.ArgumentParser) -> None:
+    """--space: a built-in space, an installed package's (entry-point group ``kdnas.spaces``)
+    or a user's module's ``package.module:attribute``; the help lists every one."""
+    from kdnas.spaces import space_names
+
+    parser.add_argument(
+        "--space",
+        default="mobilenetv2",
+        help=f"search space: {', '.join(space_names())} (a class or instance implementing "
+        "kdnas.spaces.SearchSpace; ./module.py is found from the current directory); "
+        "default mobilenetv2",
+    )
+
+
 def add_teacher_and_flip_arguments(parser: argparse.ArgumentParser) -> None:
-    """--flip/--no-flip, --teacher-data and --allow-chance-teacher."""
+    """--flip/--no-flip, --teacher-data, --teacher and --allow-chance-teacher."""
     parser.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
@@ -52,6 +132,14 @@ def add_teacher_and_flip_arguments(parser: argparse.ArgumentParser) -> None:
         help="where the teacher learns: 'full' (default, as in the paper): the whole "
         "training split minus validation, with the high-fidelity protocol; 'subset': the "
         "low-fidelity 1/PART with --epochs (earlier kdnas; resumes their stores)",
+    )
+    parser.add_argument(
+        "--teacher",
+        default=None,
+        metavar="PATH",
+        help="distill from your own trained network, a torch.export program (.pt2) that "
+        "takes the images as kdnas prepares them and returns class scores (its logits "
+        "only: --method kd); the original network is then not trained as the teacher",
     )
     parser.add_argument(
         "--allow-chance-teacher",

@@ -35,7 +35,7 @@ def prepared_data(args: argparse.Namespace) -> Any:
     from kdnas.data import load_dataset, prepare
 
     return prepare(
-        load_dataset(args.dataset, resolution=args.resolution),
+        load_dataset(args.dataset, resolution=args.resolution, test_fraction=args.test_fraction),
         valid_fraction=args.valid_fraction,
         resolution=args.resolution,
     )

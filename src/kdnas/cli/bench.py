@@ -28,7 +28,12 @@ def _int_list(text: str) -> tuple[int, ...]:
 def register(subparsers: Any) -> None:
     from kdnas.bench import BENCHMARK_ENV_VAR
     from kdnas.cli import non_negative_int, positive_int
-    from kdnas.cli._options import add_executor_arguments, add_protocol_arguments
+    from kdnas.cli._options import (
+        add_executor_arguments,
+        add_protocol_arguments,
+        add_space_argument,
+        dataset_help,
+    )
     from kdnas.core import METHODS
 
     parser = subparsers.add_parser(
@@ -43,8 +48,8 @@ def register(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="bench_command", metavar="{build,export}")
 
     build = commands.add_parser("build", help="train a grid of evaluations into a store")
-    build.add_argument("--space", default="mobilenetv2")
-    build.add_argument("--dataset", default="digits", help="'digits', a CIFAR or image folder")
+    add_space_argument(build)
+    build.add_argument("--dataset", default="digits", help=dataset_help())
     build.add_argument("--parts", type=_int_list, default=(27, 9, 3), help="e.g. 27,9,3")
     build.add_argument(
         "--methods", default="nokd,kd", help=f"comma list of {', '.join(METHODS)} (nokd,kd)"
@@ -100,6 +105,7 @@ def run_build(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from kdnas.cli import UsageError
     from kdnas.cli._console import make_console, shown
     from kdnas.cli._options import check_run_arguments, executor_from_args, training_overrides
     from kdnas.experiment import SearchSettings
@@ -112,6 +118,14 @@ def run_build(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    from kdnas.distill import LOGIT_METHODS
+
+    beyond_logits = [m for m in methods if m not in LOGIT_METHODS]
+    if args.teacher is not None and beyond_logits:
+        raise UsageError(
+            f"--teacher gives a network's logits only, which {', '.join(beyond_logits)} "
+            f"cannot distill from: use --methods among {', '.join(LOGIT_METHODS)}"
+        )
     settings = SearchSettings(
         space=args.space,
         dataset=args.dataset,
@@ -131,6 +145,13 @@ def run_build(args: argparse.Namespace) -> int:
         device=device,
         teacher_data=args.teacher_data,
         allow_chance_teacher=args.allow_chance_teacher,
+        resolution=args.resolution,
+        test_fraction=args.test_fraction,
+        max_params=args.max_params,
+        max_multiply_adds=args.max_multiply_adds,
+        max_latency_ms=args.max_latency_ms,
+        latency_batch_size=args.latency_batch_size,
+        teacher_file=args.teacher,
     )
     grid = BenchGrid(settings, args.parts, methods, high_fidelity=not args.no_high_fidelity)
     total = args.archs * (

@@ -12,7 +12,12 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     from kdnas.cli import non_negative_int, positive_int
-    from kdnas.cli._options import add_executor_arguments, add_protocol_arguments
+    from kdnas.cli._options import (
+        add_executor_arguments,
+        add_protocol_arguments,
+        add_space_argument,
+        dataset_help,
+    )
     from kdnas.core import METHODS
     from kdnas.search.registry import registered_optimizers
 
@@ -25,11 +30,11 @@ def register(subparsers: Any) -> None:
         "evaluation is committed to the --store at once; run the same command again to resume "
         "an interrupted search (finished evaluations are never rerun).",
     )
-    parser.add_argument("--space", default="mobilenetv2", help="search space (mobilenetv2)")
+    add_space_argument(parser)
     parser.add_argument(
         "--dataset",
         default="digits",
-        help="'digits' (embedded), a CIFAR folder/.tar.gz, or an image folder (default digits)",
+        help=dataset_help(),
     )
     algorithms = ", ".join(
         f"{name} (experimental)" if entry.experimental else name
@@ -124,6 +129,13 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         device=args.device,
         teacher_data=args.teacher_data,
         allow_chance_teacher=args.allow_chance_teacher,
+        resolution=args.resolution,
+        test_fraction=args.test_fraction,
+        max_params=args.max_params,
+        max_multiply_adds=args.max_multiply_adds,
+        max_latency_ms=args.max_latency_ms,
+        latency_batch_size=args.latency_batch_size,
+        teacher_file=args.teacher,
     )
 
 
@@ -206,8 +218,8 @@ def run(args: argparse.Namespace) -> int:
                 report_dir=report,
             )
         except RunMismatchError as error:
-            if "teacher." not in str(error):
-                raise
+            if "teacher." not in str(error) or "file_sha256" in str(error):
+                raise  # (a --teacher file's hash differing: another teacher, no hint to give)
             raise UsageError(
                 f"{error}. Stores made before the teacher learned from the whole training "
                 f"set resume with --teacher-data subset"
@@ -225,6 +237,8 @@ def run(args: argparse.Namespace) -> int:
         "teacher": outcome.teacher,
         "cost": cost,
         "warnings": list(outcome.warnings),
+        "size_limits": {k: v for k, v in outcome.limits.items() if k != "latency"},
+        "latency": _latency_spread(outcome.limits),
         "best": None
         if best is None
         else {
@@ -233,11 +247,20 @@ def run(args: argparse.Namespace) -> int:
             "test_acc": best.result.test_acc,
         },
     }
+    failure = _all_failed(outcome.summary.evaluations)
+    summary["all_failed"] = failure
     if args.json:
         print(json.dumps(summary, indent=2))
-        return 0
+        return 0 if failure is None else 1
     teacher = outcome.teacher
-    if teacher is not None:
+    if teacher is not None and teacher["data"] == "file":
+        console.print(
+            f"Teacher: your network {teacher['file']} (sha256 {teacher['sha256'][:12]}, "
+            f"{teacher['params']:,} parameters), not trained here: valid "
+            f"{teacher['valid_acc']:.4f}, test {teacher['test_acc']:.4f} (chance "
+            f"{teacher['chance_acc']:.3f})"
+        )
+    elif teacher is not None:
         where = "all" if teacher["part"] == 1 else f"1/{teacher['part']} of the"
         console.print(
             f"Teacher: the original network on {where} training images "
@@ -259,6 +282,10 @@ def run(args: argparse.Namespace) -> int:
     )
     for warning in outcome.warnings:
         console.print(f"[bold yellow]Warning:[/bold yellow] {shown(warning)}")
+    if failure is not None:
+        console.print(f"[bold red]Every evaluation failed[/bold red]: {shown(failure)}")
+        return 1
+    _print_limits(console, outcome.limits)
     if best is None:
         console.print("No high-fidelity evaluation finished; see the report for the rest.")
     else:
@@ -269,3 +296,63 @@ def run(args: argparse.Namespace) -> int:
             f"store). Report: {shown(outcome.report_dir)}"
         )
     return 0
+
+
+def _all_failed(evaluations: Any) -> str | None:
+    """Why a search whose every evaluation failed or diverged has nothing to show (the last
+    evaluation's reason and how many share it), or None when some evaluation finished ok or
+    none ran."""
+    if not evaluations or any(e.result.status == "ok" for e in evaluations):
+        return None
+    reasons = [_reason(e.result) for e in evaluations]
+    last = reasons[-1]
+    return f"all {len(reasons)} evaluations failed ({reasons.count(last)} alike); the last: {last}"
+
+
+def _reason(result: Any) -> str:
+    if result.info.get("error"):
+        return str(result.info["error"])
+    if result.status == "diverged":
+        return "training diverged (a NaN or infinite loss: is the learning rate too high?)"
+    return result.status
+
+
+def _latency_spread(limits: dict[str, Any]) -> dict[str, Any] | None:
+    """The latency summary without the individual measurements (those are in the report)."""
+    latency = limits.get("latency")
+    if not latency:
+        return None
+    return {k: v for k, v in latency.items() if k != "measurements"}
+
+
+def _print_limits(console: Any, limits: dict[str, Any]) -> None:
+    """The limits, what they left out, the latency spread and the accuracy-versus-cost
+    fronts, as text (the same figures as the report's ``size_limits``)."""
+    from kdnas.cli._console import shown
+
+    if limits.get("limits"):
+        given = ", ".join(f"{k} {v:,}" for k, v in limits["limits"].items())
+        console.print(
+            f"Size limits ({given}): {limits['candidates']} candidates within them, "
+            f"{limits['rejected']} drawn architectures left out before training"
+        )
+    for batch, figures in (_latency_spread(limits) or {}).items():
+        console.print(
+            f"Latency at {batch.replace('_', ' ')} on {shown(figures['device'])}: median of "
+            f"{figures['repeats']} repeats after {figures['warmup']} warm-up; spread "
+            f"(interquartile range / median) {figures['median_spread']:.1%} typical, "
+            f"{figures['largest_spread']:.1%} largest over {figures['architectures']} networks"
+        )
+    for cost, front in limits.get("fronts", {}).items():
+        if len(front) < 1:
+            continue
+        unit = " ms" if cost == "latency_ms" else ""
+        points = "; ".join(
+            f"{shown(row['arch'])} {_figure(row[cost])}{unit}: {row['valid_acc']:.4f}"
+            for row in front
+        )
+        console.print(f"Accuracy-versus-{cost} front (high fidelity, valid accuracy): {points}")
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"

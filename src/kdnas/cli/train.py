@@ -23,7 +23,12 @@ def register(subparsers: Any) -> None:
         non_negative_int,
         positive_int,
     )
-    from kdnas.cli._options import add_teacher_and_flip_arguments
+    from kdnas.cli._options import (
+        add_data_arguments,
+        add_space_argument,
+        add_teacher_and_flip_arguments,
+        dataset_help,
+    )
 
     parser = subparsers.add_parser(
         "train",
@@ -32,7 +37,7 @@ def register(subparsers: Any) -> None:
         "(plain cross-entropy or distillation from the space's original network), then print "
         "and save the result as JSON.",
     )
-    parser.add_argument("--space", default="mobilenetv2", help="search space (mobilenetv2)")
+    add_space_argument(parser)
     parser.add_argument(
         "--arch",
         required=True,
@@ -48,8 +53,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--dataset",
         default="digits",
-        help="'digits' (embedded), a CIFAR folder or .tar.gz, or an image folder (default digits)",
+        help=dataset_help(),
     )
+    add_data_arguments(parser, resolution=False)  # --test-fraction; --resolution is below
     parser.add_argument(
         "--resolution", type=positive_int, default=None, help="image side in pixels (digits: 16)"
     )
@@ -200,6 +206,15 @@ def run(args: argparse.Namespace) -> int:
         return run_full(args, space, arch)
     fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
     data = prepared_data(args)
+    if args.teacher is not None:  # refused in one line before anything trains
+        from kdnas.distill import LOGIT_METHODS
+        from kdnas.train import load_exported_teacher
+
+        if args.loss not in LOGIT_METHODS:
+            raise UsageError(
+                f"--teacher gives logits only, which {args.loss} cannot use: --loss kd"
+            )
+        load_exported_teacher(args.teacher, data.in_channels, data.resolution, data.num_classes)
     # The teacher follows the same protocol, so with --epochs it trains as long.
     config = TrainConfig.for_data(data, **config_overrides(args))
     objective = TrainingObjective(
@@ -212,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         hyperparameters={args.loss: hyperparameters} if hyperparameters else None,
         teacher_data=args.teacher_data,
         allow_chance_teacher=args.allow_chance_teacher,
+        teacher_file=args.teacher,
     )
     result = objective.train(arch, fidelity)
     record = {

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from kdnas.data._augment import DeviceImages, EpochPlan, epoch_plan, stream_seed
 from kdnas.data._datasets import (
+    DATASET_FORMS,
     EMBEDDED_DATASETS,
+    FLAT_TEST_FRACTION,
     Dataset,
     DatasetError,
     ImageSet,
     load_cifar,
     load_dataset,
     load_digits,
+    load_flat_image_folder,
     load_image_folder,
 )
 from kdnas.data._splits import (
@@ -44,7 +47,9 @@ from kdnas.data._stream import (
 
 __all__ = [
     "CROPS",
+    "DATASET_FORMS",
     "EMBEDDED_DATASETS",
+    "FLAT_TEST_FRACTION",
     "Dataset",
     "DatasetError",
     "DeviceImages",
@@ -61,6 +66,7 @@ __all__ = [
     "load_cifar",
     "load_dataset",
     "load_digits",
+    "load_flat_image_folder",
     "load_image_folder",
     "normalise_batch",
     "prepare",

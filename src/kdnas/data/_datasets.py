@@ -1,4 +1,5 @@
-"""Image datasets as uint8 tensors: CIFAR-10/100, image folders, and the embedded digits.
+"""Image datasets as uint8 tensors: CIFAR-10/100, image folders (``train/<class>/`` +
+``test/<class>/``, or a flat ``<class>/`` folder split here), and the embedded digits.
 
 Every loader returns a ``Dataset``: the official training and test images as ``N x C x H x W``
 uint8 tensors with int64 labels. No torchvision: CIFAR's python batches are read with a
@@ -19,13 +20,16 @@ import torch
 from kdnas.safe_pickle import UnsafePickleError, load_array_pickle
 
 __all__ = [
+    "DATASET_FORMS",
     "EMBEDDED_DATASETS",
+    "FLAT_TEST_FRACTION",
     "Dataset",
     "DatasetError",
     "ImageSet",
     "load_cifar",
     "load_dataset",
     "load_digits",
+    "load_flat_image_folder",
     "load_image_folder",
 ]
 
@@ -41,6 +45,18 @@ DIGITS_RESOLUTION = 16
 #: Fixed seed and fraction of the digits' own test split (scikit-learn ships no split).
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
+#: Default share of every class a flat ``<class>/`` folder gives its test part, and the fixed
+#: seed of that draw (the same split on every machine; the fraction is the user's to change).
+FLAT_TEST_FRACTION = 0.2
+FLAT_SPLIT_SEED = 0
+
+#: What ``--dataset`` accepts, for help texts and errors.
+DATASET_FORMS = (
+    "'digits' (embedded)",
+    "a CIFAR-100 (cifar-100-python) or CIFAR-10 (cifar-10-batches-py) folder or .tar.gz",
+    "an image folder with train/<class>/ and test/<class>/ (or val/)",
+    "a flat image folder of <class>/ sub-folders (split into train and test here)",
+)
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
@@ -89,6 +105,9 @@ class Dataset:
         flip_invariant: whether horizontal flips preserve the class (False for digits), so
             that the training protocol's flip augmentation can be switched off where it hurts.
         default_resolution: the side ``prepare`` resizes to when given none (None = native).
+        split: how the test part was drawn when the dataset came without one (a flat class
+            folder): ``{"test_fraction": f, "seed": s}``; None when the test part is the
+            dataset's own. Recorded in a search's fingerprint.
     """
 
     name: str
@@ -97,6 +116,7 @@ class Dataset:
     num_classes: int
     flip_invariant: bool = True
     default_resolution: int | None = None
+    split: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
@@ -357,16 +377,102 @@ def load_image_folder(
     classes, test_root = image_folder_layout(root, test_names)
     train = _read_class_folders(root / "train", classes, resolution, channels)
     test = _read_class_folders(test_root, classes, resolution, channels)
-    pixels = train.images
-    gray = pixels.shape[1] == 1 or bool(
-        (pixels[:, 0] == pixels[:, 1]).all() and (pixels[:, 1] == pixels[:, 2]).all()
-    )
+    gray = _is_gray(train.images) and _is_gray(test.images)
     return Dataset(
         name=root.name,
-        train=train,
-        test=test,
+        train=_one_channel(train) if gray else train,
+        test=_one_channel(test) if gray else test,
         num_classes=len(classes),
         flip_invariant=not gray,
+    )
+
+
+def _is_gray(pixels: torch.Tensor) -> bool:
+    return pixels.shape[1] == 1 or bool(
+        (pixels[:, 0] == pixels[:, 1]).all() and (pixels[:, 1] == pixels[:, 2]).all()
+    )
+
+
+def _one_channel(images: ImageSet) -> ImageSet:
+    """Gray images as one channel: three equal channels carry nothing more, and a network
+    built for one input channel is what a user with grayscale images expects."""
+    return ImageSet(images.images[:, :1].contiguous(), images.labels)
+
+
+def flat_class_folders(root: Path) -> list[str]:
+    """The sorted names of ``root``'s sub-folders that hold images directly (a flat
+    ``<class>/`` folder), hidden ones left out; empty when there are none."""
+    if not root.is_dir():
+        return []
+    return sorted(
+        folder.name
+        for folder in root.iterdir()
+        if folder.is_dir()
+        and not folder.name.startswith(".")
+        and any(f.suffix.lower() in _IMAGE_SUFFIXES for f in folder.iterdir())
+    )
+
+
+def stratified_test_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask choosing round(fraction * n_c) of every class c as the test part: each
+    class's positions shuffled with one generator of ``seed``, classes in sorted order."""
+    rng = np.random.default_rng(seed)
+    is_test = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        chosen = rng.permutation(members)[: round(len(members) * fraction)]
+        is_test[chosen] = True
+    return is_test
+
+
+def load_flat_image_folder(
+    root: str | Path,
+    resolution: int = 32,
+    test_fraction: float = FLAT_TEST_FRACTION,
+    split_seed: int = FLAT_SPLIT_SEED,
+) -> Dataset:
+    """Load a flat folder ``root/<class>/*.png`` and split it into train and test.
+
+    The split is deterministic and stratified: ``round(test_fraction * n_c)`` images of every
+    class go to the test part, drawn with ``split_seed`` over the files sorted by name (the
+    same split on every machine, and the same whatever order the file system lists them in).
+    It is recorded in ``Dataset.split``. Gray images stay one channel; images are resized and
+    centre-cropped as by ``load_image_folder``.
+
+    Raises:
+        ValueError: ``test_fraction`` outside (0, 1).
+        DatasetError: fewer than two class folders, or a class with too few images to give
+            both parts at least one.
+    """
+    root = Path(root)
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test fraction must lie in (0, 1), got {test_fraction!r}")
+    classes = flat_class_folders(root)
+    if len(classes) < 2:
+        raise DatasetError(f"{root}: found {len(classes)} class folders holding images, need >= 2")
+    files, labels = class_folder_files(root, classes)
+    is_test = stratified_test_mask(labels, test_fraction, split_seed)
+    for label, name in enumerate(classes):
+        members = labels == label
+        if not is_test[members].any() or is_test[members].all():
+            raise DatasetError(
+                f"{root / name}: {int(members.sum())} images cannot give both the train and "
+                f"the test part one (test fraction {test_fraction:g}); add images or change "
+                f"--test-fraction"
+            )
+    arrays = np.stack([decode_square(f, resolution, 3).transpose(2, 0, 1) for f in files])
+    images = _image_set(arrays, labels)
+    gray = _is_gray(images.images)
+    if gray:
+        images = _one_channel(images)
+    test = torch.from_numpy(is_test)
+    return Dataset(
+        name=root.name,
+        train=ImageSet(images.images[~test], images.labels[~test]),
+        test=ImageSet(images.images[test], images.labels[test]),
+        num_classes=len(classes),
+        flip_invariant=not gray,
+        split={"test_fraction": float(test_fraction), "seed": int(split_seed)},
     )
 
 
@@ -386,12 +492,7 @@ def load_digits() -> Dataset:
     bunch = sklearn_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     labels = bunch.target.astype(np.int64)
-    rng = np.random.default_rng(DIGITS_SPLIT_SEED)
-    is_test = np.zeros(len(labels), dtype=bool)
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        chosen = rng.permutation(members)[: round(len(members) * DIGITS_TEST_FRACTION)]
-        is_test[chosen] = True
+    is_test = stratified_test_mask(labels, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
     return Dataset(
         name="digits",
         train=_image_set(images[~is_test], labels[~is_test]),
@@ -402,25 +503,49 @@ def load_digits() -> Dataset:
     )
 
 
-def load_dataset(spec: str | Path, resolution: int | None = None) -> Dataset:
+def load_dataset(
+    spec: str | Path, resolution: int | None = None, test_fraction: float | None = None
+) -> Dataset:
     """Load a dataset by name or path.
 
     Args:
-        spec: "digits" (embedded), or a path to a CIFAR folder/archive or an image folder.
+        spec: "digits" (embedded), or a path to a CIFAR folder/archive, an image folder with
+            ``train/`` and ``test/`` (or ``val/``) parts, or a flat ``<class>/`` folder.
         resolution: image side for image folders (default 32); ignored by the others.
+        test_fraction: share of every class a flat folder gives its test part (default
+            ``FLAT_TEST_FRACTION``); refused for a dataset that has its own test part.
 
     Raises:
         DatasetError: unknown name, missing path, or a folder of no known layout.
+        ValueError: ``test_fraction`` for a dataset with its own test part.
     """
     text = str(spec)
+    path = Path(text).expanduser()
+    flat = text != "digits" and path.is_dir() and not (path / "train").is_dir()
+    flat = flat and bool(flat_class_folders(path))
+    if test_fraction is not None and not flat:
+        raise ValueError(
+            f"--test-fraction splits a flat <class>/ image folder; {text} has its own test part"
+        )
     if text == "digits":
         return load_digits()
-    path = Path(text).expanduser()
     if not path.exists():
         raise DatasetError(
-            f"dataset not found: {path} does not exist; expected one of "
-            f"{', '.join(EMBEDDED_DATASETS)}, a CIFAR folder or archive, or an image folder"
+            f"dataset not found: {path} does not exist; expected {'; '.join(DATASET_FORMS)}"
         )
     if path.is_dir() and (path / "train").is_dir():
         return load_image_folder(path, resolution=resolution or 32)
-    return load_cifar(path)
+    if flat:
+        return load_flat_image_folder(
+            path,
+            resolution=resolution or 32,
+            test_fraction=FLAT_TEST_FRACTION if test_fraction is None else test_fraction,
+        )
+    try:
+        return load_cifar(path)
+    except DatasetError as error:
+        if not path.is_dir() or "incomplete CIFAR folder" not in str(error):
+            raise
+        raise DatasetError(
+            f"{path}: no dataset found there; expected {'; '.join(DATASET_FORMS)}"
+        ) from None

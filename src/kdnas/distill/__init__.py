@@ -12,7 +12,13 @@ from collections.abc import Callable, Mapping
 from kdnas.core import METHODS, Taps
 from kdnas.distill.base import TrainingLoss
 
-__all__ = ["LOSS_CLASSES", "TrainingLoss", "build_loss", "loss_hyperparameters"]
+__all__ = [
+    "LOGIT_METHODS",
+    "LOSS_CLASSES",
+    "TrainingLoss",
+    "build_loss",
+    "loss_hyperparameters",
+]
 
 #: method key -> "module:ClassName"; imported on first use so a method's extra code is only
 #: loaded when it is asked for.
@@ -28,6 +34,11 @@ LOSS_CLASSES: dict[str, str] = {
     "nst": "kdnas.distill.nst:NSTLoss",
     "crd": "kdnas.distill.crd:CRDLoss",
 }
+
+#: Methods that read only a network's logits (plain cross-entropy and Hinton's KD): they train
+#: networks that have no ``forward_taps``, as a user's own space may build; the other methods
+#: compare feature maps or embeddings and need the taps, of the student and of the teacher.
+LOGIT_METHODS: tuple[str, ...] = ("nokd", "kd")
 
 
 def _is_count(value: float) -> bool:

@@ -9,6 +9,7 @@ message names the steps and the settings that add some.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from kdnas.core import Fidelity
 from kdnas.store import StoredEvaluation
 from kdnas.train import ChanceLevel, TeacherAtChanceError, chance_teacher_message
 
-__all__ = ["FidelityHealth", "check_teacher", "teacher_warning"]
+__all__ = ["FidelityHealth", "check_teacher", "teacher_warning", "weaker_teacher_warning"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,43 @@ def check_teacher(summary: Mapping[str, Any], allow_chance: bool) -> list[str]:
         raise TeacherAtChanceError(warning)
     logger.warning(warning)
     return [warning]
+
+
+def weaker_teacher_warning(
+    teacher: Mapping[str, Any] | None, evaluations: Sequence[StoredEvaluation]
+) -> str | None:
+    """A warning when networks of the search reached a higher validation accuracy than the
+    teacher (None when none did, or the search had no teacher).
+
+    Distillation pulls a student toward its teacher's answers, mistakes included; a teacher
+    its own students beat teaches them less than the labels do, and the search's ranking at
+    low fidelity then rewards networks for imitating it. Every ok evaluation counts except
+    the teacher's own (the original network's result reused as the teacher's training).
+    """
+    if teacher is None or not math.isfinite(teacher.get("valid_acc", math.nan)):
+        return None
+    students = [
+        e
+        for e in evaluations
+        if e.result.ok and not str(e.result.info.get("reused_from", "")).startswith("teacher")
+    ]
+    better = [e for e in students if e.result.valid_acc > teacher["valid_acc"]]
+    if not better:
+        return None
+    best = max(better, key=lambda e: e.result.valid_acc)
+    given = "your --teacher network" if teacher.get("data") == "file" else "the teacher"
+    fix = (
+        "give a stronger network (--teacher)"
+        if teacher.get("data") == "file"
+        else "train it longer (--hf-epochs, --epochs) or give one you trained (--teacher)"
+    )
+    return (
+        f"{given} reached {teacher['valid_acc']:.3f} validation accuracy, but {len(better)} "
+        f"of the {len(students)} networks this search trained did better (best "
+        f"{best.result.valid_acc:.3f}, at {best.result.fidelity.label()}): its students learn "
+        f"from a network weaker than they can become, which teaches them its mistakes, and "
+        f"the low-fidelity ranking may follow it rather than the data; {fix}"
+    )
 
 
 class FidelityHealth:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -13,7 +14,8 @@ from typing import Any
 
 from kdnas.core import Architecture, Fidelity
 from kdnas.execute import ExecutionSummary, RayExecutor, SerialExecutor
-from kdnas.experiment._health import FidelityHealth, check_teacher
+from kdnas.experiment._health import FidelityHealth, check_teacher, weaker_teacher_warning
+from kdnas.experiment._limits import LatencyCache, accuracy_cost_fronts, latency_cache_for
 from kdnas.experiment._report import (
     evaluation_rows,
     lf_hf_pairs,
@@ -23,6 +25,7 @@ from kdnas.experiment._report import (
     write_json,
 )
 from kdnas.experiment._settings import (
+    PreparedSearch,
     SearchSettings,
     build_objective,
     build_optimizer,
@@ -60,6 +63,8 @@ class SearchOutcome:
             from (accuracies, recorded training seconds), or None when it needs none.
         warnings: what the guard rails found (a teacher or a fidelity no better than chance,
             identical low-fidelity results), also logged and written to the report.
+        limits: the size limits and what they did, and the accuracy-versus-cost fronts
+            (``size_limit_report``).
     """
 
     settings: SearchSettings
@@ -71,6 +76,7 @@ class SearchOutcome:
     wall_s: float
     teacher: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+    limits: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def teacher_dir_for(store_path: str | os.PathLike[str]) -> Path | None:
@@ -128,7 +134,7 @@ def run_search(
     clock = time.perf_counter()
     if not run_id:
         raise ValueError("the run id must be a non-empty string")
-    prepared = prepare_search(settings)
+    prepared = prepare_search(settings, latency_cache=LatencyCache(latency_cache_for(store_path)))
     data, archs, candidates, config = (
         prepared.data,
         list(prepared.archs),
@@ -162,11 +168,22 @@ def run_search(
             callbacks=[*callbacks, health],
         )
     warnings.extend(health.finish(summary.evaluations))
+    weaker = weaker_teacher_warning(teacher, summary.evaluations)
+    if weaker is not None:
+        logger.warning(weaker)
+        warnings.append(weaker)
     best = best_evaluation(summary.evaluations, settings)
     report = None
     if report_dir is not None:
         report = write_search_report(
-            Path(report_dir), settings, summary, best, archs, teacher, warnings
+            Path(report_dir),
+            settings,
+            summary,
+            best,
+            archs,
+            teacher,
+            warnings,
+            limits=size_limit_report(prepared, summary.evaluations),
         )
     return SearchOutcome(
         settings=settings,
@@ -178,7 +195,57 @@ def run_search(
         wall_s=time.perf_counter() - clock,
         teacher=teacher,
         warnings=tuple(warnings),
+        limits=size_limit_report(prepared, summary.evaluations),
     )
+
+
+def size_limit_report(
+    prepared: PreparedSearch, evaluations: Sequence[StoredEvaluation]
+) -> dict[str, Any]:
+    """The size limits of a search and what they did: the limits, how many drawn
+    architectures they left out, the latency measurements' spread over their repeats, and
+    the accuracy-versus-cost fronts of the ok high-fidelity evaluations (every search has
+    these fronts; latency's only where it was measured)."""
+    high = [e for e in evaluations if e.result.fidelity.is_high]
+    latency_batch = prepared.config.get("size_limits", {}).get("latency_batch_size", 1)
+    at_limit = {
+        key: next(m.median_ms for m in measured if m.batch_size == latency_batch)
+        for key, measured in prepared.latencies.items()
+    }
+    report: dict[str, Any] = {
+        "limits": prepared.config.get("size_limits", {}),
+        "candidates": len(prepared.archs),
+        "rejected": prepared.rejected,
+        "fronts": accuracy_cost_fronts(high, prepared.space.describe, at_limit),
+    }
+    if prepared.latencies:
+        report["latency"] = latency_summary(prepared)
+    return report
+
+
+def latency_summary(prepared: PreparedSearch) -> dict[str, Any]:
+    """Per batch size: the device, repeats, and the spread of the repeats ((max - min) /
+    median) over the measured architectures (median and largest), and each measurement."""
+    by_batch: dict[int, list[Any]] = {}
+    for measured in prepared.latencies.values():
+        for measurement in measured:
+            by_batch.setdefault(measurement.batch_size, []).append(measurement)
+    summary: dict[str, Any] = {}
+    for batch, measurements in sorted(by_batch.items()):
+        spreads = sorted(m.spread for m in measurements)
+        summary[f"batch_{batch}"] = {
+            "device": measurements[0].device,
+            "repeats": measurements[0].repeats,
+            "warmup": measurements[0].warmup,
+            "architectures": len(measurements),
+            "median_spread": spreads[len(spreads) // 2],
+            "largest_spread": spreads[-1],
+        }
+    summary["measurements"] = {
+        key: [dataclasses.asdict(m) for m in measured]
+        for key, measured in prepared.latencies.items()
+    }
+    return summary
 
 
 def _prepare_teacher(objective: Any, part: int) -> dict[str, Any]:
@@ -210,6 +277,7 @@ def write_search_report(
     archs: Sequence[Architecture],
     teacher: dict[str, Any] | None = None,
     warnings: Sequence[str] = (),
+    limits: dict[str, Any] | None = None,
 ) -> Path:
     """Write report.json, trajectory.png and, when some architecture has both, lf_vs_hf.png.
 
@@ -256,6 +324,7 @@ def write_search_report(
             "test_acc": best.result.test_acc,
             "params": best.result.metrics.get("params"),
         },
+        "size_limits": limits or {},
         "lf_vs_hf": {"n": len(lf), "correlations": stats},
         "trajectory": trajectory(evaluations, high),
         "evaluations": evaluation_rows(evaluations, space),

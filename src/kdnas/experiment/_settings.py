@@ -13,6 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kdnas.core import METHODS, Architecture, Fidelity, Optimizer
+from kdnas.experiment._limits import (
+    LatencyCache,
+    LatencyMeasurement,
+    NetworkShape,
+    SizeLimits,
+    network_size,
+    sample_within_limits,
+)
 from kdnas.search.registry import get_optimizer
 
 if TYPE_CHECKING:
@@ -28,6 +36,7 @@ __all__ = [
     "build_candidates",
     "build_objective",
     "build_optimizer",
+    "check_user_space",
     "load_data",
     "open_search_run",
     "prepare_search",
@@ -48,7 +57,9 @@ class SearchSettings:
     """Everything that decides a real search (one frozen bundle, saved with the run).
 
     Args:
-        space: search-space name ("mobilenetv2", "shufflenetv2", or a registered one).
+        space: search-space name ("mobilenetv2", "shufflenetv2", a registered one, an
+            installed package's entry point of group ``kdnas.spaces``, or
+            ``package.module:attribute``).
         dataset: "digits" (embedded) or a dataset path (CIFAR folder/archive, image folder).
         algorithm: the name of an optimizer of ``kdnas.search.registry`` (``kdnas search
             --help`` lists them).
@@ -78,6 +89,21 @@ class SearchSettings:
             the low-fidelity subset with ``epochs`` epochs (earlier kdnas versions).
         allow_chance_teacher: distill even from a teacher no better than chance (default:
             the search refuses to start; a guard, not part of the fingerprint).
+        resolution: image side in pixels (None: the dataset's default, 16 for the digits, 32
+            for image folders, CIFAR's own 32).
+        test_fraction: share of every class a flat ``<class>/`` image folder gives its test
+            part (None: ``kdnas.data.FLAT_TEST_FRACTION``); refused for datasets that have
+            their own test part. The split enters the fingerprint.
+        max_params: the most trainable parameters a candidate may have (None: no limit).
+        max_multiply_adds: the most multiply-adds of one image's forward pass (None: none).
+        max_latency_ms: the most milliseconds of one forward pass of a batch of
+            ``latency_batch_size`` images on the search's device (None: no limit).
+        latency_batch_size: the batch the latency limit applies to (batch 1 is measured too).
+            The limits filter the candidates before anything trains
+            (``kdnas.experiment._limits``) and enter the fingerprint when set.
+        teacher_file: a ``torch.export`` program (``.pt2``) the user trained, distilled from
+            instead of training the original network; its SHA-256 enters the fingerprint in
+            place of the teacher's protocol. It gives logits only: ``method`` "kd".
     """
 
     space: str = "mobilenetv2"
@@ -102,6 +128,13 @@ class SearchSettings:
     device: str | None = None
     teacher_data: str = "full"
     allow_chance_teacher: bool = False
+    resolution: int | None = None
+    test_fraction: float | None = None
+    max_params: int | None = None
+    max_multiply_adds: int | None = None
+    max_latency_ms: float | None = None
+    latency_batch_size: int = 1
+    teacher_file: str | None = None
 
     def __post_init__(self) -> None:
         from kdnas.train import TEACHER_DATA
@@ -142,6 +175,29 @@ class SearchSettings:
             math.isfinite(self.budget_seconds) and self.budget_seconds > 0
         ):
             raise ValueError(f"budget_seconds must be > 0, got {self.budget_seconds!r}")
+        if self.resolution is not None and (
+            isinstance(self.resolution, bool)
+            or not isinstance(self.resolution, int)
+            or self.resolution < 8
+        ):
+            raise ValueError(
+                f"resolution must be an integer of at least 8 pixels, got {self.resolution!r}"
+            )
+        self.limits  # noqa: B018 - checks the limits (one line each)
+        if self.teacher_file is not None:
+            from kdnas.distill import LOGIT_METHODS
+
+            if not Path(self.teacher_file).is_file():
+                raise ValueError(f"--teacher {self.teacher_file}: no such file")
+            if self.method not in LOGIT_METHODS:
+                raise ValueError(
+                    f"--teacher gives a network's logits only, which method {self.method!r} "
+                    f"cannot distill from: use --method kd"
+                )
+            if self.teacher_data != "full":
+                raise ValueError("--teacher and --teacher-data subset exclude each other")
+        if self.test_fraction is not None and not (0.0 < self.test_fraction < 1.0):
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction!r}")
         if not (0.0 < self.valid_fraction < 1.0):
             raise ValueError(f"valid_fraction must lie in (0, 1), got {self.valid_fraction!r}")
         if not (self.width_multiplier > 0 and math.isfinite(self.width_multiplier)):
@@ -161,6 +217,13 @@ class SearchSettings:
         object.__setattr__(self, "train", dict(self.train))
         object.__setattr__(
             self, "hyperparameters", {k: dict(v) for k, v in self.hyperparameters.items()}
+        )
+
+    @property
+    def limits(self) -> SizeLimits:
+        """The size limits the candidates are filtered by (``SizeLimits.any``: any set)."""
+        return SizeLimits(
+            self.max_params, self.max_multiply_adds, self.max_latency_ms, self.latency_batch_size
         )
 
     @property
@@ -201,7 +264,10 @@ def load_data(settings: SearchSettings) -> PreparedData:
     """
     from kdnas.data import load_dataset, prepare
 
-    return prepare(load_dataset(settings.dataset), valid_fraction=settings.valid_fraction)
+    dataset = load_dataset(
+        settings.dataset, resolution=settings.resolution, test_fraction=settings.test_fraction
+    )
+    return prepare(dataset, valid_fraction=settings.valid_fraction, resolution=settings.resolution)
 
 
 def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Architecture]:
@@ -238,6 +304,11 @@ class PreparedSearch:
         archs: the candidates, the space's original network first.
         candidates: ``archs`` with the space's standardised features.
         config: the run's fingerprinted configuration (``run_config``).
+        sizes: (parameters, multiply-adds) of every architecture the size limits were checked
+            on, by ``Architecture.key()`` (empty without limits).
+        latencies: the latency measurements taken for the limit, by architecture key: at
+            batch 1 and at the limit's batch size (empty without a latency limit).
+        rejected: architectures drawn but left out by the limits.
     """
 
     space: SearchSpace
@@ -245,26 +316,54 @@ class PreparedSearch:
     archs: tuple[Architecture, ...]
     candidates: CandidateSet
     config: dict[str, Any]
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    latencies: dict[str, tuple[LatencyMeasurement, ...]] = field(default_factory=dict)
+    rejected: int = 0
 
 
 def prepare_search(
-    settings: SearchSettings, archs: Sequence[Architecture] | None = None
+    settings: SearchSettings,
+    archs: Sequence[Architecture] | None = None,
+    latency_cache: LatencyCache | None = None,
 ) -> PreparedSearch:
     """The space, data, candidates and run configuration of ``settings``; ``archs`` (each
-    checked against the space) replaces the sample of ``n_candidates``.
+    checked against the space) replaces the sample of ``n_candidates``. With size limits, the
+    sample is drawn until ``n_candidates`` fit (and given ``archs`` are filtered); latencies
+    are read from or added to ``latency_cache`` (default: one in memory).
 
     Raises:
         ValueError: an unknown space or an architecture outside it; a missing or corrupt
-            dataset (``kdnas.data.DatasetError``, naming the path).
+            dataset (``kdnas.data.DatasetError``, naming the path); limits that too few
+            architectures meet.
     """
-    from kdnas.spaces import get_space
+    from kdnas.spaces import get_space, is_builtin_space
 
     space = get_space(settings.space)
     data = load_data(settings)
+    if not is_builtin_space(settings.space):
+        check_user_space(space, settings, data)
+    if settings.teacher_file is not None:
+        from kdnas.train import load_exported_teacher
+
+        # Loaded once here to refuse a file that cannot teach this data before anything
+        # trains; its accuracy is measured when the search starts.
+        load_exported_teacher(
+            settings.teacher_file, data.in_channels, data.resolution, data.num_classes
+        )
+    limits = settings.limits
+    filter_ = _LimitFilter(space, settings, data, latency_cache) if limits.any else None
     if archs:
         for arch in archs:
             space.validate(arch)
         chosen = list(archs)
+        if filter_ is not None:
+            chosen = [arch for arch in chosen if filter_(arch)]
+            if not chosen:
+                raise ValueError(f"none of the {len(archs)} architectures is within the limits")
+    elif filter_ is not None:
+        chosen = sample_within_limits(
+            space, settings.n_candidates, settings.candidate_seed, filter_
+        )
     else:
         chosen = sample_architectures(space, settings.n_candidates, settings.candidate_seed)
     return PreparedSearch(
@@ -273,7 +372,105 @@ def prepare_search(
         tuple(chosen),
         build_candidates(space, chosen),
         run_config(settings, data, chosen),
+        sizes={} if filter_ is None else dict(filter_.sizes),
+        latencies={} if filter_ is None else dict(filter_.latencies),
+        rejected=0 if filter_ is None else filter_.rejected,
     )
+
+
+class _LimitFilter:
+    """Whether an architecture is within ``settings.limits``: parameters and multiply-adds
+    first (closed forms), the latency (measured, cached) only for those within both."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        settings: SearchSettings,
+        data: PreparedData,
+        cache: LatencyCache | None,
+    ) -> None:
+        self.space = space
+        self.limits = settings.limits
+        self.device = settings.device
+        self.shape = NetworkShape(
+            data.num_classes, data.in_channels, data.resolution, settings.width_multiplier
+        )
+        self.cache = cache if cache is not None else LatencyCache()
+        self.sizes: dict[str, tuple[int, int]] = {}
+        self.latencies: dict[str, tuple[LatencyMeasurement, ...]] = {}
+        self.rejected = 0
+
+    def __call__(self, arch: Architecture) -> bool:
+        fits = self._fits(arch)
+        self.rejected += not fits
+        return fits
+
+    def _fits(self, arch: Architecture) -> bool:
+        limits = self.limits
+        params, multiply_adds = network_size(self.space, arch, self.shape)
+        self.sizes[arch.key()] = (params, multiply_adds)
+        if limits.max_params is not None and params > limits.max_params:
+            return False
+        if limits.max_multiply_adds is not None and multiply_adds > limits.max_multiply_adds:
+            return False
+        if limits.max_latency_ms is None:
+            return True
+        batches = sorted({1, limits.latency_batch_size})
+        measured = tuple(
+            self.cache.latency(self.space, arch, self.shape, batch, self.device)
+            for batch in batches
+        )
+        self.latencies[arch.key()] = measured
+        return measured[-1].median_ms <= limits.max_latency_ms
+
+
+def check_user_space(space: SearchSpace, settings: SearchSettings, data: PreparedData) -> None:
+    """Check a user's space against the search before anything trains: its original network
+    builds for this data, answers a batch with one score per class, and has ``forward_taps``
+    when the method needs more than logits (``kdnas.distill.LOGIT_METHODS``).
+
+    Raises:
+        ValueError: one line naming what failed and what to change.
+    """
+    import torch
+
+    from kdnas.distill import LOGIT_METHODS
+    from kdnas.models import has_taps
+
+    where = f"search space {settings.space}"
+    original = space.original()
+    shape = (2, data.in_channels, data.resolution, data.resolution)
+    try:
+        space.validate(original)
+        network = space.build_network(
+            original,
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            width_multiplier=settings.width_multiplier,
+        )
+        with torch.no_grad():
+            logits = network.eval()(torch.zeros(shape))
+    except Exception as error:  # the user's code: whatever it raises is a usage error here
+        text = " ".join(str(error).split())
+        raise ValueError(
+            f"{where}: its original network fails on a {' x '.join(map(str, shape))} batch "
+            f"of {data.name}: {type(error).__name__}: {text}"
+        ) from None
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (2, data.num_classes):
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(
+            f"{where}: its network must return logits of shape (batch, {data.num_classes}) "
+            f"for {data.name}, got {got}"
+        )
+    uses_taps = get_optimizer(settings.algorithm).uses_low_fidelity and (
+        settings.method not in LOGIT_METHODS
+    )
+    if uses_taps and not has_taps(network):
+        raise ValueError(
+            f"{where}: its networks have no forward_taps, which method {settings.method!r} "
+            f"needs (feature maps and embedding); use --method {' or '.join(LOGIT_METHODS)} "
+            f"(logits only) or give the networks forward_taps (docs/search_spaces.md)"
+        )
 
 
 def build_candidates(space: SearchSpace, archs: Sequence[Architecture]) -> CandidateSet:
@@ -316,6 +513,7 @@ def build_objective(
         teacher_data=settings.teacher_data,
         teacher_epochs=settings.teacher_epochs,
         allow_chance_teacher=settings.allow_chance_teacher,
+        teacher_file=settings.teacher_file,
     )
 
 
@@ -366,12 +564,37 @@ def run_config(
     values = settings.to_dict()
     for name in ("budget_evaluations", "budget_seconds", "device", "allow_chance_teacher"):
         values.pop(name)
+    teacher_file = values.pop("teacher_file")
+    # Added later: present only when used, so that older runs keep their fingerprint. The
+    # split of a flat folder is recorded as drawn (the default fraction included).
+    values.pop("test_fraction")
+    if values["resolution"] is None:
+        values.pop("resolution")
+    for name in ("max_params", "max_multiply_adds", "max_latency_ms", "latency_batch_size"):
+        values.pop(name)
+    if settings.limits.any:
+        values["size_limits"] = settings.limits.fingerprint()
+    if data.dataset.split is not None:
+        values["dataset_split"] = dict(data.dataset.split)
     if values.pop("teacher_data") == "full":
         values["teacher"] = {
             "data": "full",
             **_fidelity_dict(Fidelity(part=1, method="nokd", epochs=settings.teacher_epochs)),
         }
+    if teacher_file is not None:
+        from kdnas.train import file_sha256
+
+        # The user's teacher by its content: a retrained file at the same path is another.
+        values["teacher"] = {"file_sha256": file_sha256(teacher_file)}
     values["beta"] = settings.ucb_beta  # what the search uses, however it was given
+    from kdnas.spaces import space_identity
+
+    identity = space_identity(settings.space)  # None for the built-ins: fingerprints as before
+    if identity is not None:
+        # A user's space by its own name, however it was given (module:attribute or entry
+        # point), and its version: a changed space does not resume another's run.
+        values["space"] = identity["name"]
+        values["space_version"] = identity["version"]
     values["dataset"] = data.name
     values["dataset_hash"] = data.subset(1, 0).content_hash
     # Less eval_batch_size and deterministic (bits, not results) and the fields added later

@@ -51,6 +51,7 @@ from kdnas.train._trainer import (
     recompute_batchnorm_statistics,
     train_network,
 )
+from kdnas.train._user_teacher import ExportedTeacher, file_sha256, load_exported_teacher
 
 __all__ = [
     "LEGACY_FIELD_VALUES",
@@ -61,6 +62,7 @@ __all__ = [
     "ChanceLevel",
     "DistributedContext",
     "DistributedHighFidelity",
+    "ExportedTeacher",
     "FullRun",
     "FullTrainingOutcome",
     "LiveTeacher",
@@ -80,7 +82,9 @@ __all__ = [
     "chance_teacher_message",
     "check_device_available",
     "describe_device",
+    "file_sha256",
     "kernel_mode",
+    "load_exported_teacher",
     "pick_device",
     "precision",
     "recompute_batchnorm_statistics",

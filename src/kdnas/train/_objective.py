@@ -27,6 +27,7 @@ from kdnas.core import Architecture, EvalResult, Fidelity
 from kdnas.data import DeviceImages, ImageSet, PreparedData, Subset, stream_seed
 from kdnas.distill import build_loss
 from kdnas.distill.base import TrainingLoss
+from kdnas.models.taps import network_taps
 from kdnas.train._cache import CachedTeacher, TeacherCache
 from kdnas.train._config import TrainConfig, TrainResult
 from kdnas.train._teacher import TEACHER_DATA, ChanceLevel, TeacherStore
@@ -77,6 +78,8 @@ class TrainingObjective:
             epochs so that the teacher's training is the original's high-fidelity evaluation.
         allow_chance_teacher: distill even from a teacher no better than chance (default:
             refuse with ``TeacherAtChanceError``; its students would learn noise).
+        teacher_file: a ``torch.export`` program (``.pt2``) the user trained: the teacher,
+            instead of training the original network (its logits only: Hinton's KD).
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class TrainingObjective:
         teacher_data: str = "full",
         teacher_epochs: int | None = None,
         allow_chance_teacher: bool = False,
+        teacher_file: str | Path | None = None,
     ) -> None:
         if teacher_data not in TEACHER_DATA:
             raise ValueError(
@@ -131,6 +135,7 @@ class TrainingObjective:
             allow_chance_teacher,
             self.cache,
             use_cache,
+            teacher_file,
         )
 
     @property
@@ -312,8 +317,8 @@ class TrainingObjective:
         probe = images.batch(torch.arange(min(_PROBE_SIZE, len(images)), device=self.device))
         with torch.no_grad():
             network.eval()
-            student_probe = network.forward_taps(probe)
-            teacher_probe = teacher.forward_taps(probe) if teacher is not None else None
+            student_probe = network_taps(network, probe)
+            teacher_probe = network_taps(teacher, probe) if teacher is not None else None
             network.train()
         subset = self.subset(fidelity.part)
         loss = build_loss(

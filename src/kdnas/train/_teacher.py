@@ -229,6 +229,16 @@ def chance_teacher_message(summary: Mapping[str, Any], consequence: str) -> str:
             f"({summary['chance_acc']:.3f} of it is one class): {consequence}. Fix: a "
             f"larger validation split (--valid-fraction) or more images"
         )
+    if summary.get("data") == "file":
+        return (
+            f"the teacher ({summary['file']}, given with --teacher) reached "
+            f"{summary['valid_acc']:.3f} validation accuracy, no better than chance "
+            f"({summary['chance_acc']:.3f}; threshold {summary['chance_threshold']:.3f}): "
+            f"{consequence}. Check that it was trained on these classes in this order (image "
+            f"folders: class folders sorted by name) and on images prepared as kdnas prepares "
+            f"them (this resolution, pixels / 255 normalised by the training split's mean and "
+            f"std per channel)"
+        )
     return (
         f"the teacher (the original network, {summary['epochs']} epoch(s) on "
         f"{summary['images']} images) reached {summary['valid_acc']:.3f} validation accuracy, "

@@ -17,6 +17,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import nn
@@ -37,10 +38,12 @@ from kdnas.train._teacher import (
 from kdnas.train._trainer import (
     LiveTeacher,
     TeacherSource,
+    accuracy,
     describe_device,
     precision,
     seeded_generators,
 )
+from kdnas.train._user_teacher import file_sha256, load_exported_teacher
 
 if TYPE_CHECKING:
     from kdnas.train._objective import TrainingObjective
@@ -73,6 +76,8 @@ class Teacher:
         epochs: the teacher's epochs (None: the protocol's).
         allow_chance: serve a teacher no better than chance instead of refusing it.
         cache: the shared per-batch summaries; ``use_cache`` False runs the teacher live.
+        teacher_file: a ``torch.export`` program (``.pt2``) the user trained, taught from
+            instead of the original network, which is then not trained (``_user_teacher``).
     """
 
     def __init__(
@@ -84,8 +89,11 @@ class Teacher:
         allow_chance: bool,
         cache: TeacherCache,
         use_cache: bool,
+        teacher_file: str | Path | None = None,
     ) -> None:
         self._objective = objective
+        self.teacher_file = None if teacher_file is None else Path(teacher_file).resolve()
+        self._file_hash = None if teacher_file is None else file_sha256(self.teacher_file)
         self.store = store
         self.teacher_data = teacher_data
         self.teacher_epochs = epochs
@@ -121,6 +129,8 @@ class Teacher:
         return ChanceLevel.of_labels(self._objective.data.valid.labels)
 
     def key(self, part: int) -> str:
+        if self._file_hash is not None:
+            return f"teacher-file-{self._file_hash[:20]}"
         fidelity = self.fidelity(part)
         # Epochs join the key only when they differ from the protocol's, so that teachers
         # saved before the teacher had its own epochs keep their keys.
@@ -179,6 +189,27 @@ class Teacher:
         entry = self.entry(part)
         fidelity = self.fidelity(part)
         chance = self.chance()
+        if self.teacher_file is not None:
+            return {
+                "key": self.key(part),
+                "data": "file",
+                "file": str(self.teacher_file),
+                "sha256": self._file_hash,
+                "part": None,
+                "images": None,
+                "epochs": None,
+                "steps": None,
+                "status": entry.result.status,
+                "valid_acc": entry.result.valid_acc,
+                "test_acc": entry.result.test_acc,
+                "train_time_s": 0.0,  # trained elsewhere: no seconds of this search
+                "load_time_s": entry.result.wall_time_s,
+                "params": entry.result.params,
+                "loaded": True,
+                "chance_acc": chance.accuracy,
+                "chance_threshold": chance.threshold,
+                "above_chance": chance.beaten_by(entry.result.valid_acc),
+            }
         epochs = fidelity.epochs if fidelity.epochs is not None else self._objective.config.epochs
         return {
             "key": self.key(part),
@@ -205,7 +236,9 @@ class Teacher:
             if entry.network is not None:  # a copy made for another process holds CPU ones
                 entry.network.to(self._objective.device)
             return entry
-        if self.store is None:
+        if self.teacher_file is not None:
+            entry = self._from_file()
+        elif self.store is None:
             entry = self._train(key, part)
         else:
             # Another process sharing the folder may be training this teacher: wait for it and
@@ -218,6 +251,43 @@ class Teacher:
                 parameter.requires_grad_(False)
         self._entries[key] = entry
         return entry
+
+    def _from_file(self) -> TeacherEntry:
+        """The user's exported teacher, loaded and checked against this data, its validation
+        and test accuracy measured here (the students' splits and normalisation)."""
+        from kdnas.models import count_parameters
+
+        assert self.teacher_file is not None
+        objective = self._objective
+        start = time.perf_counter()
+        network = load_exported_teacher(
+            self.teacher_file,
+            objective.data.in_channels,
+            objective.data.resolution,
+            objective.data.num_classes,
+        ).to(objective.device)
+        result = TrainResult(
+            status="ok",
+            valid_acc=accuracy(network, objective.eval_images("valid"), objective.config),
+            test_acc=accuracy(network, objective.eval_images("test"), objective.config),
+            wall_time_s=time.perf_counter() - start,
+            train_time_s=0.0,
+            teacher_time_s=0.0,
+            params=count_parameters(network, trainable_only=False),
+            multiply_adds=0,
+            epochs=0,
+            final_loss=math.nan,
+            seed=objective.seed,
+            subset_hash="",
+            device=describe_device(objective.device),
+        )
+        logger.info(
+            "teacher %s: valid %.4f, test %.4f",
+            self.teacher_file,
+            result.valid_acc,
+            result.test_acc,
+        )
+        return TeacherEntry(network, result, loaded=True)
 
     def _load(self, key: str, part: int) -> TeacherEntry | None:
         assert self.store is not None
@@ -292,7 +362,10 @@ class Teacher:
         return TeacherEntry(network, result, loaded=False)
 
     def serves(self, arch: Architecture, fidelity: Fidelity) -> bool:
-        """Whether evaluating ``arch`` at ``fidelity`` is exactly the teacher's training."""
+        """Whether evaluating ``arch`` at ``fidelity`` is exactly the teacher's training (never
+        for a teacher from a file: the original network is then trained like any other)."""
+        if self.teacher_file is not None:
+            return False
         return arch == self._objective.space.original() and fidelity == self.fidelity(
             fidelity.part
         )

@@ -23,6 +23,7 @@ from torch import nn
 
 from kdnas.data import DeviceImages, epoch_plan
 from kdnas.distill.base import TrainingLoss
+from kdnas.models.taps import network_taps
 from kdnas.train._config import TrainConfig
 
 __all__ = [
@@ -171,7 +172,7 @@ class LiveTeacher:
     @torch.no_grad()
     def summary(self, epoch: int, batch: int, images: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast(self.device, self.config):
-            taps = self.teacher.forward_taps(images)
+            taps = network_taps(self.teacher, images)
             return {k: v.detach() for k, v in self.loss.teacher_summary(taps).items()}
 
     def end_epoch(self, epoch: int) -> None:
@@ -215,7 +216,8 @@ def train_network(
     """Train ``model`` (in place) with ``loss`` on all images of ``train``.
 
     Args:
-        model: a network with ``forward_taps(x) -> Taps``, already on ``train.device``.
+        model: the network, already on ``train.device`` (``forward_taps`` is read where it
+            has one, else only its logits: ``kdnas.models.network_taps``).
         loss: the training loss, already on the device; its parameters are trained too.
         train: the training subset on the device (positions 0..n-1 are the subset).
         config: the protocol. The learning-rate schedule runs over ``config.epochs``
@@ -266,7 +268,7 @@ def train_network(
             # (step / warmup_steps, reaching 1 at the last of them); exactly 1 after.
             scale = min(1.0, step / warmup_steps) if step < warmup_steps else 1.0
             with autocast(device, config):
-                taps = model.forward_taps(images)
+                taps = network_taps(model, images)
                 terms = loss(taps, summary, labels, positions, distillation_scale=scale)
             total = terms["total"]
             if check_each_step and not bool(torch.isfinite(total)):
