@@ -1,0 +1,538 @@
+"""What the dashboard shows, read from a store opened read-only.
+
+Every query opens its own short read transaction on a ``mode=ro`` connection: in WAL mode a
+reader never takes the writer's lock, so a search writing the store goes on at its own pace
+while the page follows it. Nothing here writes to the store, its folder or its journal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["GRID_COLUMNS", "GridQuery", "StoreView"]
+
+#: The evaluations grid's columns: name shown -> SQL expression (sortable and filterable).
+GRID_COLUMNS: dict[str, str] = {
+    "id": "id",
+    "run": "run_id",
+    "trial": "trial_id",
+    "arch": "arch_key",
+    "part": "part",
+    "method": "method",
+    "epochs": "epochs",
+    "valid_acc": "valid_acc",
+    "test_acc": "test_acc",
+    "seconds": "cost_s",
+    "worker": "worker",
+    "started_at": "started_at",
+    "finished_at": "finished_at",
+    "status": "status",
+}
+
+#: Columns whose filter is a number compared for equality; the others match a substring.
+_NUMERIC_COLUMNS = frozenset({"id", "trial", "part", "epochs"})
+
+#: Bootstrap resamples behind each interval of the fidelities view (seeded: same page twice).
+BOOTSTRAP_RESAMPLES = 400
+
+#: Most evaluations the workers timeline draws (the newest ones): a browser draws 2,000 bars
+#: at once without stalling, 100,000 it does not.
+TIMELINE_LIMIT = 2000
+
+
+@dataclass(frozen=True)
+class GridQuery:
+    """One page of the evaluations grid.
+
+    Args:
+        page: 0-based page number.
+        page_size: rows per page (1 to 500).
+        sort: a key of ``GRID_COLUMNS``.
+        descending: sort order.
+        filters: column -> text; numeric columns match exactly, others as a substring.
+    """
+
+    page: int = 0
+    page_size: int = 50
+    sort: str = "id"
+    descending: bool = True
+    filters: Mapping[str, str] = ()  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.page < 0:
+            raise ValueError(f"page must be >= 0, got {self.page}")
+        if not 1 <= self.page_size <= 500:
+            raise ValueError(f"page_size must lie in [1, 500], got {self.page_size}")
+        if self.sort not in GRID_COLUMNS:
+            raise ValueError(
+                f"unknown sort column {self.sort!r}; valid: {', '.join(GRID_COLUMNS)}"
+            )
+        filters = dict(self.filters or {})
+        for column in filters:
+            if column not in GRID_COLUMNS:
+                raise ValueError(
+                    f"unknown filter column {column!r}; valid: {', '.join(GRID_COLUMNS)}"
+                )
+        object.__setattr__(self, "filters", filters)
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _is_high(part: int, method: str) -> bool:
+    """The full-data fidelity: the whole training set, no distillation."""
+    return int(part) == 1 and method == "nokd"
+
+
+def _fidelity_label(part: int, method: str, epochs: int | None) -> str:
+    text = f"1/{part} {method}"
+    return text if epochs is None else f"{text} {epochs} ep"
+
+
+class StoreView:
+    """A read-only view of a kdnas SQLite store for the dashboard and the HTML report.
+
+    Args:
+        path: the store file; it must exist and be a kdnas store.
+
+    Raises:
+        FileNotFoundError: no such file.
+        kdnas.store.IncompatibleStoreError: the file is not a kdnas store.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from kdnas.store import SQLiteStore
+
+        self.path = Path(path).resolve()
+        SQLiteStore(self.path, read_only=True).close()  # refuses what is not a kdnas store
+        self._local = threading.local()
+        self._fidelity_cache: tuple[int, list[dict[str, Any]]] | None = None
+        self._cache_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            location = urllib.parse.quote(str(self.path))
+            try:
+                connection = sqlite3.connect(f"file:{location}?mode=ro", uri=True, timeout=5.0)
+                connection.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+            except sqlite3.OperationalError:
+                # A store on read-only media whose journal files cannot be made: nothing can
+                # write it either, so it is read as immutable.
+                connection = sqlite3.connect(
+                    f"file:{location}?mode=ro&immutable=1", uri=True, timeout=5.0
+                )
+            self._local.connection = connection
+        return connection
+
+    def _rows(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._connection().execute(query, tuple(parameters)).fetchall()
+
+    def latest_id(self) -> int:
+        """The id of the newest evaluation (0 for an empty store)."""
+        return int(self._rows("SELECT COALESCE(MAX(id), 0) FROM evaluations")[0][0])
+
+    # ------------------------------------------------------------------ runs
+
+    def _beside(self, suffix: str) -> Path:
+        return self.path.with_name(self.path.name + suffix)
+
+    def _report_json(self) -> dict[str, Any]:
+        """``<store>.report/report.json`` (what ``kdnas search`` writes), if readable."""
+        try:
+            payload = json.loads((self._beside(".report") / "report.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return payload if isinstance(payload, dict) else {}
+
+    def _teacher_seconds(self) -> float | None:
+        """Summed training seconds of the teachers saved beside the store, if any."""
+        folder = self._beside(".teachers")
+        if not folder.is_dir():
+            return None
+        total = 0.0
+        for record in folder.glob("*.json"):
+            try:
+                total += float(json.loads(record.read_text()).get("train_time_s", 0.0))
+            except (OSError, ValueError, AttributeError, TypeError):
+                continue
+        return total
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The overview: one dict per run, oldest first."""
+        report = self._report_json()
+        teacher_s = self._teacher_seconds()
+        runs = self._rows(
+            "SELECT run_id, fingerprint, config_json, package_version, created_at FROM runs "
+            "ORDER BY created_at, run_id"
+        )
+        stats = {
+            row[0]: row[1:]
+            for row in self._rows(
+                "SELECT run_id, COUNT(*), SUM(status = 'ok'), "
+                "SUM(CASE WHEN part = 1 AND method = 'nokd' THEN cost_s ELSE 0 END), "
+                "SUM(CASE WHEN part = 1 AND method = 'nokd' THEN 0 ELSE cost_s END), "
+                "MAX(finished_at) FROM evaluations GROUP BY run_id"
+            )
+        }
+        pending = dict(
+            self._rows(
+                "SELECT a.run_id, COUNT(*) FROM asks a LEFT JOIN evaluations e "
+                "ON a.run_id = e.run_id AND a.trial_id = e.trial_id "
+                "WHERE e.id IS NULL GROUP BY a.run_id"
+            )
+        )
+        overview = []
+        for run_id, fingerprint, config_json, version, created_at in runs:
+            try:
+                config = json.loads(config_json)
+            except ValueError:
+                config = {"unreadable": config_json}
+            count, ok, high_s, low_s, last = stats.get(run_id, (0, 0, 0.0, 0.0, None))
+            from_report = report if report.get("run_id") == run_id else {}
+            settings = from_report.get("settings") or {}
+            budget = settings.get("budget_evaluations")
+            if pending.get(run_id):
+                status = f"running ({pending[run_id]} evaluation(s) in progress)"
+            elif from_report.get("stop_reason"):
+                status = f"stopped: {from_report['stop_reason']}"
+            else:
+                status = "idle (no evaluation in progress)"
+            best = self._best(run_id)
+            overview.append(
+                {
+                    "run_id": run_id,
+                    "status": status,
+                    "evaluations": int(count or 0),
+                    "ok": int(ok or 0),
+                    "budget_evaluations": budget,
+                    "seconds": {
+                        "teacher": (from_report.get("cost") or {}).get("teacher_s", teacher_s),
+                        "low": float(low_s or 0.0),
+                        "full": float(high_s or 0.0),
+                    },
+                    "best": best,
+                    "warnings": list(from_report.get("warnings") or []),
+                    "settings": settings or config,
+                    "fingerprint": fingerprint,
+                    "package_version": version,
+                    "created_at": created_at,
+                    "last_finished_at": last,
+                }
+            )
+        return overview
+
+    def _best(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._rows(
+            "SELECT id, arch_key, valid_acc, test_acc FROM evaluations WHERE run_id = ? "
+            "AND part = 1 AND method = 'nokd' AND status = 'ok' AND valid_acc IS NOT NULL "
+            "ORDER BY valid_acc DESC, seq ASC LIMIT 1",
+            (run_id,),
+        )
+        if not rows:
+            return None
+        eval_id, arch_key, valid, test = rows[0]
+        return {"id": eval_id, "arch": arch_key, "valid_acc": valid, "test_acc": _finite(test)}
+
+    # ------------------------------------------------------------------ incumbent
+
+    def incumbent(self, upto: int | None = None) -> dict[str, dict[str, Any]]:
+        """Per run, the full-fidelity incumbent after each change of it.
+
+        Args:
+            upto: only evaluations with an id up to this one (None: all); the page then
+                asks for the newer ones alone and extends the series itself.
+
+        Returns:
+            run -> {"wall_s", "evaluation", "valid_acc", "test_acc"}: parallel lists, one
+            entry each time the best validation accuracy improved plus the run's last
+            evaluation (so steps reach the end), with "tail" (whether the last entry is that
+            end point), "count" (evaluations told) and "origin" (Unix seconds the run's first
+            evaluation started); ``wall_s`` is seconds since then, ``evaluation`` the 1-based
+            number of evaluations told.
+        """
+        limit = self.latest_id() if upto is None else int(upto)
+        rows = self._rows(
+            "SELECT run_id, part, method, status, valid_acc, test_acc, started_at, finished_at "
+            "FROM evaluations WHERE id <= ? ORDER BY run_id, seq",
+            (limit,),
+        )
+        series: dict[str, dict[str, Any]] = {}
+        current: str | None = None
+        best, best_test, origin, count = -math.inf, None, 0.0, 0
+        last: tuple[float, int] | None = None
+
+        def close() -> None:
+            if current is None or last is None:
+                return
+            entry = series[current]
+            entry.update(count=last[1], origin=origin, tail=False, best=None)
+            if best > -math.inf:
+                entry["best"] = best
+                if entry["evaluation"][-1] != last[1]:
+                    entry["tail"] = True
+                    for key, value in zip(
+                        ("wall_s", "evaluation", "valid_acc", "test_acc"),
+                        (last[0], last[1], best, best_test),
+                        strict=True,
+                    ):
+                        entry[key].append(value)
+
+        for run_id, part, method, status, valid, test, started, finished in rows:
+            if run_id != current:
+                close()
+                current, best, best_test, count = run_id, -math.inf, None, 0
+                origin = float(started if started is not None else finished or 0.0)
+                series[run_id] = {"wall_s": [], "evaluation": [], "valid_acc": [], "test_acc": []}
+            count += 1
+            wall = float(finished or origin) - origin
+            last = (wall, count)
+            if status == "ok" and _is_high(part, method) and valid is not None and valid > best:
+                best, best_test = float(valid), _finite(test)
+                entry = series[run_id]
+                entry["wall_s"].append(wall)
+                entry["evaluation"].append(count)
+                entry["valid_acc"].append(best)
+                entry["test_acc"].append(best_test)
+        close()
+        return series
+
+    # ------------------------------------------------------------------ fidelities
+
+    def fidelities(self) -> list[dict[str, Any]]:
+        """Each low fidelity of each run against the full-data results of the same
+        architectures: the pairs, Spearman and Kendall correlations with 95 % bootstrap
+        intervals (recomputed only when the store has new evaluations)."""
+        latest = self.latest_id()
+        with self._cache_lock:
+            if self._fidelity_cache is not None and self._fidelity_cache[0] == latest:
+                return self._fidelity_cache[1]
+        rows = self._rows(
+            "SELECT run_id, arch_key, part, method, epochs, valid_acc, test_acc FROM evaluations "
+            "WHERE status = 'ok' AND id <= ? ORDER BY id",
+            (latest,),
+        )
+        high: dict[tuple[str, str], float] = {}
+        low: dict[tuple[str, int, str, int | None], dict[str, float]] = {}
+        for run_id, arch, part, method, epochs, valid, test in rows:
+            if _is_high(part, method):
+                if test is not None:
+                    high.setdefault((run_id, arch), float(test))
+            elif valid is not None:
+                low.setdefault((run_id, part, method, epochs), {}).setdefault(arch, float(valid))
+        views = []
+        for (run_id, part, method, epochs), by_arch in sorted(
+            low.items(), key=lambda item: (item[0][0], item[0][1], item[0][2], item[0][3] or 0)
+        ):
+            archs = [arch for arch in by_arch if (run_id, arch) in high]
+            x = np.array([by_arch[arch] for arch in archs], dtype=float)
+            y = np.array([high[(run_id, arch)] for arch in archs], dtype=float)
+            views.append(
+                {
+                    "run_id": run_id,
+                    "fidelity": _fidelity_label(part, method, epochs),
+                    "part": part,
+                    "method": method,
+                    "epochs": epochs,
+                    "n": len(archs),
+                    "archs": archs,
+                    "low_valid_acc": x.tolist(),
+                    "full_test_acc": y.tolist(),
+                    **rank_correlations(x, y),
+                }
+            )
+        with self._cache_lock:
+            self._fidelity_cache = (latest, views)
+        return views
+
+    # ------------------------------------------------------------------ grid
+
+    def evaluations(self, query: GridQuery) -> dict[str, Any]:
+        """One page of the evaluations grid, sorted and filtered by SQLite."""
+        clauses, parameters = [], []
+        for column, text in query.filters.items():
+            text = str(text).strip()
+            if not text:
+                continue
+            expression = GRID_COLUMNS[column]
+            if column in _NUMERIC_COLUMNS:
+                try:
+                    parameters.append(int(text))
+                except ValueError:
+                    raise ValueError(
+                        f"filter {column}: expected an integer, got {text!r}"
+                    ) from None
+                clauses.append(f"{expression} = ?")
+            else:
+                # instr, not LIKE: the user's % and _ are plain characters.
+                clauses.append(f"instr(CAST({expression} AS TEXT), ?) > 0")
+                parameters.append(text)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        total = int(self._rows(f"SELECT COUNT(*) FROM evaluations {where}", parameters)[0][0])
+        order = "DESC" if query.descending else "ASC"
+        rows = self._rows(
+            f"SELECT {', '.join(GRID_COLUMNS.values())} FROM evaluations {where} "
+            f"ORDER BY {GRID_COLUMNS[query.sort]} {order}, id {order} LIMIT ? OFFSET ?",
+            [*parameters, query.page_size, query.page * query.page_size],
+        )
+        names = list(GRID_COLUMNS)
+        return {
+            "total": total,
+            "page": query.page,
+            "page_size": query.page_size,
+            "columns": names,
+            "rows": [dict(zip(names, row, strict=True)) for row in rows],
+        }
+
+    def evaluation(self, eval_id: int) -> dict[str, Any] | None:
+        """One evaluation in full: the architecture's description, multiply-adds, parameters."""
+        from kdnas.core import Architecture
+        from kdnas.spaces import get_space
+
+        rows = self._rows(
+            "SELECT run_id, trial_id, arch_key, arch_json, space, part, method, epochs, seed, "
+            "valid_acc, test_acc, cost_s, status, metrics_json, info_json, worker, started_at, "
+            "finished_at FROM evaluations WHERE id = ?",
+            (int(eval_id),),
+        )
+        if not rows:
+            return None
+        names = (
+            "run_id", "trial", "arch_key", "arch_json", "space", "part", "method", "epochs",
+            "seed", "valid_acc", "test_acc", "seconds", "status", "metrics", "info", "worker",
+            "started_at", "finished_at",
+        )  # fmt: skip
+        entry: dict[str, Any] = dict(zip(names, rows[0], strict=True))
+        entry["id"] = int(eval_id)
+        for key in ("metrics", "info"):
+            try:
+                entry[key] = json.loads(entry[key])
+            except ValueError:
+                entry[key] = {}
+        description = None
+        try:
+            arch = Architecture.from_json(entry["arch_json"])
+            space = get_space(entry["space"])
+            description = space.describe(arch)
+            entry.setdefault("metrics", {}).setdefault("params", space.parameter_count(arch))
+        except (ValueError, KeyError, TypeError):
+            pass
+        entry["description"] = description
+        entry["params"] = entry["metrics"].get("params")
+        entry["multiply_adds"] = entry["metrics"].get("multiply_adds")
+        return _json_ready(entry)
+
+    # ------------------------------------------------------------------ workers and updates
+
+    def workers(
+        self, upto: int | None = None, limit: int = TIMELINE_LIMIT
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` evaluations (up to id ``upto``) as (worker, start, end) bars,
+        oldest first."""
+        rows = self._rows(
+            "SELECT id, run_id, worker, started_at, finished_at, part, method, status "
+            "FROM evaluations WHERE id <= ? ORDER BY id DESC LIMIT ?",
+            (self.latest_id() if upto is None else int(upto), int(limit)),
+        )
+        names = ("id", "run_id", "worker", "started_at", "finished_at", "part", "method", "status")
+        return [dict(zip(names, row, strict=True)) for row in reversed(rows)]
+
+    def updates(self, since: int) -> dict[str, Any]:
+        """Evaluations newer than id ``since`` (what the page lacks), at most 1,000."""
+        rows = self._rows(
+            f"SELECT {', '.join(GRID_COLUMNS.values())} FROM evaluations WHERE id > ? "
+            "ORDER BY id LIMIT 1000",
+            (int(since),),
+        )
+        names = list(GRID_COLUMNS)
+        new = [dict(zip(names, row, strict=True)) for row in rows]
+        latest = new[-1]["id"] if new else max(int(since), 0)
+        return {"latest": latest, "rows": _json_ready(new), "time": time.time()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every view at once: what ``kdnas report --html`` inlines."""
+        latest = self.latest_id()
+        return {
+            "store": str(self.path),
+            "latest": latest,
+            "written_at": time.time(),
+            "runs": _json_ready(self.runs()),
+            "incumbent": _json_ready(self.incumbent(latest)),
+            "fidelities": _json_ready(self.fidelities()),
+            "evaluations": _json_ready(self.evaluations(GridQuery(page_size=500))),
+            "workers": _json_ready(self.workers(latest)),
+        }
+
+    def close(self) -> None:
+        """Close this thread's connection (other threads' close when they end)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+
+def rank_correlations(
+    x: np.ndarray, y: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> dict[str, Any]:
+    """Spearman and Kendall correlation of ``x`` and ``y`` with percentile bootstrap
+    intervals (95 %, pairs resampled with replacement, seeded).
+
+    Fewer than three pairs, or a constant vector, give None for everything; a resample whose
+    values are constant is left out of the interval.
+    """
+    from scipy import stats
+
+    empty = {"spearman": None, "kendall": None, "spearman_ci": None, "kendall_ci": None}
+    if len(x) < 3 or np.ptp(x) == 0.0 or np.ptp(y) == 0.0:
+        return empty
+    result: dict[str, Any] = {
+        "spearman": float(stats.spearmanr(x, y)[0]),
+        "kendall": float(stats.kendalltau(x, y)[0]),
+    }
+    rng = np.random.default_rng(seed)
+    spearman, kendall = [], []
+    for _ in range(resamples):
+        index = rng.integers(0, len(x), len(x))
+        a, b = x[index], y[index]
+        if np.ptp(a) == 0.0 or np.ptp(b) == 0.0:
+            continue
+        spearman.append(stats.spearmanr(a, b)[0])
+        kendall.append(stats.kendalltau(a, b)[0])
+    for name, values in (("spearman", spearman), ("kendall", kendall)):
+        finite = np.array([v for v in values if math.isfinite(v)])
+        result[f"{name}_ci"] = (
+            [float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))]
+            if len(finite)
+            else None
+        )
+    return result
+
+
+def _json_ready(value: Any) -> Any:
+    """NaN and infinities become None (standard JSON), tuples lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return _finite(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
