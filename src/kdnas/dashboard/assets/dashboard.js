@@ -360,7 +360,11 @@
     for (const chart of document.querySelectorAll("#view-" + view + " .chart")) {
       if (chart.data) Plotly.Plots.resize(chart);
     }
-    if (view === "fidelities" && !snapshot) api("api/fidelities").then(renderFidelities);
+    if (view === "fidelities" && !snapshot) {
+      api("api/fidelities")
+        .then(renderFidelities)
+        .catch((error) => setLive("fidelities: " + error.message));
+    }
   }
 
   function setLive(text) {
