@@ -191,3 +191,39 @@ def test_the_batched_resamples_agree_with_scipy_one_by_one() -> None:
     expected_tau = [stats.kendalltau(x, y)[0] for x, y in zip(a, b, strict=True)]
     assert _spearman_rows(a, b) == pytest.approx(expected_rho)
     assert _kendall_rows(a, b, chunk_elements=200) == pytest.approx(expected_tau)
+
+
+def test_overview_reads_budget_warnings_and_teacher_from_the_search_report(
+    store_path: Path,
+) -> None:
+    import json
+
+    teachers = store_path.with_name(store_path.name + ".teachers")
+    teachers.mkdir()
+    for name, seconds in (("a", 3.0), ("b", 4.5)):
+        (teachers / f"{name}.json").write_text(json.dumps({"train_time_s": seconds}))
+    (teachers / "broken.json").write_text("[1]")
+    main = next(run for run in StoreView(store_path).runs() if run["run_id"] == "main")
+    assert main["seconds"]["teacher"] == pytest.approx(7.5)
+    assert main["seconds"]["teacher_shared"] is True
+    assert main["budget_evaluations"] is None and main["warnings"] == []
+
+    report = store_path.with_name(store_path.name + ".report")
+    report.mkdir()
+    (report / "report.json").write_text(
+        json.dumps(
+            {
+                "run_id": "main",
+                "settings": {"budget_evaluations": 20},
+                "warnings": ["fidelity 1/9 kd: all results at chance"],
+                "cost": {"teacher_s": 12.5},
+                "stop_reason": "budget",
+            }
+        )
+    )
+    runs = {run["run_id"]: run for run in StoreView(store_path).runs()}
+    main = runs["main"]
+    assert main["budget_evaluations"] == 20 and main["status"] == "stopped: budget"
+    assert main["warnings"] == ["fidelity 1/9 kd: all results at chance"]
+    assert main["seconds"]["teacher"] == 12.5 and main["seconds"]["teacher_shared"] is False
+    assert runs["<img src=x onerror=alert(1)>"]["warnings"] == []  # another run's report
