@@ -224,7 +224,10 @@ class StoreView:
                     "ok": int(ok or 0),
                     "budget_evaluations": budget,
                     "seconds": {
+                        # The report names the teacher of its run; without it, the teachers
+                        # saved beside the store may be shared by several runs.
                         "teacher": (from_report.get("cost") or {}).get("teacher_s", teacher_s),
+                        "teacher_shared": not from_report and teacher_s is not None,
                         "low": float(low_s or 0.0),
                         "full": float(high_s or 0.0),
                     },

@@ -73,7 +73,10 @@
       const entries = [
         ["status", run.status],
         ["evaluations", run.evaluations + budget + " (" + run.ok + " ok)"],
-        ["seconds: teacher", seconds.teacher === null ? "–" : number(seconds.teacher, 1)],
+        [
+          seconds.teacher_shared ? "seconds: teachers (all saved beside the store)" : "seconds: teacher",
+          seconds.teacher === null || seconds.teacher === undefined ? "–" : number(seconds.teacher, 1),
+        ],
         ["seconds: low fidelity", number(seconds.low, 1)],
         ["seconds: full fidelity", number(seconds.full, 1)],
         ["best architecture", best ? best.arch : "none at full fidelity yet"],
