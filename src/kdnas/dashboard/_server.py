@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
@@ -85,15 +84,6 @@ class DashboardServer(ThreadingHTTPServer):
             "/assets/plotly.min.js": (plotly_script(), "text/javascript"),
         }
         super().__init__((host, port), _Handler)
-        # The fidelities view imports scipy and bootstraps (seconds on a busy machine): done
-        # once in the background, so the tab opens at once.
-        threading.Thread(target=self._warm, daemon=True).start()
-
-    def _warm(self) -> None:
-        try:
-            self.view.fidelities()
-        except Exception:  # the request that needs it reports the problem
-            logger.debug("precomputing the fidelities failed", exc_info=True)
 
     @property
     def url(self) -> str:

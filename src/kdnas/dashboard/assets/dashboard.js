@@ -436,6 +436,11 @@
     renderWorkers();
     await loadGrid();
     document.body.dataset.ready = "1";
+    // The fidelities (a bootstrap, seconds on a large store) are asked for after the first
+    // view, so the server has them ready when their tab opens.
+    api("api/fidelities")
+      .then((views) => state.view === "fidelities" && renderFidelities(views))
+      .catch(() => {});
     poll();
   }
 
