@@ -119,6 +119,17 @@ def test_commands_refuse_a_missing_store_in_one_line(
     assert not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_a_port_out_of_range_is_refused_in_one_line(
+    store_path: Path, capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["dashboard", str(store_path), "--port", port])
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "expected a port 0-65535" in line
+
+
 def test_a_host_option_warns_that_there_is_no_authentication(
     store_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -136,5 +147,7 @@ def test_without_plotly_the_command_says_how_to_install_it(
     import sys
 
     monkeypatch.setitem(sys.modules, "plotly", None)
-    assert main(["report", str(store_path), "--html", str(tmp_path / "r.html")]) == 2
-    assert "pip install 'kdnas[dashboard]'" in capsys.readouterr().err
+    assert main(["report", str(store_path), "--html", str(tmp_path / "r.html")]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("kdnas report: error: ") and "pip install 'kdnas[dashboard]'" in line
+    assert not (tmp_path / "r.html").exists()

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kdnas.cli import UsageError, non_negative_int
+from kdnas.cli import UsageError
 
 __all__ = ["register"]
 
@@ -24,7 +24,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("store", metavar="STORE", help="the SQLite store a search writes")
     parser.add_argument(
-        "--port", type=non_negative_int, default=8765, help="port (default 8765; 0: any free)"
+        "--port", type=_port, default=8765, help="port (default 8765; 0: any free)"
     )
     parser.add_argument(
         "--host",
@@ -45,6 +45,17 @@ def register(subparsers: Any) -> None:
     report.set_defaults(func=run_report)
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 to 65535 (0: the system picks a free one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0-65535, got {text!r}")
+    return value
+
+
 def _open(path: str) -> Any:
     from kdnas.dashboard import StoreView
 
@@ -53,9 +64,10 @@ def _open(path: str) -> Any:
     return StoreView(path)
 
 
-def _plotting_missing(error: Exception) -> int:
-    print(f"kdnas: {error}", file=sys.stderr)
-    return 2
+def _plotting_missing(command: str, error: Exception) -> int:
+    """A missing optional dependency: the environment's failure (status 1), one line."""
+    print(f"kdnas {command}: error: {error}", file=sys.stderr)
+    return 1
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
@@ -72,7 +84,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     try:
         server = DashboardServer(view, host=host, port=args.port)
     except PlottingLibraryMissing as error:
-        return _plotting_missing(error)
+        return _plotting_missing("dashboard", error)
     except OSError as error:
         raise UsageError(f"cannot listen on {host}:{args.port} ({error.strerror})") from None
     print(f"kdnas dashboard of {view.path}: {server.url} (Ctrl+C stops)", flush=True)
@@ -92,6 +104,6 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         file = write_html_report(view, args.html)
     except PlottingLibraryMissing as error:
-        return _plotting_missing(error)
+        return _plotting_missing("report", error)
     print(f"wrote {file}")
     return 0
