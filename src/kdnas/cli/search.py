@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,39 @@ class _Bar:
         )
 
 
+class _PlainWarnings(logging.Handler):
+    """The health checks' warnings, printed as the user's own lines ("Warning: ...") the
+    moment they are found, instead of as developer log lines
+    (``WARNING kdnas.experiment._health: ...``) by the root logger's stderr handler, which
+    leaves them out while this handler is attached (other handlers, a test's included, still
+    receive them)."""
+
+    def __init__(self, console: Any) -> None:
+        super().__init__(logging.WARNING)
+        self.console = console
+        self.logger = logging.getLogger("kdnas.experiment._health")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from kdnas.cli._console import shown
+
+        self.console.print(f"[bold yellow]Warning:[/bold yellow] {shown(record.getMessage())}")
+
+    def _silenced(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(self.logger.name)
+
+    def __enter__(self) -> _PlainWarnings:
+        self.logger.addHandler(self)
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:  # basicConfig's, not a capture's
+                handler.addFilter(self._silenced)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._silenced)
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
     import json
@@ -189,13 +223,16 @@ def run(args: argparse.Namespace) -> int:
         f"{shown(repr(args.run_id))}); executor {shown(args.executor)}"
         + (f" ({type(executor).__name__})" if isinstance(executor, RayExecutor) else "")
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}" + ("" if total is None else f"/{total:.0f}")),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}" + ("" if total is None else f"/{total:.0f}")),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+        _PlainWarnings(console),
+    ):
         try:
             outcome = run_search(
                 settings,
@@ -257,8 +294,8 @@ def run(args: argparse.Namespace) -> int:
             f"{cost['time_to_best_with_teacher_s']:.1f} with it"
         )
     )
-    for warning in outcome.warnings:
-        console.print(f"[bold yellow]Warning:[/bold yellow] {shown(warning)}")
+    if outcome.warnings:
+        console.print(f"{len(outcome.warnings)} warning(s) above, also in the report.")
     if best is None:
         console.print("No high-fidelity evaluation finished; see the report for the rest.")
     else:
