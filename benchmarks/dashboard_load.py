@@ -17,7 +17,7 @@ and its effect on the wall time of a search that runs while the page follows it.
    the medians and their ratio (with / without).
 
     .venv/bin/python benchmarks/dashboard_load.py [--evaluations 100000] [--baseline 1000]
-        [--repeats 2] [--skip-search]
+        [--repeats 2] [--skip-search] [--skip-first-view]
 """
 
 from __future__ import annotations
@@ -169,6 +169,12 @@ def first_view(store: Path, driver: Any | None) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def search_wall(store: Path, watched: bool, driver: Any | None) -> float:
     command = [
         sys.executable, "-m", "kdnas", "search", "--dataset", "digits", "--algorithm", "alg2",
@@ -190,7 +196,10 @@ def search_wall(store: Path, watched: bool, driver: Any | None) -> float:
                 driver.get(url)
         if search.wait(timeout=1800) != 0:
             raise RuntimeError("the search failed")
-        return time.perf_counter() - clock
+        wall = time.perf_counter() - clock
+        if dashboard is not None:
+            print(f"  (the dashboard's server used {cpu_seconds(dashboard.pid):.1f} CPU s)")
+        return wall
     finally:
         if dashboard is not None:
             dashboard.terminate()
@@ -203,20 +212,27 @@ def main() -> None:
     parser.add_argument("--baseline", type=int, default=1_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--skip-first-view", action="store_true")
     args = parser.parse_args()
     driver = browser()
     if driver is None:
         print("(no chromium/selenium: the browser's first view is not measured)")
     with tempfile.TemporaryDirectory() as folder:
         results = {}
-        for label, count in (("baseline", args.baseline), ("large", args.evaluations)):
+        sizes = (
+            ()
+            if args.skip_first_view
+            else (("baseline", args.baseline), ("large", args.evaluations))
+        )
+        for label, count in sizes:
             clock = time.perf_counter()
             store = write_store(Path(folder) / f"{label}.sqlite", count)
             print(f"wrote {count:,} evaluations in {time.perf_counter() - clock:.1f} s "
                   f"({store.stat().st_size / 2**20:.1f} MiB)")  # fmt: skip
             results[label] = first_view(store, driver)
-        print(f"\n{'':28}{args.baseline:>12,}{args.evaluations:>12,}   ratio")
-        for key in results["baseline"]:
+        if results:
+            print(f"\n{'':28}{args.baseline:>12,}{args.evaluations:>12,}   ratio")
+        for key in results.get("baseline", {}):
             small, large = results["baseline"][key], results["large"][key]
             print(f"{key:28}{small:12.3f}{large:12.3f}{large / small:8.2f}")
         if args.skip_search:
