@@ -1,5 +1,6 @@
 """``kdnas search`` speaks to the user in plain lines: the health checks' warnings appear as
-"Warning: ..." while the search runs, not as developer log lines."""
+"Warning: ..." while the search runs, not as developer log lines; the teacher's training has
+its own progress line."""
 
 from __future__ import annotations
 
@@ -27,9 +28,12 @@ def test_warnings_are_plain_lines_not_log_records(tmp_path: Path) -> None:
     assert "Warning: the teacher" in shown
     assert "Warning: fidelity 1/9 kd" in shown
     assert "WARNING kdnas" not in shown  # the developer's log line is gone
+    assert "Fix: more epochs" in " ".join(shown.split())  # whole, not shortened
     # printed when found, before the final summary
     assert shown.index("Warning: the teacher") < shown.index("Best at high fidelity")
     assert "warning(s) above, also in the report" in shown
+    # the teacher's line, finished before the search's (which shows 3/3)
+    assert "teacher ready" in shown and "3/3" in shown
 
 
 def test_other_log_records_still_reach_the_log(tmp_path: Path) -> None:

@@ -131,17 +131,39 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 class _Bar:
     """Executor callbacks drawing one rich progress bar (evaluations or seconds of budget)."""
 
-    def __init__(self, progress: Any, console: Any, total: float | None, seconds: bool) -> None:
+    def __init__(
+        self,
+        progress: Any,
+        console: Any,
+        total: float | None,
+        seconds: bool,
+        teacher: bool = False,
+    ) -> None:
         self.progress = progress
         self.console = console
         self.seconds = seconds
+        # The teacher trains before the first evaluation (minutes on real data): its own line,
+        # whose clock runs until the first evaluation starts, so the wait is not silent.
+        self.teacher = (
+            progress.add_task("teacher (trained once, or loaded)", total=1, of="")
+            if teacher
+            else None
+        )
         unit = "budget seconds" if seconds else "evaluations"
-        self.task = progress.add_task(f"search ({unit})", total=total)
+        of = "" if total is None else f"/{total:.0f}"
+        self.task = progress.add_task(f"search ({unit})", total=total, of=of)
+
+    def _teacher_ready(self) -> None:
+        if self.teacher is not None:
+            self.progress.update(self.teacher, completed=1, description="teacher ready")
+            self.progress.stop_task(self.teacher)
+            self.teacher = None
 
     def on_start(self, suggestion: Any) -> None:
-        pass
+        self._teacher_ready()
 
     def on_result(self, evaluation: Any, replayed: bool) -> None:
+        self._teacher_ready()
         result = evaluation.result
         self.progress.advance(self.task, result.cost_s if self.seconds else 1)
         accuracy = "-" if not math.isfinite(result.valid_acc) else f"{result.valid_acc:.4f}"
@@ -165,9 +187,14 @@ class _PlainWarnings(logging.Handler):
         self.logger = logging.getLogger("kdnas.experiment._health")
 
     def emit(self, record: logging.LogRecord) -> None:
-        from kdnas.cli._console import shown
+        from rich.markup import escape
 
-        self.console.print(f"[bold yellow]Warning:[/bold yellow] {shown(record.getMessage())}")
+        from kdnas.cli._console import one_line
+
+        # Whole: the cause and the fix come last in these messages (kdnas's own text; control
+        # characters and markup still escaped).
+        text = escape(one_line(record.getMessage(), limit=None))
+        self.console.print(f"[bold yellow]Warning:[/bold yellow] {text}")
 
     def _silenced(self, record: logging.LogRecord) -> bool:
         return not record.name.startswith(self.logger.name)
@@ -227,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:.0f}" + ("" if total is None else f"/{total:.0f}")),
+            TextColumn("{task.completed:.0f}{task.fields[of]}"),
             TimeElapsedColumn(),
             console=console,
         ) as progress,
@@ -239,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
                 args.store,
                 run_id=args.run_id,
                 executor=executor,
-                callbacks=[_Bar(progress, console, total, seconds)],
+                callbacks=[_Bar(progress, console, total, seconds, settings.needs_teacher)],
                 report_dir=report,
             )
         except RunMismatchError as error:
