@@ -122,6 +122,7 @@ class StoreView:
         SQLiteStore(self.path, read_only=True).close()  # refuses what is not a kdnas store
         self._local = threading.local()
         self._fidelity_cache: tuple[int, list[dict[str, Any]]] | None = None
+        self._report_cache: tuple[tuple[int, int], dict[str, Any]] | None = None
         self._cache_lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -155,12 +156,23 @@ class StoreView:
         return self.path.with_name(self.path.name + suffix)
 
     def _report_json(self) -> dict[str, Any]:
-        """``<store>.report/report.json`` (what ``kdnas search`` writes), if readable."""
+        """``<store>.report/report.json`` (what ``kdnas search`` writes), if readable; parsed
+        again only when the file changed (it lists every evaluation, and the page asks for
+        the overview at each new one)."""
+        file = self._beside(".report") / "report.json"
         try:
-            payload = json.loads((self._beside(".report") / "report.json").read_text())
+            stat = file.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            with self._cache_lock:
+                if self._report_cache is not None and self._report_cache[0] == stamp:
+                    return self._report_cache[1]
+            payload = json.loads(file.read_text())
         except (OSError, ValueError):
             return {}
-        return payload if isinstance(payload, dict) else {}
+        payload = payload if isinstance(payload, dict) else {}
+        with self._cache_lock:
+            self._report_cache = (stamp, payload)
+        return payload
 
     def _teacher_seconds(self) -> float | None:
         """Summed training seconds of the teachers saved beside the store, if any."""
