@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -142,17 +143,39 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 class _Bar:
     """Executor callbacks drawing one rich progress bar (evaluations or seconds of budget)."""
 
-    def __init__(self, progress: Any, console: Any, total: float | None, seconds: bool) -> None:
+    def __init__(
+        self,
+        progress: Any,
+        console: Any,
+        total: float | None,
+        seconds: bool,
+        teacher: bool = False,
+    ) -> None:
         self.progress = progress
         self.console = console
         self.seconds = seconds
+        # The teacher trains before the first evaluation (minutes on real data): its own line,
+        # whose clock runs until the first evaluation starts, so the wait is not silent.
+        self.teacher = (
+            progress.add_task("teacher (trained once, or loaded)", total=1, of="")
+            if teacher
+            else None
+        )
         unit = "budget seconds" if seconds else "evaluations"
-        self.task = progress.add_task(f"search ({unit})", total=total)
+        of = "" if total is None else f"/{total:.0f}"
+        self.task = progress.add_task(f"search ({unit})", total=total, of=of)
+
+    def _teacher_ready(self) -> None:
+        if self.teacher is not None:
+            self.progress.update(self.teacher, completed=1, description="teacher ready")
+            self.progress.stop_task(self.teacher)
+            self.teacher = None
 
     def on_start(self, suggestion: Any) -> None:
-        pass
+        self._teacher_ready()
 
     def on_result(self, evaluation: Any, replayed: bool) -> None:
+        self._teacher_ready()
         result = evaluation.result
         self.progress.advance(self.task, result.cost_s if self.seconds else 1)
         accuracy = "-" if not math.isfinite(result.valid_acc) else f"{result.valid_acc:.4f}"
@@ -161,6 +184,44 @@ class _Bar:
             f"trial {evaluation.trial_id:>3}  {result.fidelity.label():>14}  valid "
             f"{accuracy}  {result.status:>8}  {result.cost_s:7.1f}s  {evaluation.arch.key()}{note}"
         )
+
+
+class _PlainWarnings(logging.Handler):
+    """The health checks' warnings, printed as the user's own lines ("Warning: ...") the
+    moment they are found, instead of as developer log lines
+    (``WARNING kdnas.experiment._health: ...``) by the root logger's stderr handler, which
+    leaves them out while this handler is attached (other handlers, a test's included, still
+    receive them)."""
+
+    def __init__(self, console: Any) -> None:
+        super().__init__(logging.WARNING)
+        self.console = console
+        self.logger = logging.getLogger("kdnas.experiment._health")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from rich.markup import escape
+
+        from kdnas.cli._console import one_line
+
+        # Whole: the cause and the fix come last in these messages (kdnas's own text; control
+        # characters and markup still escaped).
+        text = escape(one_line(record.getMessage(), limit=None))
+        self.console.print(f"[bold yellow]Warning:[/bold yellow] {text}")
+
+    def _silenced(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(self.logger.name)
+
+    def __enter__(self) -> _PlainWarnings:
+        self.logger.addHandler(self)
+        for handler in logging.getLogger().handlers:
+            if type(handler) is logging.StreamHandler:  # basicConfig's, not a capture's
+                handler.addFilter(self._silenced)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(self._silenced)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -201,20 +262,23 @@ def run(args: argparse.Namespace) -> int:
         f"{shown(repr(args.run_id))}); executor {shown(args.executor)}"
         + (f" ({type(executor).__name__})" if isinstance(executor, RayExecutor) else "")
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}" + ("" if total is None else f"/{total:.0f}")),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with (
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f}{task.fields[of]}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress,
+        _PlainWarnings(console),
+    ):
         try:
             outcome = run_search(
                 settings,
                 args.store,
                 run_id=args.run_id,
                 executor=executor,
-                callbacks=[_Bar(progress, console, total, seconds)],
+                callbacks=[_Bar(progress, console, total, seconds, settings.needs_teacher)],
                 report_dir=report,
             )
         except RunMismatchError as error:
@@ -280,8 +344,8 @@ def run(args: argparse.Namespace) -> int:
             f"{cost['time_to_best_with_teacher_s']:.1f} with it"
         )
     )
-    for warning in outcome.warnings:
-        console.print(f"[bold yellow]Warning:[/bold yellow] {shown(warning)}")
+    if outcome.warnings:
+        console.print(f"{len(outcome.warnings)} warning(s) above, also in the report.")
     if failure is not None:
         console.print(f"[bold red]Every evaluation failed[/bold red]: {shown(failure)}")
         return 1

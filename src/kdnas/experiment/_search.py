@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from kdnas.core import Architecture, Fidelity
 from kdnas.execute import ExecutionSummary, RayExecutor, SerialExecutor
 from kdnas.experiment._health import FidelityHealth, check_teacher, weaker_teacher_warning
+from kdnas.experiment._health import logger as health_logger
 from kdnas.experiment._limits import LatencyCache, accuracy_cost_fronts, latency_cache_for
 from kdnas.experiment._report import (
     evaluation_rows,
@@ -159,18 +160,32 @@ def run_search(
             teacher = executor.prepare(objective, _prepare_teacher, settings.part)
             warnings = check_teacher(teacher, settings.allow_chance_teacher)
         health = FidelityHealth(objective.chance(), lambda f: _steps(objective, f))
+        keepers = []
+        if report_dir is not None:
+
+            def keep_report(so_far: _RunSoFar) -> None:
+                best_so_far = best_evaluation(so_far.evaluations, settings)
+                found = [*warnings, *health.warnings]
+                write_search_report(
+                    Path(report_dir), settings, so_far, best_so_far, archs, teacher, found,
+                    plots=False,
+                )  # fmt: skip
+
+            keepers.append(_ReportKeeper(keep_report, run_id))
         summary = executor.run(
             optimizer,
             objective,
             store,
             run_id=run_id,
             config=config,
-            callbacks=[*callbacks, health],
+            callbacks=[*callbacks, health, *keepers],
         )
     warnings.extend(health.finish(summary.evaluations))
     weaker = weaker_teacher_warning(teacher, summary.evaluations)
     if weaker is not None:
-        logger.warning(weaker)
+        # Through the health checks' logger, so that the command prints it as its other
+        # warnings (a plain "Warning: ..." line).
+        health_logger.warning(weaker)
         warnings.append(weaker)
     best = best_evaluation(summary.evaluations, settings)
     report = None
@@ -248,6 +263,39 @@ def latency_summary(prepared: PreparedSearch) -> dict[str, Any]:
     return summary
 
 
+@dataclass(frozen=True)
+class _RunSoFar:
+    """What a report needs of a search still running (an ``ExecutionSummary`` has a stop
+    reason, which a running search has not)."""
+
+    run_id: str
+    evaluations: Sequence[StoredEvaluation]
+    n_replayed: int
+    stop_reason: str | None = None
+
+
+class _ReportKeeper:
+    """An executor callback that rewrites report.json after each evaluation (the plots are
+    drawn once, at the end), so the report folder of a running search is current."""
+
+    def __init__(self, write: Callable[[_RunSoFar], None], run_id: str) -> None:
+        self.write = write
+        self.run_id = run_id
+        self.evaluations: list[StoredEvaluation] = []
+        self.replayed = 0
+
+    def on_start(self, suggestion: object) -> None:
+        pass
+
+    def on_result(self, evaluation: StoredEvaluation, replayed: bool) -> None:
+        self.evaluations.append(evaluation)
+        self.replayed += int(replayed)
+        try:
+            self.write(_RunSoFar(self.run_id, list(self.evaluations), self.replayed))
+        except OSError as error:  # a report that cannot be written must not stop the search
+            logger.warning("could not update the report: %s", error)
+
+
 def _prepare_teacher(objective: Any, part: int) -> dict[str, Any]:
     summary = objective.teacher_summary(part)
     if summary["status"] != "ok":
@@ -272,14 +320,17 @@ def time_to_best(evaluations: Sequence[StoredEvaluation], high: Fidelity) -> flo
 def write_search_report(
     folder: Path,
     settings: SearchSettings,
-    summary: ExecutionSummary,
+    summary: ExecutionSummary | _RunSoFar,
     best: StoredEvaluation | None,
     archs: Sequence[Architecture],
     teacher: dict[str, Any] | None = None,
     warnings: Sequence[str] = (),
     limits: dict[str, Any] | None = None,
+    *,
+    plots: bool = True,
 ) -> Path:
-    """Write report.json, trajectory.png and, when some architecture has both, lf_vs_hf.png.
+    """Write report.json, trajectory.png and, when some architecture has both, lf_vs_hf.png
+    (the PNGs only with ``plots``; a running search rewrites the JSON alone).
 
     The teacher's seconds are reported once, beside the summed evaluation seconds, and the
     seconds to the final incumbent are given with and without them."""
@@ -290,15 +341,16 @@ def write_search_report(
     folder.mkdir(parents=True, exist_ok=True)
     evaluations = list(summary.evaluations)
     high, low = settings.high_fidelity, settings.low_fidelity
-    plot_trajectory(
-        evaluations,
-        high,
-        folder / "trajectory.png",
-        f"{settings.algorithm} on {settings.dataset} ({settings.space})",
-    )
+    if plots:
+        plot_trajectory(
+            evaluations,
+            high,
+            folder / "trajectory.png",
+            f"{settings.algorithm} on {settings.dataset} ({settings.space})",
+        )
     _, lf, hf = lf_hf_pairs(evaluations, low, high)
     stats = correlations(lf, hf) if len(lf) else {}
-    if len(lf):
+    if len(lf) and plots:
         plot_lf_vs_hf(
             {low.label(): (lf, hf, stats.get("spearman", float("nan")))},
             folder / "lf_vs_hf.png",

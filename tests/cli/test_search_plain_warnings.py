@@ -1,0 +1,55 @@
+"""``kdnas search`` speaks to the user in plain lines: the health checks' warnings appear as
+"Warning: ..." while the search runs, not as developer log lines; the teacher's training has
+its own progress line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def test_warnings_are_plain_lines_not_log_records(tmp_path: Path) -> None:
+    # One epoch at width x0.125: the teacher and both fidelities stay at chance (warned).
+    command = [
+        sys.executable, "-m", "kdnas", "search", "--dataset", "digits", "--algorithm", "alg2",
+        "--method", "kd", "--part", "9", "--candidates", "4", "--n-lf", "2",
+        "--budget-evaluations", "3", "--epochs", "1", "--width-multiplier", "0.125",
+        "--batch-size", "256", "--threads", "1", "--allow-chance-teacher",
+        "--store", str(tmp_path / "s.sqlite"),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "200"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = done.stdout + done.stderr
+    assert "Warning: the teacher" in shown
+    assert "Warning: fidelity 1/9 kd" in shown
+    assert "WARNING kdnas" not in shown  # the developer's log line is gone
+    assert "Fix: more epochs" in " ".join(shown.split())  # whole, not shortened
+    # printed when found, before the final summary
+    assert shown.index("Warning: the teacher") < shown.index("Best at high fidelity")
+    assert "warning(s) above, also in the report" in shown
+    # the teacher's line, finished before the search's (which shows 3/3)
+    assert "teacher ready" in shown and "3/3" in shown
+
+
+def test_other_log_records_still_reach_the_log(tmp_path: Path) -> None:
+    """The filter is only for the health checks: a store's warning stays a log line."""
+    code = (
+        "import logging, sys; from kdnas.cli.search import _PlainWarnings; "
+        "logging.basicConfig(format='%(levelname)s %(name)s: %(message)s'); "
+        "from rich.console import Console; console = Console(file=sys.stdout); "
+        "plain = _PlainWarnings(console); plain.__enter__(); "
+        "logging.getLogger('kdnas.store._sqlite').warning('busy'); "
+        "logging.getLogger('kdnas.experiment._health').warning('at chance'); "
+        "plain.__exit__(); logging.getLogger('kdnas.experiment._health').warning('after')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING kdnas.store._sqlite: busy" in done.stderr
+    assert "at chance" not in done.stderr and "Warning: at chance" in done.stdout
+    assert "WARNING kdnas.experiment._health: after" in done.stderr  # restored
