@@ -19,6 +19,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "kdnas.cli.reproduce",
     "kdnas.cli.train",
     "kdnas.cli.bench",
+    "kdnas.cli.models",
 )
 
 

@@ -13,6 +13,7 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     from kdnas.cli import non_negative_int, positive_int
     from kdnas.cli._options import add_executor_arguments, add_protocol_arguments
+    from kdnas.cli.models import add_keep_weights_argument
     from kdnas.core import METHODS
     from kdnas.search.registry import registered_optimizers
 
@@ -87,6 +88,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--run-id", default="search", help="run name within the store")
     parser.add_argument("--report", default=None, help="report folder (default <store>.report)")
+    add_keep_weights_argument(parser)
     add_executor_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
@@ -203,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
                 executor=executor,
                 callbacks=[_Bar(progress, console, total, seconds)],
                 report_dir=report,
+                keep_weights=args.keep_weights,
             )
         except RunMismatchError as error:
             if "teacher." not in str(error):
@@ -266,4 +269,5 @@ def run(args: argparse.Namespace) -> int:
             f"  test {best.result.test_acc:.4f}  ({summary['evaluations']} evaluations, "
             f"{summary['replayed']} read back from the store). Report: {outcome.report_dir}"
         )
+        console.print(f"Use it: kdnas export {args.store} --run-id {outcome.run_id} --to MODEL")
     return 0

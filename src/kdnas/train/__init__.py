@@ -51,8 +51,17 @@ from kdnas.train._trainer import (
     recompute_batchnorm_statistics,
     train_network,
 )
+from kdnas.train._weights import (
+    DEFAULT_KEEP,
+    KeepPolicy,
+    WeightsError,
+    WeightsFolder,
+    weights_dir_for,
+    weights_key,
+)
 
 __all__ = [
+    "DEFAULT_KEEP",
     "LEGACY_FIELD_VALUES",
     "SCHEDULES",
     "TEACHER_DATA",
@@ -63,6 +72,7 @@ __all__ = [
     "DistributedHighFidelity",
     "FullRun",
     "FullTrainingOutcome",
+    "KeepPolicy",
     "LiveTeacher",
     "ResidentBatches",
     "TeacherAtChanceError",
@@ -74,6 +84,8 @@ __all__ = [
     "TrainOutcome",
     "TrainResult",
     "TrainingObjective",
+    "WeightsError",
+    "WeightsFolder",
     "accuracy",
     "autocast",
     "cache_key",
@@ -87,4 +99,6 @@ __all__ = [
     "teacher_key",
     "train_full",
     "train_network",
+    "weights_dir_for",
+    "weights_key",
 ]

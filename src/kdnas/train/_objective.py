@@ -39,6 +39,7 @@ from kdnas.train._trainer import (
     seeded_generators,
     train_network,
 )
+from kdnas.train._weights import WeightsFolder, weights_key
 
 if TYPE_CHECKING:
     from kdnas.spaces import SearchSpace
@@ -77,6 +78,8 @@ class TrainingObjective:
             epochs so that the teacher's training is the original's high-fidelity evaluation.
         allow_chance_teacher: distill even from a teacher no better than chance (default:
             refuse with ``TeacherAtChanceError``; its students would learn noise).
+        weights: where full-data (part 1, cross-entropy) evaluations keep their trained
+            weights, under its keep policy (``kdnas.train.WeightsFolder``); None keeps none.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class TrainingObjective:
         teacher_data: str = "full",
         teacher_epochs: int | None = None,
         allow_chance_teacher: bool = False,
+        weights: WeightsFolder | None = None,
     ) -> None:
         if teacher_data not in TEACHER_DATA:
             raise ValueError(
@@ -122,6 +126,7 @@ class TrainingObjective:
         self.teacher_data = teacher_data
         self.teacher_epochs = teacher_epochs
         self.allow_chance_teacher = allow_chance_teacher
+        self.weights = weights
         #: The teacher's whole life (train or load, check, summarise, serve).
         self.teacher_life = Teacher(
             self,
@@ -258,8 +263,75 @@ class TrainingObjective:
         The original network at the teacher's fidelity is the teacher: its result is the
         teacher's (trained once, ``reused_from`` naming it when read back)."""
         if self.teacher_life.serves(arch, fidelity):
-            return self.teacher_life.evaluation(fidelity)
-        return self._fit(arch, fidelity)[1]
+            result = self.teacher_life.evaluation(fidelity)
+            network = (
+                self.teacher_life.entry(fidelity.part).network if result.status == "ok" else None
+            )
+        else:
+            network, result = self._fit(arch, fidelity)
+        if network is not None and self.weights is not None and self.keeps(fidelity):
+            self.weights.save(
+                self.weights_key(arch, fidelity),
+                network,
+                self.weights_record(arch, fidelity, result),
+            )
+        return result
+
+    @staticmethod
+    def keeps(fidelity: Fidelity) -> bool:
+        """Whether evaluations at ``fidelity`` keep their weights: the full-data ones (part
+        1, plain cross-entropy), the networks a search hands over."""
+        return fidelity.part == 1 and fidelity.method == "nokd"
+
+    def weights_key(self, arch: Architecture, fidelity: Fidelity) -> str:
+        """The key ``arch``'s weights at ``fidelity`` are kept under (``weights_key``)."""
+        return weights_key(
+            arch.key(),
+            fidelity.epochs or self.config.epochs,
+            self.seed,
+            self.config.protocol_dict(),
+            self.subset(fidelity.part).content_hash,
+        )
+
+    def weights_record(
+        self, arch: Architecture, fidelity: Fidelity, result: TrainResult
+    ) -> dict[str, Any]:
+        """What kept weights are recorded with: enough to rebuild, preprocess and name
+        classes without the store or the data, and the evaluation they come from."""
+        from kdnas import __version__
+
+        data = self.data
+        return {
+            "space": self.space.name,
+            "arch": arch.to_json(),
+            "arch_key": arch.key(),
+            "fidelity": {
+                "part": fidelity.part,
+                "method": fidelity.method,
+                "epochs": fidelity.epochs,
+            },
+            "epochs": fidelity.epochs or self.config.epochs,
+            "seed": self.seed,
+            "dataset": data.name,
+            "subset_hash": self.subset(fidelity.part).content_hash,
+            "num_classes": data.num_classes,
+            "class_names": list(data.dataset.class_names),
+            "preprocessing": {
+                "resolution": data.resolution,
+                "channels": data.in_channels,
+                "mean": list(data.mean),
+                "std": list(data.std),
+                "valid_fraction": data.valid_fraction,
+                "split_seed": data.split_seed,
+            },
+            "train_config": self.config.to_dict(),
+            "valid_acc": result.valid_acc,
+            "test_acc": result.test_acc,
+            "params": result.params,
+            "multiply_adds": result.multiply_adds,
+            "kdnas_version": __version__,
+            "torch_version": torch.__version__,
+        }
 
     def _fit(self, arch: Architecture, fidelity: Fidelity) -> tuple[nn.Module | None, TrainResult]:
         """Train ``arch`` at ``fidelity``: the trained network (None unless ok) and result."""
