@@ -372,6 +372,7 @@ def _export_onnx(network: nn.Module, preprocessing: Mapping[str, Any], path: Pat
         output_names=["logits"],
         dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
         dynamo=True,
+        external_data=False,  # one file a user can move
         verbose=False,
     )
 
@@ -441,6 +442,9 @@ def export_model(
     _load_weights(network, state, str(source))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # a folder like any other, not mkdtemp's private 0700
     try:
         torch.save(
             {k: v.detach().cpu() for k, v in network.state_dict().items()}, staging / "weights.pt"
