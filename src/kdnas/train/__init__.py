@@ -26,6 +26,7 @@ from kdnas.train._distributed import (
     ResidentBatches,
     train_full,
 )
+from kdnas.train._epoch_checkpoint import EpochCheckpoint
 from kdnas.train._high_fidelity import DistributedHighFidelity
 from kdnas.train._objective import TrainingObjective
 from kdnas.train._teacher import (
@@ -70,6 +71,7 @@ __all__ = [
     "ChanceLevel",
     "DistributedContext",
     "DistributedHighFidelity",
+    "EpochCheckpoint",
     "FullRun",
     "FullTrainingOutcome",
     "KeepPolicy",

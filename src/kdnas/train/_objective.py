@@ -29,6 +29,7 @@ from kdnas.distill import build_loss
 from kdnas.distill.base import TrainingLoss
 from kdnas.train._cache import CachedTeacher, TeacherCache
 from kdnas.train._config import TrainConfig, TrainResult
+from kdnas.train._epoch_checkpoint import EpochCheckpoint
 from kdnas.train._teacher import TEACHER_DATA, ChanceLevel, TeacherStore
 from kdnas.train._teacher_life import Teacher
 from kdnas.train._trainer import (
@@ -268,7 +269,10 @@ class TrainingObjective:
                 self.teacher_life.entry(fidelity.part).network if result.status == "ok" else None
             )
         else:
-            network, result = self._fit(arch, fidelity)
+            checkpoint = self.checkpoint(arch, fidelity)
+            network, result = self._fit(arch, fidelity, checkpoint)
+            if checkpoint is not None and result.status != "failed":
+                checkpoint.clear()  # finished (or diverged): nothing left to resume
         if network is not None and self.weights is not None and self.keeps(fidelity):
             self.weights.save(
                 self.weights_key(arch, fidelity),
@@ -276,6 +280,14 @@ class TrainingObjective:
                 self.weights_record(arch, fidelity, result),
             )
         return result
+
+    def checkpoint(self, arch: Architecture, fidelity: Fidelity) -> EpochCheckpoint | None:
+        """Where a full-data evaluation saves its state after every epoch, to resume an
+        interrupted one: beside its kept weights (None when weights are not kept)."""
+        if self.weights is None or not self.keeps(fidelity):
+            return None
+        key = self.weights_key(arch, fidelity)
+        return EpochCheckpoint(self.weights.directory / f"{key}.ckpt", key)
 
     @staticmethod
     def keeps(fidelity: Fidelity) -> bool:
@@ -333,8 +345,11 @@ class TrainingObjective:
             "torch_version": torch.__version__,
         }
 
-    def _fit(self, arch: Architecture, fidelity: Fidelity) -> tuple[nn.Module | None, TrainResult]:
-        """Train ``arch`` at ``fidelity``: the trained network (None unless ok) and result."""
+    def _fit(
+        self, arch: Architecture, fidelity: Fidelity, checkpoint: EpochCheckpoint | None = None
+    ) -> tuple[nn.Module | None, TrainResult]:
+        """Train ``arch`` at ``fidelity``: the trained network (None unless ok) and result;
+        with ``checkpoint``, saved after every epoch and resumed from it."""
         start = time.perf_counter()
         teacher_s = 0.0
         subset_hash = ""
@@ -351,7 +366,9 @@ class TrainingObjective:
                 loss = self._loss(fidelity, network, teacher)
             if teacher is not None:
                 source = self.teacher_life.source(fidelity, loss, teacher)
-            result = self._train(arch, network, loss, fidelity.part, fidelity.epochs, source)
+            result = self._train(
+                arch, network, loss, fidelity.part, fidelity.epochs, source, checkpoint
+            )
         except (ValueError, RuntimeError, TypeError) as error:
             logger.warning(
                 "evaluation of %s at %s failed: %s", arch.key(), fidelity.label(), error
@@ -408,11 +425,19 @@ class TrainingObjective:
         part: int,
         epochs: int | None,
         source: TeacherSource | None,
+        checkpoint: EpochCheckpoint | None = None,
     ) -> TrainResult:
         images = self.train_images(part)
         with seeded_generators(self.device, stream_seed(self.seed, 0, "dropout")):
             outcome = train_network(
-                network, loss, images, self.config, self.seed, epochs=epochs, teacher=source
+                network,
+                loss,
+                images,
+                self.config,
+                self.seed,
+                epochs=epochs,
+                teacher=source,
+                checkpoint=checkpoint,
             )
         ok = outcome.status == "ok"
         valid = accuracy(network, self.eval_images("valid"), self.config) if ok else math.nan

@@ -271,7 +271,14 @@ def read_state_dict(path: Path, sha256: object) -> dict[str, torch.Tensor]:
         )
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as error:
+    except (
+        RuntimeError,
+        ValueError,
+        EOFError,
+        IndexError,
+        KeyError,
+        pickle.UnpicklingError,
+    ) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise WeightsError(f"{path}: not a PyTorch state dict ({reason})") from None
     if not isinstance(state, dict) or not all(
