@@ -23,6 +23,14 @@ _COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+#: What the interrupt message of a command that trains says about resuming it.
+_RESUME_HINTS: dict[str, str] = {
+    command: "; rerun the same command to resume (finished evaluations are kept, and a "
+    "teacher or full-data training goes on from its last finished epoch)"
+    for command in ("search", "train", "bench", "demo")
+}
+
+
 class UsageError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
 
@@ -198,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print(f"kdnas {args.command}: interrupted", file=sys.stderr)
+        print(
+            f"kdnas {args.command}: interrupted{_RESUME_HINTS.get(args.command, '')}",
+            file=sys.stderr,
+        )
         return 130
     except Exception as error:
         failure = describe_failure(error)
