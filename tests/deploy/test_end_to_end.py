@@ -33,11 +33,12 @@ def kdnas(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProc
     return process
 
 
-def tiny_search(store: str, dataset: str, *extra: str) -> list[str]:
-    """Random search at full data only (no teacher): 3 networks of width x0.125, 2 epochs."""
+def tiny_search(store: str, dataset: str, *extra: str, networks: int = 3) -> list[str]:
+    """Random search at full data only (no teacher): ``networks`` networks of width x0.125,
+    2 epochs."""
     return [
         "search", "--dataset", dataset, "--algorithm", "random", "--candidates", "6",
-        "--budget-evaluations", "3", "--epochs", "2", "--width-multiplier", "0.125",
+        "--budget-evaluations", str(networks), "--epochs", "2", "--width-multiplier", "0.125",
         "--batch-size", "64", "--precise-bn", "--threads", "1", "--store", store, "--json",
         *extra,
     ]  # fmt: skip
@@ -155,7 +156,7 @@ def _write_image_folder(root: Path, per_class_train: int, per_class_test: int) -
 
 def test_an_image_folder_search_to_predictions_named_by_its_classes(tmp_path: Path) -> None:
     _write_image_folder(tmp_path / "letters", per_class_train=30, per_class_test=8)
-    kdnas(*tiny_search("f.sqlite", "letters"), cwd=tmp_path)
+    kdnas(*tiny_search("f.sqlite", "letters", networks=1), cwd=tmp_path)
     kdnas("export", "f.sqlite", "--to", "model", "--no-program", cwd=tmp_path)
     description = json.loads((tmp_path / "model" / "model.json").read_text())
     assert description["classes"][:3] == ["eight", "five", "four"]  # sorted folder names
@@ -175,7 +176,7 @@ def test_an_image_folder_search_to_predictions_named_by_its_classes(tmp_path: Pa
 def test_an_evaluation_without_kept_weights_names_the_command_that_keeps_them(
     tmp_path: Path,
 ) -> None:
-    kdnas(*tiny_search("n.sqlite", "digits", "--keep-weights", "none"), cwd=tmp_path)
+    kdnas(*tiny_search("n.sqlite", "digits", "--keep-weights", "none", networks=1), cwd=tmp_path)
     assert not (tmp_path / "n.sqlite.weights").exists()
     failed = kdnas("export", "n.sqlite", "--to", "model", cwd=tmp_path, check=False)
     assert failed.returncode == 2
