@@ -25,4 +25,15 @@ __all__ = [
     "Suggestion",
     "Taps",
     "__version__",
+    "load_model",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``kdnas.load_model``, imported when first used (it loads torch; ``import kdnas`` does
+    not)."""
+    if name == "load_model":
+        from kdnas.deploy import load_model
+
+        return load_model
+    raise AttributeError(f"module 'kdnas' has no attribute {name!r}")

@@ -47,6 +47,17 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "kdnas.reproduction": ("kdnas.peers", "kdnas.train", "kdnas.experiment", "kdnas.cli"),
     "kdnas.peers": ("kdnas.reproduction", "kdnas.train", "kdnas.experiment", "kdnas.cli"),
     "kdnas.execute": ("kdnas.replay", "kdnas.reproduction", "kdnas.peers", "kdnas.train"),
+    # A model folder is made from a store and the training's records, never by a search.
+    "kdnas.deploy": (
+        "kdnas.search",
+        "kdnas.loop",
+        "kdnas.replay",
+        "kdnas.reproduction",
+        "kdnas.peers",
+        "kdnas.execute",
+        "kdnas.experiment",
+        "kdnas.cli",
+    ),
 }
 
 

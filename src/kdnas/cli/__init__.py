@@ -20,7 +20,16 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "kdnas.cli.train",
     "kdnas.cli.bench",
     "kdnas.cli.dashboard",
+    "kdnas.cli.models",
 )
+
+
+#: What the interrupt message of a command that trains says about resuming it.
+_RESUME_HINTS: dict[str, str] = {
+    command: "; rerun the same command to resume (finished evaluations are kept, and a "
+    "teacher or full-data training goes on from its last finished epoch)"
+    for command in ("search", "train", "bench", "demo")
+}
 
 
 class UsageError(Exception):
@@ -198,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print(f"kdnas {args.command}: interrupted", file=sys.stderr)
+        print(
+            f"kdnas {args.command}: interrupted{_RESUME_HINTS.get(args.command, '')}",
+            file=sys.stderr,
+        )
         return 130
     except Exception as error:
         failure = describe_failure(error)

@@ -19,6 +19,7 @@ def register(subparsers: Any) -> None:
         add_space_argument,
         dataset_help,
     )
+    from kdnas.cli.models import add_keep_weights_argument
     from kdnas.core import METHODS
     from kdnas.search.registry import registered_optimizers
 
@@ -93,6 +94,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--run-id", default="search", help="run name within the store")
     parser.add_argument("--report", default=None, help="report folder (default <store>.report)")
+    add_keep_weights_argument(parser)
     add_executor_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
@@ -280,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
                 executor=executor,
                 callbacks=[_Bar(progress, console, total, seconds, settings.needs_teacher)],
                 report_dir=report,
+                keep_weights=args.keep_weights,
             )
         except RunMismatchError as error:
             if "teacher." not in str(error) or "file_sha256" in str(error):
@@ -359,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
             f"({summary['evaluations']} evaluations, {summary['replayed']} read back from the "
             f"store). Report: {shown(outcome.report_dir)}"
         )
+        console.print(f"Use it: kdnas export {args.store} --run-id {outcome.run_id} --to MODEL")
     return 0
 
 

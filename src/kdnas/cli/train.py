@@ -83,6 +83,12 @@ def register(subparsers: Any) -> None:
         help=f"where teachers are saved and reused (default ./{_DEFAULT_TEACHERS})",
     )
     parser.add_argument("--output", default=None, help="result JSON path (default: results/)")
+    parser.add_argument(
+        "--keep-weights-dir",
+        default=None,
+        help="where a full-data run (--part 1, --loss nokd) keeps its trained weights for "
+        "kdnas export (default: a weights folder beside the result JSON)",
+    )
     add_teacher_and_flip_arguments(parser)
     add_short_run_arguments(parser)
     full = parser.add_argument_group(
@@ -175,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from kdnas.spaces import get_space
-    from kdnas.train import TrainConfig, TrainingObjective
+    from kdnas.train import KeepPolicy, TrainConfig, TrainingObjective, WeightsFolder
 
     check_device_option(args.device, here=True)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -205,6 +211,13 @@ def run(args: argparse.Namespace) -> int:
             return relaunch_with_torchrun(args, args.train_parser)
         return run_full(args, space, arch)
     fidelity = Fidelity(part=args.part, method=args.loss, epochs=args.epochs)
+    output = Path(
+        args.output
+        or f"results/train-{arch.key()}-1of{args.part}-{args.loss}-seed{args.seed}.json"
+    )
+    kept_weights = WeightsFolder(
+        Path(args.keep_weights_dir or output.parent / "weights"), KeepPolicy(None)
+    )
     data = prepared_data(args)
     if args.teacher is not None:  # refused in one line before anything trains
         from kdnas.distill import LOGIT_METHODS
@@ -228,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
         teacher_data=args.teacher_data,
         allow_chance_teacher=args.allow_chance_teacher,
         teacher_file=args.teacher,
+        weights=kept_weights,
     )
     result = objective.train(arch, fidelity)
     record = {
@@ -238,13 +252,18 @@ def run(args: argparse.Namespace) -> int:
         "config": config.to_dict(),
         **result.to_dict(),
     }
+    kept = None
+    if result.status == "ok" and objective.keeps(fidelity):
+        kept = kept_weights.paths(objective.weights_key(arch, fidelity))[0]
+        record["weights"] = str(kept)
     text = json.dumps(record, indent=2, sort_keys=True)
-    output = Path(
-        args.output
-        or f"results/train-{arch.key()}-1of{args.part}-{args.loss}-seed{args.seed}.json"
-    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text + "\n")
     print(text)
     print(f"saved {output}", file=sys.stderr)
+    if kept is not None:
+        print(
+            f"kept the weights in {kept}; use them: kdnas export {kept} --to MODEL",
+            file=sys.stderr,
+        )
     return 0 if result.status == "ok" else 1

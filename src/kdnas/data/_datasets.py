@@ -108,6 +108,8 @@ class Dataset:
         split: how the test part was drawn when the dataset came without one (a flat class
             folder): ``{"test_fraction": f, "seed": s}``; None when the test part is the
             dataset's own. Recorded in a search's fingerprint.
+        class_names: the name of each class index (the folder names of an image folder,
+            "0".."9" for the digits); empty when the source names none.
     """
 
     name: str
@@ -117,8 +119,11 @@ class Dataset:
     flip_invariant: bool = True
     default_resolution: int | None = None
     split: dict[str, float] | None = None
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.class_names and len(self.class_names) != self.num_classes:
+            raise ValueError(f"{len(self.class_names)} class names for {self.num_classes} classes")
         if self.num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
         if self.train.images.shape[1:] != self.test.images.shape[1:]:
@@ -249,6 +254,18 @@ def _load_cifar_archive(path: Path, expected: str) -> Dataset:
         raise DatasetError(f"{path}: corrupt archive ({error}); expected {expected}") from None
 
 
+def _cifar_class_names(variant: int, read: object, where: str) -> tuple[str, ...]:
+    """The class names of the batches' meta file; empty when it is absent or unreadable
+    (the classes are then known by index only)."""
+    _, _, _, _, meta, key = _CIFAR_LAYOUT[variant]
+    try:
+        names = load_array_pickle(read(meta), f"{where}/{meta}")[key]  # type: ignore[operator]
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    except (KeyError, TypeError, UnsafePickleError, DatasetError, OSError):
+        return ()
+    return names if len(names) == variant else ()
+
+
 def _assemble_cifar(variant: int, read: object, where: str) -> Dataset:
     _, train_names, test_names, label_key, _, _ = _CIFAR_LAYOUT[variant]
     sets = []
@@ -259,7 +276,13 @@ def _assemble_cifar(variant: int, read: object, where: str) -> Dataset:
         sets.append(_image_set(images, labels))
     logger.info("loaded CIFAR-%d from %s: %d train, %d test", variant, where, *map(len, sets))
     try:
-        return Dataset(name=f"cifar{variant}", train=sets[0], test=sets[1], num_classes=variant)
+        return Dataset(
+            name=f"cifar{variant}",
+            train=sets[0],
+            test=sets[1],
+            num_classes=variant,
+            class_names=_cifar_class_names(variant, read, where),
+        )
     except ValueError as error:  # labels out of range: name the files
         raise DatasetError(f"{where}: {error}") from None
 
@@ -384,6 +407,7 @@ def load_image_folder(
         test=_one_channel(test) if gray else test,
         num_classes=len(classes),
         flip_invariant=not gray,
+        class_names=tuple(classes),
     )
 
 
@@ -500,6 +524,7 @@ def load_digits() -> Dataset:
         num_classes=10,
         flip_invariant=False,
         default_resolution=DIGITS_RESOLUTION,
+        class_names=tuple(str(digit) for digit in range(10)),
     )
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kdnas.core import Architecture, Fidelity
 from kdnas.execute import ExecutionSummary, RayExecutor, SerialExecutor
@@ -34,6 +34,9 @@ from kdnas.experiment._settings import (
     prepare_search,
 )
 from kdnas.store import SQLiteStore, StoredEvaluation
+
+if TYPE_CHECKING:
+    from kdnas.train import KeepPolicy, WeightsFolder
 
 __all__ = [
     "SearchOutcome",
@@ -114,6 +117,7 @@ def run_search(
     callbacks: Sequence[object] = (),
     report_dir: str | os.PathLike[str] | None = None,
     teacher_dir: str | os.PathLike[str] | None = None,
+    keep_weights: KeepPolicy | None = None,
 ) -> SearchOutcome:
     """Run (or resume) a real multi-fidelity search and store every evaluation.
 
@@ -126,6 +130,9 @@ def run_search(
         callbacks: executor callbacks (progress bars).
         report_dir: if given, write ``report.json`` and the PNG plots there.
         teacher_dir: where teachers are saved (default: ``<store>.teachers``).
+        keep_weights: which full-data evaluations keep their trained weights in
+            ``<store>.weights`` (default: the best ``kdnas.train.DEFAULT_KEEP`` by validation
+            accuracy; ``KeepPolicy(0)`` keeps none).
 
     Raises:
         ValueError: unknown space, method or algorithm (the message lists the valid ones); a
@@ -151,7 +158,13 @@ def run_search(
         teachers = teacher_dir if teacher_dir is not None else teacher_dir_for(store_path)
         if teachers is not None:
             teachers = Path(teachers).resolve()  # Ray workers may run in another directory
-        objective = build_objective(settings, data, teachers, teacher_cache_dir_for(store_path))
+        objective = build_objective(
+            settings,
+            data,
+            teachers,
+            teacher_cache_dir_for(store_path),
+            weights=_weights_folder(store_path, keep_weights),
+        )
         optimizer = build_optimizer(settings, candidates, data.resolution)
         executor = executor or SerialExecutor()
         if settings.needs_teacher:
@@ -294,6 +307,19 @@ class _ReportKeeper:
             self.write(_RunSoFar(self.run_id, list(self.evaluations), self.replayed))
         except OSError as error:  # a report that cannot be written must not stop the search
             logger.warning("could not update the report: %s", error)
+
+
+def _weights_folder(
+    store_path: str | os.PathLike[str], policy: KeepPolicy | None
+) -> WeightsFolder | None:
+    """The store's kept-weights folder under ``policy`` (None: nothing kept)."""
+    from kdnas.train import KeepPolicy, WeightsFolder, weights_dir_for
+
+    policy = policy if policy is not None else KeepPolicy()
+    folder = weights_dir_for(store_path)
+    if folder is None or not policy.keeps_any:
+        return None
+    return WeightsFolder(folder, policy)
 
 
 def _prepare_teacher(objective: Any, part: int) -> dict[str, Any]:

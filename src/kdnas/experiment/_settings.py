@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from kdnas.search import CandidateSet
     from kdnas.spaces import SearchSpace
     from kdnas.store import SQLiteStore
-    from kdnas.train import TrainConfig, TrainingObjective
+    from kdnas.train import TrainConfig, TrainingObjective, WeightsFolder
 
 __all__ = [
     "PreparedSearch",
@@ -494,10 +494,11 @@ def build_objective(
     data: PreparedData,
     teacher_dir: str | Path | None,
     cache_dir: str | Path | None = None,
+    weights: WeightsFolder | None = None,
 ) -> TrainingObjective:
     """The training objective of ``settings`` (teachers saved under ``teacher_dir``, teacher
     summaries under ``cache_dir``, which every process sharing it reads: None keeps them in
-    the memory of each process)."""
+    the memory of each process; full-data evaluations keep their weights in ``weights``)."""
     from kdnas.spaces import get_space
     from kdnas.train import TeacherCache, TrainingObjective
 
@@ -514,6 +515,7 @@ def build_objective(
         teacher_epochs=settings.teacher_epochs,
         allow_chance_teacher=settings.allow_chance_teacher,
         teacher_file=settings.teacher_file,
+        weights=weights,
     )
 
 

@@ -26,6 +26,7 @@ from kdnas.train._distributed import (
     ResidentBatches,
     train_full,
 )
+from kdnas.train._epoch_checkpoint import EpochCheckpoint
 from kdnas.train._high_fidelity import DistributedHighFidelity
 from kdnas.train._objective import TrainingObjective
 from kdnas.train._teacher import (
@@ -52,8 +53,17 @@ from kdnas.train._trainer import (
     train_network,
 )
 from kdnas.train._user_teacher import ExportedTeacher, file_sha256, load_exported_teacher
+from kdnas.train._weights import (
+    DEFAULT_KEEP,
+    KeepPolicy,
+    WeightsError,
+    WeightsFolder,
+    weights_dir_for,
+    weights_key,
+)
 
 __all__ = [
+    "DEFAULT_KEEP",
     "LEGACY_FIELD_VALUES",
     "SCHEDULES",
     "TEACHER_DATA",
@@ -62,9 +72,11 @@ __all__ = [
     "ChanceLevel",
     "DistributedContext",
     "DistributedHighFidelity",
+    "EpochCheckpoint",
     "ExportedTeacher",
     "FullRun",
     "FullTrainingOutcome",
+    "KeepPolicy",
     "LiveTeacher",
     "ResidentBatches",
     "TeacherAtChanceError",
@@ -76,6 +88,8 @@ __all__ = [
     "TrainOutcome",
     "TrainResult",
     "TrainingObjective",
+    "WeightsError",
+    "WeightsFolder",
     "accuracy",
     "autocast",
     "cache_key",
@@ -91,4 +105,6 @@ __all__ = [
     "teacher_key",
     "train_full",
     "train_network",
+    "weights_dir_for",
+    "weights_key",
 ]

@@ -30,6 +30,7 @@ from kdnas.distill.base import TrainingLoss
 from kdnas.models.taps import network_taps
 from kdnas.train._cache import CachedTeacher, TeacherCache
 from kdnas.train._config import TrainConfig, TrainResult
+from kdnas.train._epoch_checkpoint import EpochCheckpoint
 from kdnas.train._teacher import TEACHER_DATA, ChanceLevel, TeacherStore
 from kdnas.train._teacher_life import Teacher
 from kdnas.train._trainer import (
@@ -40,6 +41,7 @@ from kdnas.train._trainer import (
     seeded_generators,
     train_network,
 )
+from kdnas.train._weights import WeightsFolder, weights_key
 
 if TYPE_CHECKING:
     from kdnas.spaces import SearchSpace
@@ -80,6 +82,8 @@ class TrainingObjective:
             refuse with ``TeacherAtChanceError``; its students would learn noise).
         teacher_file: a ``torch.export`` program (``.pt2``) the user trained: the teacher,
             instead of training the original network (its logits only: Hinton's KD).
+        weights: where full-data (part 1, cross-entropy) evaluations keep their trained
+            weights, under its keep policy (``kdnas.train.WeightsFolder``); None keeps none.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class TrainingObjective:
         teacher_epochs: int | None = None,
         allow_chance_teacher: bool = False,
         teacher_file: str | Path | None = None,
+        weights: WeightsFolder | None = None,
     ) -> None:
         if teacher_data not in TEACHER_DATA:
             raise ValueError(
@@ -126,6 +131,7 @@ class TrainingObjective:
         self.teacher_data = teacher_data
         self.teacher_epochs = teacher_epochs
         self.allow_chance_teacher = allow_chance_teacher
+        self.weights = weights
         #: The teacher's whole life (train or load, check, summarise, serve).
         self.teacher_life = Teacher(
             self,
@@ -263,11 +269,92 @@ class TrainingObjective:
         The original network at the teacher's fidelity is the teacher: its result is the
         teacher's (trained once, ``reused_from`` naming it when read back)."""
         if self.teacher_life.serves(arch, fidelity):
-            return self.teacher_life.evaluation(fidelity)
-        return self._fit(arch, fidelity)[1]
+            result = self.teacher_life.evaluation(fidelity)
+            network = (
+                self.teacher_life.entry(fidelity.part).network if result.status == "ok" else None
+            )
+        else:
+            checkpoint = self.checkpoint(arch, fidelity)
+            network, result = self._fit(arch, fidelity, checkpoint)
+            if checkpoint is not None and result.status != "failed":
+                checkpoint.clear()  # finished (or diverged): nothing left to resume
+        if network is not None and self.weights is not None and self.keeps(fidelity):
+            self.weights.save(
+                self.weights_key(arch, fidelity),
+                network,
+                self.weights_record(arch, fidelity, result),
+            )
+        return result
 
-    def _fit(self, arch: Architecture, fidelity: Fidelity) -> tuple[nn.Module | None, TrainResult]:
-        """Train ``arch`` at ``fidelity``: the trained network (None unless ok) and result."""
+    def checkpoint(self, arch: Architecture, fidelity: Fidelity) -> EpochCheckpoint | None:
+        """Where a full-data evaluation saves its state after every epoch, to resume an
+        interrupted one: beside its kept weights (None when weights are not kept)."""
+        if self.weights is None or not self.keeps(fidelity):
+            return None
+        key = self.weights_key(arch, fidelity)
+        return EpochCheckpoint(self.weights.directory / f"{key}.ckpt", key)
+
+    @staticmethod
+    def keeps(fidelity: Fidelity) -> bool:
+        """Whether evaluations at ``fidelity`` keep their weights: the full-data ones (part
+        1, plain cross-entropy), the networks a search hands over."""
+        return fidelity.part == 1 and fidelity.method == "nokd"
+
+    def weights_key(self, arch: Architecture, fidelity: Fidelity) -> str:
+        """The key ``arch``'s weights at ``fidelity`` are kept under (``weights_key``)."""
+        return weights_key(
+            arch.key(),
+            fidelity.epochs or self.config.epochs,
+            self.seed,
+            self.config.protocol_dict(),
+            self.subset(fidelity.part).content_hash,
+        )
+
+    def weights_record(
+        self, arch: Architecture, fidelity: Fidelity, result: TrainResult
+    ) -> dict[str, Any]:
+        """What kept weights are recorded with: enough to rebuild, preprocess and name
+        classes without the store or the data, and the evaluation they come from."""
+        from kdnas import __version__
+
+        data = self.data
+        return {
+            "space": self.space.name,
+            "arch": arch.to_json(),
+            "arch_key": arch.key(),
+            "fidelity": {
+                "part": fidelity.part,
+                "method": fidelity.method,
+                "epochs": fidelity.epochs,
+            },
+            "epochs": fidelity.epochs or self.config.epochs,
+            "seed": self.seed,
+            "dataset": data.name,
+            "subset_hash": self.subset(fidelity.part).content_hash,
+            "num_classes": data.num_classes,
+            "class_names": list(data.dataset.class_names),
+            "preprocessing": {
+                "resolution": data.resolution,
+                "channels": data.in_channels,
+                "mean": list(data.mean),
+                "std": list(data.std),
+                "valid_fraction": data.valid_fraction,
+                "split_seed": data.split_seed,
+            },
+            "train_config": self.config.to_dict(),
+            "valid_acc": result.valid_acc,
+            "test_acc": result.test_acc,
+            "params": result.params,
+            "multiply_adds": result.multiply_adds,
+            "kdnas_version": __version__,
+            "torch_version": torch.__version__,
+        }
+
+    def _fit(
+        self, arch: Architecture, fidelity: Fidelity, checkpoint: EpochCheckpoint | None = None
+    ) -> tuple[nn.Module | None, TrainResult]:
+        """Train ``arch`` at ``fidelity``: the trained network (None unless ok) and result;
+        with ``checkpoint``, saved after every epoch and resumed from it."""
         start = time.perf_counter()
         teacher_s = 0.0
         subset_hash = ""
@@ -284,7 +371,9 @@ class TrainingObjective:
                 loss = self._loss(fidelity, network, teacher)
             if teacher is not None:
                 source = self.teacher_life.source(fidelity, loss, teacher)
-            result = self._train(arch, network, loss, fidelity.part, fidelity.epochs, source)
+            result = self._train(
+                arch, network, loss, fidelity.part, fidelity.epochs, source, checkpoint
+            )
         except (ValueError, RuntimeError, TypeError) as error:
             logger.warning(
                 "evaluation of %s at %s failed: %s", arch.key(), fidelity.label(), error
@@ -341,11 +430,19 @@ class TrainingObjective:
         part: int,
         epochs: int | None,
         source: TeacherSource | None,
+        checkpoint: EpochCheckpoint | None = None,
     ) -> TrainResult:
         images = self.train_images(part)
         with seeded_generators(self.device, stream_seed(self.seed, 0, "dropout")):
             outcome = train_network(
-                network, loss, images, self.config, self.seed, epochs=epochs, teacher=source
+                network,
+                loss,
+                images,
+                self.config,
+                self.seed,
+                epochs=epochs,
+                teacher=source,
+                checkpoint=checkpoint,
             )
         ok = outcome.status == "ok"
         valid = accuracy(network, self.eval_images("valid"), self.config) if ok else math.nan

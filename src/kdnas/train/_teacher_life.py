@@ -27,6 +27,7 @@ from kdnas.data import stream_seed
 from kdnas.distill.base import TrainingLoss
 from kdnas.train._cache import CachedTeacher, TeacherCache, cache_key
 from kdnas.train._config import TrainResult
+from kdnas.train._epoch_checkpoint import EpochCheckpoint
 from kdnas.train._teacher import (
     ChanceLevel,
     TeacherAtChanceError,
@@ -337,8 +338,16 @@ class Teacher:
             fidelity.label(),
             key,
         )
-        network, result = self._objective._fit(original, fidelity)
+        # Saved after every epoch, so that an interrupted teacher resumes from its last one.
+        checkpoint = (
+            EpochCheckpoint(self.store.directory / f"{key}.ckpt", key)
+            if self.store is not None
+            else None
+        )
+        network, result = self._objective._fit(original, fidelity, checkpoint)
         if result.status != "ok":
+            if checkpoint is not None and result.status == "diverged":
+                checkpoint.clear()
             return TeacherEntry(None, result, loaded=False)
         if self.store is not None:
             self.store.save(
@@ -359,6 +368,8 @@ class Teacher:
                     "result": result.to_dict(),
                 },
             )
+        if checkpoint is not None:
+            checkpoint.clear()  # the teacher is saved whole: nothing left to resume
         return TeacherEntry(network, result, loaded=False)
 
     def serves(self, arch: Architecture, fidelity: Fidelity) -> bool:

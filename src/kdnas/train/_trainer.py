@@ -25,6 +25,7 @@ from kdnas.data import DeviceImages, epoch_plan
 from kdnas.distill.base import TrainingLoss
 from kdnas.models.taps import network_taps
 from kdnas.train._config import TrainConfig
+from kdnas.train._epoch_checkpoint import EpochCheckpoint
 
 __all__ = [
     "LiveTeacher",
@@ -188,7 +189,8 @@ class TrainOutcome:
         epochs: epochs completed (a diverged epoch does not count).
         final_loss: mean total loss of the last completed epoch (or of the diverged one).
         terms: mean of each named term over that epoch.
-        train_time_s: seconds spent in the epochs.
+        train_time_s: seconds spent in the epochs (those of an interrupted call included).
+        resumed_from_epoch: epochs restored from a checkpoint (0: a fresh start).
     """
 
     status: str = "ok"
@@ -196,6 +198,7 @@ class TrainOutcome:
     final_loss: float = math.nan
     terms: dict[str, float] = field(default_factory=dict)
     train_time_s: float = 0.0
+    resumed_from_epoch: int = 0
 
 
 def _synchronize(device: torch.device) -> None:
@@ -212,6 +215,7 @@ def train_network(
     *,
     epochs: int | None = None,
     teacher: TeacherSource | None = None,
+    checkpoint: EpochCheckpoint | None = None,
 ) -> TrainOutcome:
     """Train ``model`` (in place) with ``loss`` on all images of ``train``.
 
@@ -226,6 +230,9 @@ def train_network(
             initialise the model before calling).
         epochs: number of epochs to train (default ``config.epochs``).
         teacher: the source of teacher summaries; required when ``loss.needs_teacher``.
+        checkpoint: save the training's state after every epoch there, and resume from it
+            when it holds an earlier call's (``EpochCheckpoint``); the result equals an
+            uninterrupted run's.
 
     Returns:
         A ``TrainOutcome``; a NaN or infinite loss stops training with status "diverged".
@@ -248,9 +255,25 @@ def train_network(
     # Check each step on the CPU (free); on CUDA once per epoch, to avoid a sync per step.
     check_each_step = device.type != "cuda"
     kernel_mode(config.deterministic)
+    first_epoch = 0
+    earlier_s = 0.0
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        loss.load_state_dict(saved["loss"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in saved:
+            torch.cuda.set_rng_state(saved["rng_cuda"], device)
+        step = int(saved["step"])
+        first_epoch = outcome.epochs = outcome.resumed_from_epoch = int(saved["epochs"])
+        outcome.final_loss = float(saved["final_loss"])
+        outcome.terms = {k: float(v) for k, v in saved["terms"].items()}
+        earlier_s = float(saved["train_time_s"])
+        logger.info("resuming from the checkpoint of epoch %d (%s)", first_epoch, checkpoint)
     _synchronize(device)
     start = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, epochs):
         for group in optimizer.param_groups:
             group["lr"] = schedule.learning_rate(epoch)
         plan = epoch_plan(
@@ -296,10 +319,26 @@ def train_network(
             teacher.end_epoch(epoch)
         outcome.epochs = epoch + 1
         logger.debug("epoch %d: %s", epoch, epoch_terms)
+        if checkpoint is not None and outcome.epochs < epochs:
+            _synchronize(device)
+            state: dict[str, object] = {
+                "model": model.state_dict(),
+                "loss": loss.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "step": step,
+                "epochs": outcome.epochs,
+                "final_loss": outcome.final_loss,
+                "terms": dict(outcome.terms),
+                "train_time_s": earlier_s + time.perf_counter() - start,
+            }
+            if device.type == "cuda":
+                state["rng_cuda"] = torch.cuda.get_rng_state(device)
+            checkpoint.save(state)
     if config.precise_bn and outcome.status == "ok":
         recompute_batchnorm_statistics(model, train, config, seed, epoch=epochs)
     _synchronize(device)
-    outcome.train_time_s = time.perf_counter() - start
+    outcome.train_time_s = earlier_s + time.perf_counter() - start
     return outcome
 
 
