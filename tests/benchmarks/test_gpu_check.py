@@ -249,6 +249,8 @@ def test_measurements_run_at_toy_size_or_skip_with_the_reason(gpu_check, tmp_pat
     assert log.startswith("python:") and "section" in log and "gpu_check: 0 PASS" in log
 
 
+# A measurement at toy size (its figures only show the code runs), ~30 s on 2 busy cores: slow.
+@pytest.mark.slow
 @no_cuda
 def test_trainer_loop_packing_and_start_up_measure_against_their_baselines(
     gpu_check, tmp_path
