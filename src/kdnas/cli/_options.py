@@ -16,6 +16,7 @@ __all__ = [
     "check_run_arguments",
     "dataset_help",
     "executor_from_args",
+    "protocol_settings",
     "training_overrides",
 ]
 
@@ -167,6 +168,28 @@ def training_overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["deterministic"] = True
     overrides.update(short_run_overrides(args))
     return overrides
+
+
+def protocol_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``SearchSettings`` fields that ``add_protocol_arguments`` and the data, limit and
+    teacher options declare, as the command line gives them (search and bench build)."""
+    return {
+        "lf_epochs": args.lf_epochs,
+        "hf_epochs": args.hf_epochs,
+        "epochs": args.epochs,
+        "width_multiplier": args.width_multiplier,
+        "valid_fraction": args.valid_fraction,
+        "train": training_overrides(args),
+        "teacher_data": args.teacher_data,
+        "allow_chance_teacher": args.allow_chance_teacher,
+        "resolution": args.resolution,
+        "test_fraction": args.test_fraction,
+        "max_params": args.max_params,
+        "max_multiply_adds": args.max_multiply_adds,
+        "max_latency_ms": args.max_latency_ms,
+        "latency_batch_size": args.latency_batch_size,
+        "teacher_file": args.teacher,
+    }
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:

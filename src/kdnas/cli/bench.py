@@ -107,7 +107,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     from kdnas.cli import UsageError
     from kdnas.cli._console import make_console, shown
-    from kdnas.cli._options import check_run_arguments, executor_from_args, training_overrides
+    from kdnas.cli._options import check_run_arguments, executor_from_args, protocol_settings
     from kdnas.experiment import SearchSettings
     from kdnas.experiment._bench import BenchGrid, run_bench_build
     from kdnas.spaces import get_space
@@ -136,22 +136,8 @@ def run_build(args: argparse.Namespace) -> int:
         n_candidates=args.archs,
         candidate_seed=args.arch_seed,
         seed=args.seed,
-        lf_epochs=args.lf_epochs,
-        hf_epochs=args.hf_epochs,
-        epochs=args.epochs,
-        width_multiplier=args.width_multiplier,
-        valid_fraction=args.valid_fraction,
-        train=training_overrides(args),
         device=device,
-        teacher_data=args.teacher_data,
-        allow_chance_teacher=args.allow_chance_teacher,
-        resolution=args.resolution,
-        test_fraction=args.test_fraction,
-        max_params=args.max_params,
-        max_multiply_adds=args.max_multiply_adds,
-        max_latency_ms=args.max_latency_ms,
-        latency_batch_size=args.latency_batch_size,
-        teacher_file=args.teacher,
+        **protocol_settings(args),
     )
     grid = BenchGrid(settings, args.parts, methods, high_fidelity=not args.no_high_fidelity)
     total = args.archs * (

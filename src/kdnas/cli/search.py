@@ -103,7 +103,7 @@ def register(subparsers: Any) -> None:
 def settings_from_args(args: argparse.Namespace) -> Any:
     """The ``SearchSettings`` of the command line (validated: bad names list valid ones)."""
     from kdnas.cli import hyperparameter_overrides
-    from kdnas.cli._options import training_overrides
+    from kdnas.cli._options import protocol_settings
     from kdnas.experiment import SearchSettings
     from kdnas.spaces import get_space
 
@@ -119,26 +119,12 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         n_candidates=args.candidates,
         candidate_seed=args.candidate_seed,
         seed=args.seed,
-        lf_epochs=args.lf_epochs,
-        hf_epochs=args.hf_epochs,
-        epochs=args.epochs,
-        width_multiplier=args.width_multiplier,
-        valid_fraction=args.valid_fraction,
         budget_evaluations=args.budget_evaluations,
         budget_seconds=args.budget_seconds,
         beta=args.beta,
-        train=training_overrides(args),
         hyperparameters={args.method: overrides} if overrides else {},
         device=args.device,
-        teacher_data=args.teacher_data,
-        allow_chance_teacher=args.allow_chance_teacher,
-        resolution=args.resolution,
-        test_fraction=args.test_fraction,
-        max_params=args.max_params,
-        max_multiply_adds=args.max_multiply_adds,
-        max_latency_ms=args.max_latency_ms,
-        latency_batch_size=args.latency_batch_size,
-        teacher_file=args.teacher,
+        **protocol_settings(args),
     )
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from kdnas.train._teacher import atomic_write
+from kdnas.train._weights import UNREADABLE_TORCH_FILE
 
 __all__ = ["EpochCheckpoint"]
 
@@ -54,15 +54,7 @@ class EpochCheckpoint:
             state = torch.load(
                 io.BytesIO(self.path.read_bytes()), map_location="cpu", weights_only=True
             )
-        except (
-            OSError,
-            RuntimeError,
-            ValueError,
-            EOFError,
-            IndexError,
-            KeyError,
-            pickle.UnpicklingError,
-        ) as error:  # a torn or foreign file: what the unpickler raises on it varies
+        except (OSError, *UNREADABLE_TORCH_FILE) as error:  # a torn or foreign file
             logger.warning(
                 "checkpoint %s is unreadable (%s): training from the start", self.path, error
             )

@@ -36,6 +36,17 @@ from torch import nn
 
 from kdnas.train._teacher import atomic_write
 
+#: What ``torch.load(weights_only=True)`` raises on a torn, foreign or hostile file (the
+#: unpickler's error varies with where the bytes break).
+UNREADABLE_TORCH_FILE: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    pickle.UnpicklingError,
+)
+
 __all__ = [
     "DEFAULT_KEEP",
     "KeepPolicy",
@@ -271,14 +282,7 @@ def read_state_dict(path: Path, sha256: object) -> dict[str, torch.Tensor]:
         )
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (
-        RuntimeError,
-        ValueError,
-        EOFError,
-        IndexError,
-        KeyError,
-        pickle.UnpicklingError,
-    ) as error:
+    except UNREADABLE_TORCH_FILE as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise WeightsError(f"{path}: not a PyTorch state dict ({reason})") from None
     if not isinstance(state, dict) or not all(
