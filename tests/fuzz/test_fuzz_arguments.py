@@ -90,6 +90,10 @@ def stubbed_work(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(TrainingObjective, "train", _stub)
     monkeypatch.setattr(train_full, "run_full", _stub)
     monkeypatch.setattr(train_full, "relaunch_with_torchrun", _stub)
+    # A dashboard that would serve (its store opened and checked) stops there.
+    from kdnas.dashboard import DashboardServer
+
+    monkeypatch.setattr(DashboardServer, "serve_forever", _stub)
     monkeypatch.delenv("KDNAS_BENCHMARK", raising=False)
     monkeypatch.delenv("KDNAS_DATA", raising=False)
     import torch
