@@ -59,3 +59,44 @@ def test_the_previous_release_run_goes_on_with_a_larger_budget(
     summary = _search(store, 4, capsys)
     assert (summary["replayed"], summary["new"]) == (3, 1)
     assert summary["teacher"]["loaded"]
+
+
+#: The command that wrote gray-folder.sqlite (its README), less the budget.
+GRAY_COMMAND = [
+    "search", "--dataset", "imgs", "--algorithm", "gp-ucb", "--candidates", "2", "--n-lf", "1",
+    "--epochs", "1", "--width-multiplier", "0.125", "--threads", "1", "--json",
+]  # fmt: skip
+
+
+def write_gray_folder(root: Path) -> None:
+    """The fixture's image folder: classes 0-2 of the first 160 digits as 8-bit gray PNGs."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for split, rows in (("train", range(0, 120)), ("test", range(120, 160))):
+        for i in rows:
+            label = int(digits.target[i])
+            if label > 2:
+                continue
+            folder = root / split / f"class{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            pixels = (digits.images[i] * 255 / 16).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(folder / f"{i}.png")
+
+
+def test_a_gray_folder_run_of_the_previous_release_resumes_on_the_data_it_was_made_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kdnas now loads gray images as one channel (another data hash); a run made when they
+    were three equal channels resumes on those, and other settings are still refused."""
+    monkeypatch.chdir(tmp_path)
+    write_gray_folder(tmp_path / "imgs")
+    shutil.copy(RELEASE / "gray-folder.sqlite", tmp_path / "gray.sqlite")
+    command = [*GRAY_COMMAND, "--store", "gray.sqlite"]
+    assert main([*command, "--budget-evaluations", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["replayed"], summary["new"]) == (1, 0)
+    assert main([*command, "--budget-evaluations", "1", "--seed", "5"]) == 2
+    assert "seed: 0 (stored) vs 5 (now)" in capsys.readouterr().err

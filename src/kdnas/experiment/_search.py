@@ -30,10 +30,11 @@ from kdnas.experiment._settings import (
     SearchSettings,
     build_objective,
     build_optimizer,
+    gray_folder_as_before,
     open_search_run,
     prepare_search,
 )
-from kdnas.store import SQLiteStore, StoredEvaluation
+from kdnas.store import RunMismatchError, SQLiteStore, StoredEvaluation
 
 if TYPE_CHECKING:
     from kdnas.train import KeepPolicy, WeightsFolder
@@ -154,7 +155,24 @@ def run_search(
     # Everything cheap is checked before the teacher trains or its folder is made: the store
     # is a kdnas store, and the run is new or was made with these settings.
     with SQLiteStore(store_path) as store:
-        config = open_search_run(store, run_id, config)
+        try:
+            config = open_search_run(store, run_id, config)
+        except RunMismatchError as mismatch:
+            # A run made on a grayscale image folder by kdnas 0.1, which loaded it with three
+            # equal channels: it resumes on the data as it was made with.
+            if prepared.data.in_channels != 1 or not gray_folder_as_before(settings):
+                raise
+            as_before = prepare_search(
+                settings,
+                latency_cache=LatencyCache(latency_cache_for(store_path)),
+                gray_as_rgb=True,
+            )
+            try:
+                config = open_search_run(store, run_id, as_before.config)
+            except RunMismatchError:
+                raise mismatch from None
+            prepared = as_before
+            data, archs, candidates = prepared.data, list(prepared.archs), prepared.candidates
         teachers = teacher_dir if teacher_dir is not None else teacher_dir_for(store_path)
         if teachers is not None:
             teachers = Path(teachers).resolve()  # Ray workers may run in another directory

@@ -256,18 +256,34 @@ class SearchSettings:
         return dataclasses.asdict(self)
 
 
-def load_data(settings: SearchSettings) -> PreparedData:
+def load_data(settings: SearchSettings, gray_as_rgb: bool = False) -> PreparedData:
     """The dataset of ``settings``, split and normalised.
+
+    Args:
+        gray_as_rgb: a grayscale image folder as kdnas 0.1 loaded it, three equal channels
+            (its stores resume under the data hash they were made with); other data as usual.
 
     Raises:
         kdnas.data.DatasetError: a missing or corrupt dataset (the message names the path).
     """
-    from kdnas.data import load_dataset, prepare
+    from kdnas.data import ImageSet, load_dataset, prepare
 
     dataset = load_dataset(
         settings.dataset, resolution=settings.resolution, test_fraction=settings.test_fraction
     )
+    if gray_as_rgb and dataset.in_channels == 1:
+
+        def rgb(images: ImageSet) -> ImageSet:
+            return ImageSet(images.images.repeat(1, 3, 1, 1), images.labels)
+
+        dataset = dataclasses.replace(dataset, train=rgb(dataset.train), test=rgb(dataset.test))
     return prepare(dataset, valid_fraction=settings.valid_fraction, resolution=settings.resolution)
+
+
+def gray_folder_as_before(settings: SearchSettings) -> bool:
+    """Whether ``settings.dataset`` is an image folder that kdnas 0.1 loaded with three equal
+    channels where kdnas now loads one (the embedded digits were always one channel)."""
+    return settings.dataset != "digits" and Path(settings.dataset).is_dir()
 
 
 def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Architecture]:
@@ -325,6 +341,7 @@ def prepare_search(
     settings: SearchSettings,
     archs: Sequence[Architecture] | None = None,
     latency_cache: LatencyCache | None = None,
+    gray_as_rgb: bool = False,
 ) -> PreparedSearch:
     """The space, data, candidates and run configuration of ``settings``; ``archs`` (each
     checked against the space) replaces the sample of ``n_candidates``. With size limits, the
@@ -339,7 +356,7 @@ def prepare_search(
     from kdnas.spaces import get_space, is_builtin_space
 
     space = get_space(settings.space)
-    data = load_data(settings)
+    data = load_data(settings, gray_as_rgb)
     if not is_builtin_space(settings.space):
         check_user_space(space, settings, data)
     if settings.teacher_file is not None:
