@@ -59,6 +59,49 @@ def test_nofav_leaves_out_the_proxy_favourites_and_keeps_two_thirds() -> None:
     assert len(rows) == 2 * arrays.size // 3 - len(favourites)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_decoy_puts_poor_architectures_at_the_top_of_the_proxy(seed: int) -> None:
+    arrays = _space(seed=seed)
+    rows = draw_subspace(arrays, "decoy", np.random.default_rng(seed))
+    assert len(rows) == arrays.size // 3 and len(np.unique(rows)) == len(rows)
+    count = max(3, arrays.size // 30)
+    top = rows[np.argsort(-arrays.multiply_adds[rows])[:count]]
+    median = np.median(arrays.hf_valid)
+    # The proxy's favourites of the sub-space are all below the whole space's median...
+    assert np.all(arrays.hf_valid[top] <= median)
+    # ...and came from the proxy's top 40 % of the whole space.
+    assert np.all(stats.rankdata(arrays.multiply_adds)[top] / arrays.size > 0.6)
+    assert arrays.hf_valid[rows].argmax() not in set(np.searchsorted(rows, top))
+
+
+def test_decoy_without_enough_poor_favourites_is_a_clear_error() -> None:
+    # Seed 2 of the toy has 3 poor architectures in the proxy's top 40 %, and 4 are needed.
+    with pytest.raises(RuntimeError, match="3 poor high-proxy architectures, need 4"):
+        draw_subspace(_space(seed=2), "decoy", np.random.default_rng(2))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_buried_hides_the_optimum_in_the_lower_half_of_the_proxy(seed: int) -> None:
+    arrays = _space(seed=seed)
+    rows = draw_subspace(arrays, "buried", np.random.default_rng(seed))
+    sub = arrays.subset(rows)
+    assert sub.size == arrays.size // 3
+    assert sub.multiply_adds[sub.optimum] <= np.median(sub.multiply_adds)
+    # The proxy still ranks the rest (Spearman 0.61-0.75 over seeds 0-4 of the toy).
+    assert proxy_correlation(sub) > 0.3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_narrow_is_a_window_of_consecutive_multiply_adds_below_the_top_sixth(seed: int) -> None:
+    arrays = _space(seed=seed)
+    rows = draw_subspace(arrays, "narrow", np.random.default_rng(seed))
+    order = np.argsort(arrays.multiply_adds, kind="stable")
+    positions = np.sort(np.flatnonzero(np.isin(order, rows)))
+    assert len(rows) == arrays.size // 3
+    assert np.all(np.diff(positions) == 1)  # consecutive in the proxy's order
+    assert positions[-1] < arrays.size - arrays.size // 6
+
+
 def test_random_and_whole() -> None:
     arrays = _space()
     assert np.array_equal(draw_subspace(arrays, "whole", np.random.default_rng(0)), np.arange(120))
@@ -82,7 +125,16 @@ def test_bad_input_is_a_clear_error() -> None:
     )
     with pytest.raises(ValueError, match="needs the multiply-adds"):
         draw_subspace(without_proxy, "low", np.random.default_rng(0))
-    assert set(REGIMES) == {"whole", "random", "low", "negative", "nofav"}
+    assert set(REGIMES) == {
+        "whole",
+        "random",
+        "low",
+        "negative",
+        "nofav",
+        "decoy",
+        "buried",
+        "narrow",
+    }
 
 
 def test_an_impossible_band_gives_up_with_a_clear_error() -> None:
@@ -117,6 +169,12 @@ def test_on_the_paper_spaces_the_proxy_is_good_and_hostile_draws_hold_their_band
         for _ in range(3):
             sub = arrays.subset(draw_subspace(arrays, "negative", rng))
             assert sub.size == arrays.size // 6 and proxy_correlation(sub) <= -0.3
+        for regime in ("decoy", "buried"):
+            rng = cell_rng(1, "adaptive-subspaces", space, regime)
+            for _ in range(3):
+                sub = arrays.subset(draw_subspace(arrays, regime, rng))
+                # Either way the proxy's favourite of the sub-space is not its optimum.
+                assert np.argmax(sub.multiply_adds) != sub.optimum
 
 
 def test_draw_spaces_fixes_seeds_and_sub_spaces_per_draw() -> None:

@@ -13,6 +13,21 @@ are also run on sub-spaces drawn so that it fails. The regimes (``REGIMES``):
 - ``nofav``: a random 2/3 without the proxy's top 10 % of the whole space (its favourites
   are absent, so its ranking at the top is all that is left).
 
+Three more kinds, each a different way for a proxy to mislead a search for the optimum:
+
+- ``decoy``: 1/3 of the architectures whose proxy favourites are poor: k = max(3, N/30)
+  architectures from the proxy's top 40 % with HF accuracy below the whole space's median
+  are the sub-space's k highest proxies, the rest are drawn below them (the proxy still ranks
+  the rest, but its first k picks are wasted);
+- ``buried``: 1/3 of the architectures whose optimum has a proxy at or below the sub-space's
+  median (it is drawn from the proxy's lower half with HF accuracy in the upper half, and
+  the rest from the architectures less accurate than it): the proxy leads to good
+  architectures, never to the best one;
+- ``narrow``: 1/3 of the architectures with consecutive multiply-adds, the window starting
+  uniformly in the lower half of the proxy's ranking: a space with little spread in compute,
+  where the standardised proxy looks as informative as on the whole space but is not (the
+  proxy's top sixth is never in it).
+
 ``low`` and ``negative`` are drawn with weights exp(-g u v), u and v the centred ranks of the
 proxy and of HF accuracy in the whole space and g uniform in [0, 150] per attempt, so that
 architectures on which the two disagree are favoured; an attempt is kept when its correlation
@@ -31,7 +46,16 @@ from kdnas.replay.arrays import SpaceArrays, cell_rng
 
 __all__ = ["REGIMES", "draw_spaces", "draw_subspace", "proxy_correlation"]
 
-REGIMES: tuple[str, ...] = ("whole", "random", "low", "negative", "nofav")
+REGIMES: tuple[str, ...] = (
+    "whole",
+    "random",
+    "low",
+    "negative",
+    "nofav",
+    "decoy",
+    "buried",
+    "narrow",
+)
 
 #: (lowest, highest) proxy-vs-HF Spearman correlation of a sub-space of each banded regime.
 CORRELATION_BANDS: dict[str, tuple[float, float]] = {"low": (-0.2, 0.2), "negative": (-1.0, -0.3)}
@@ -66,6 +90,8 @@ def draw_subspace(
         favourites = np.argsort(-arrays.multiply_adds)[: max(1, arrays.size // 10)]
         rest = np.setdiff1d(np.arange(arrays.size), favourites)
         return np.sort(rng.choice(rest, (2 * arrays.size) // 3 - len(favourites), replace=False))
+    if regime in _CONSTRUCTED:
+        return _CONSTRUCTED[regime](arrays, rng)
     low, high = CORRELATION_BANDS[regime]
     proxy_rank = stats.rankdata(arrays.multiply_adds) / arrays.size - 0.5
     accuracy_rank = stats.rankdata(arrays.hf_valid) / arrays.size - 0.5
@@ -78,6 +104,53 @@ def draw_subspace(
         if low <= rho <= high:
             return rows
     raise RuntimeError(f"{arrays.space}: no {regime} sub-space in {max_attempts:,} draws")
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks as fractions in (0, 1]."""
+    return stats.rankdata(values) / len(values)
+
+
+def _decoy(arrays: SpaceArrays, rng: np.random.Generator) -> np.ndarray:
+    size, count = arrays.size // 3, max(3, arrays.size // 30)
+    proxy_rank = _ranks(arrays.multiply_adds)
+    poor = np.flatnonzero((proxy_rank > 0.6) & (_ranks(arrays.hf_valid) <= 0.5))
+    if len(poor) < count:
+        raise RuntimeError(
+            f"{arrays.space}: {len(poor)} poor high-proxy architectures, need {count}"
+        )
+    decoys = rng.choice(poor, count, replace=False)
+    below = np.flatnonzero(arrays.multiply_adds < arrays.multiply_adds[decoys].min())
+    if len(below) < size - count:
+        raise RuntimeError(f"{arrays.space}: too few architectures below the decoys")
+    return np.sort(np.concatenate([decoys, rng.choice(below, size - count, replace=False)]))
+
+
+def _buried(
+    arrays: SpaceArrays, rng: np.random.Generator, max_attempts: int = 1_000
+) -> np.ndarray:
+    size = arrays.size // 3
+    targets = np.flatnonzero(
+        (_ranks(arrays.multiply_adds) <= 0.5) & (_ranks(arrays.hf_valid) > 0.5)
+    )
+    for _ in range(max_attempts):
+        target = int(rng.choice(targets))
+        worse = np.flatnonzero(arrays.hf_valid < arrays.hf_valid[target])
+        if len(worse) < size - 1:
+            continue
+        rows = np.sort(np.append(rng.choice(worse, size - 1, replace=False), target))
+        if arrays.multiply_adds[target] <= np.median(arrays.multiply_adds[rows]):
+            return rows
+    raise RuntimeError(f"{arrays.space}: no buried sub-space in {max_attempts:,} draws")
+
+
+def _narrow(arrays: SpaceArrays, rng: np.random.Generator) -> np.ndarray:
+    size = arrays.size // 3
+    start = int(rng.integers(0, arrays.size // 2 + 1))
+    return np.sort(np.argsort(arrays.multiply_adds, kind="stable")[start : start + size])
+
+
+_CONSTRUCTED = {"decoy": _decoy, "buried": _buried, "narrow": _narrow}
 
 
 def draw_spaces(

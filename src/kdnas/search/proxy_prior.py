@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy import stats
 
 from kdnas.core import HIGH_FIDELITY, Architecture, Fidelity
 from kdnas.search.candidates import CandidateSet
@@ -69,6 +70,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: How the proxy model is weighed against the plain GP: by marginal likelihood, or by a
+#: sequential test of the proxy's rank agreement with the high-fidelity results.
+PROXY_TRUST: tuple[str, ...] = ("likelihood", "agreement")
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,9 @@ class ProxyPriorConfig:
     proxy_slope_std: float = 0.0
     proxy_residual_std: float = 0.012
     proxy_averaging: bool = True
+    proxy_prior_probability: float = 0.5
+    proxy_trust: str = "likelihood"
+    agreement_tau: float = 0.4
 
     def __post_init__(self) -> None:
         if self.screen_fidelity == self.high_fidelity:
@@ -136,6 +144,20 @@ class ProxyPriorConfig:
         if not (math.isfinite(self.proxy_slope_std) and self.proxy_slope_std >= 0.0):
             raise ValueError(
                 f"ProxyPriorConfig.proxy_slope_std must be >= 0, got {self.proxy_slope_std}"
+            )
+        if not 0.0 < self.proxy_prior_probability <= 1.0:
+            raise ValueError(
+                "ProxyPriorConfig.proxy_prior_probability must be in (0, 1], got "
+                f"{self.proxy_prior_probability}"
+            )
+        if self.proxy_trust not in PROXY_TRUST:
+            raise ValueError(
+                f"ProxyPriorConfig.proxy_trust must be one of {', '.join(PROXY_TRUST)}, got "
+                f"{self.proxy_trust!r}"
+            )
+        if not 0.0 < self.agreement_tau < 1.0:
+            raise ValueError(
+                f"ProxyPriorConfig.agreement_tau must be in (0, 1), got {self.agreement_tau}"
             )
         if not (math.isfinite(self.proxy_residual_std) and self.proxy_residual_std > 0.0):
             raise ValueError(
@@ -301,7 +323,15 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         plain = fit_noisy_gp(features[idx], targets, noise)
         # Both are densities of the same targets: p(y | proxy) = N(y - b z; m, K), and the
         # plug-in slope b makes the proxy model's evidence a little optimistic.
-        difference = plain.log_marginal_likelihood - with_proxy.log_marginal_likelihood
+        prior = self.config.proxy_prior_probability
+        if self.config.proxy_trust == "agreement":
+            difference = -self._agreement_log_odds(high_idx, high_val)
+        else:
+            difference = plain.log_marginal_likelihood - with_proxy.log_marginal_likelihood
+        if prior < 1.0:
+            difference += math.log((1.0 - prior) / prior)
+        else:
+            difference = -math.inf
         weight = 1.0 / (1.0 + math.exp(min(difference, 700.0)))
         self._proxy_weight = weight
         plain_mean, plain_std = plain.predict(features, return_std=True)
@@ -310,6 +340,20 @@ class ProxyPriorGPUCB(HighFidelitySearch):
             plain_std**2 + plain_mean**2
         )
         return mixed, np.sqrt(np.maximum(second_moment - mixed**2, 0.0))
+
+    def _agreement_log_odds(self, idx: np.ndarray, values: np.ndarray) -> float:
+        """log Bayes factor of "the proxy ranks the results with Kendall tau = agreement_tau"
+        against "it does not rank them" (tau = 0), from Kendall's tau of the proxy and the
+        high-fidelity results so far (normal approximation, variance under independence)."""
+        n = len(idx)
+        if n < 2 or self._proxy is None:
+            return 0.0
+        tau = stats.kendalltau(self._proxy[idx], values).statistic
+        if not math.isfinite(tau):
+            return 0.0
+        variance = 2.0 * (2 * n + 5) / (9.0 * n * (n - 1))
+        expected = self.config.agreement_tau
+        return (tau**2 - (tau - expected) ** 2) / (2.0 * variance)
 
     def proxy_weight(self) -> float:
         """Posterior probability of the proxy model at the last ``ask`` (0 without a proxy;
