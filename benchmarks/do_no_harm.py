@@ -70,9 +70,10 @@ BEFORE = ProxyPriorConfig(
     proxy_residual_std=0.012,
     proxy_averaging=True,
     proxy_prior_probability=0.5,
+    contrast_after=0,
 )
 #: Today's method with the settings it had before any sub-space was looked at.
-UNTUNED = ProxyPriorConfig(beta=0.5, proxy_prior_probability=0.5)
+UNTUNED = ProxyPriorConfig(beta=0.5, proxy_prior_probability=0.5, contrast_after=2)
 
 Factory = Callable[[CandidateSet, SpaceArrays, int], Optimizer]
 

@@ -354,8 +354,10 @@ def test_a_constant_proxy_carries_no_information() -> None:
     toy, optimizer, high = _run_proxy(np.full(64, 7.0))
     assert high[-1] == toy.optimum
     assert optimizer.proxy_slope() == pytest.approx(0.008)  # the prior's, whatever the data
-    # A zero proxy makes both models the same GP: equal evidence, equal weight.
-    assert optimizer.proxy_weight() == pytest.approx(0.5)
+    # A zero proxy makes both models the same GP: equal evidence, so the weight stays the
+    # prior probability of the proxy model.
+    assert optimizer.proxy_weight() == pytest.approx(ProxyPriorConfig().proxy_prior_probability)
+    assert ProxyPriorConfig().proxy_prior_probability == 0.7
 
 
 def test_proxy_input_is_checked() -> None:
@@ -456,3 +458,74 @@ def test_proxy_prior_on_the_paper_benchmark(paper_data_dir) -> None:
         if space == "mobilenet":
             # The largest network by multiply-adds is the optimum: one HF run, the floor.
             assert times[0] == pytest.approx(arrays.hf_time[arrays.optimum])
+
+
+# ---------------------------------------------------------------------------- do no harm
+
+
+def _asks(optimizer: ProxyPriorGPUCB, toy: BenchmarkScaleToy, count: int) -> list[int]:
+    picks = []
+    for _ in range(count):
+        suggestion = optimizer.ask()
+        assert suggestion is not None
+        picks.append(toy.candidates.index_of(suggestion.arch))
+        optimizer.tell(suggestion, toy.evaluate(suggestion))
+    return picks
+
+
+def test_the_second_pick_is_the_plain_gps_contrast_to_the_favourite() -> None:
+    misleading = -_peak(5, 2)  # ranks the optimum last
+    toy = BenchmarkScaleToy()
+    preset = ProxyPriorGPUCB(toy.candidates, ProxyPriorConfig(), proxy=misleading)
+    picks = _asks(preset, toy, 2)
+    assert picks[0] == int(np.argmax(misleading))
+    # What GP-UCB without any proxy, started at the favourite, asks next.
+    toy_plain = BenchmarkScaleToy()
+    plain = ProxyPriorGPUCB(
+        toy_plain.candidates,
+        ProxyPriorConfig(proxy_slope=0.0),
+        start=toy_plain.candidates.archs[picks[0]],
+    )
+    assert _asks(plain, toy_plain, 2) == picks
+    # Without the contrast the proxy steers the second pick to its own neighbourhood.
+    toy_old = BenchmarkScaleToy()
+    old = ProxyPriorGPUCB(toy_old.candidates, ProxyPriorConfig(contrast_after=0), proxy=misleading)
+    second = _asks(old, toy_old, 2)[1]
+    assert second != picks[1]
+    assert misleading[second] > misleading[picks[1]]
+
+
+def test_the_prior_probability_shifts_the_log_odds_by_its_own() -> None:
+    # Same data, three prior probabilities: the posterior log odds differ by exactly the prior
+    # log odds (Bayes' rule with the same evidence). With contrast_after=3 the first three
+    # picks do not depend on the weight, so every optimizer sees the same three results.
+    proxy = np.random.default_rng(5).normal(size=64)
+    weights, picks = {}, set()
+    for prior in (0.5, 0.7, 0.2):
+        toy = BenchmarkScaleToy()
+        config = ProxyPriorConfig(proxy_prior_probability=prior, contrast_after=3)
+        optimizer = ProxyPriorGPUCB(toy.candidates, config, proxy=proxy)
+        picks.add(tuple(_asks(optimizer, toy, 3)))
+        optimizer.ask()  # weighs the three results
+        weights[prior] = optimizer.proxy_weight()
+    assert len(picks) == 1
+    logit = {p: math.log(w / (1 - w)) for p, w in weights.items()}
+    for prior in (0.7, 0.2):
+        assert logit[prior] - logit[0.5] == pytest.approx(math.log(prior / (1 - prior)), abs=1e-9)
+
+
+def test_do_no_harm_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="proxy_prior_probability must be in"):
+        ProxyPriorConfig(proxy_prior_probability=0.0)
+    with pytest.raises(ValueError, match="proxy_prior_probability must be in"):
+        ProxyPriorConfig(proxy_prior_probability=1.5)
+    with pytest.raises(ValueError, match="contrast_after must be >= 0"):
+        ProxyPriorConfig(contrast_after=-1)
+    # Probability 1 trusts the proxy model whatever the evidence.
+    toy = BenchmarkScaleToy()
+    blind = ProxyPriorGPUCB(
+        toy.candidates, ProxyPriorConfig(proxy_prior_probability=1.0), proxy=-_peak(5, 2)
+    )
+    _asks(blind, toy, 4)
+    blind.ask()
+    assert blind.proxy_weight() == 1.0

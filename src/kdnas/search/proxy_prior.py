@@ -51,7 +51,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import stats
 
 from kdnas.core import HIGH_FIDELITY, Architecture, Fidelity
 from kdnas.search.candidates import CandidateSet
@@ -70,10 +69,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: How the proxy model is weighed against the plain GP: by marginal likelihood, or by a
-#: sequential test of the proxy's rank agreement with the high-fidelity results.
-PROXY_TRUST: tuple[str, ...] = ("likelihood", "agreement")
 
 
 @dataclass(frozen=True)
@@ -111,7 +106,7 @@ class ProxyPriorConfig:
 
     screen_fidelity: Fidelity | None = None
     high_fidelity: Fidelity = HIGH_FIDELITY
-    beta: float = 1.0
+    beta: float = 0.5
     prior_slope: float = 1.0
     prior_noise: float = 0.005
     calibrate_after: int | None = None
@@ -119,9 +114,8 @@ class ProxyPriorConfig:
     proxy_slope_std: float = 0.0
     proxy_residual_std: float = 0.012
     proxy_averaging: bool = True
-    proxy_prior_probability: float = 0.5
-    proxy_trust: str = "likelihood"
-    agreement_tau: float = 0.4
+    proxy_prior_probability: float = 0.7
+    contrast_after: int = 2
 
     def __post_init__(self) -> None:
         if self.screen_fidelity == self.high_fidelity:
@@ -150,14 +144,9 @@ class ProxyPriorConfig:
                 "ProxyPriorConfig.proxy_prior_probability must be in (0, 1], got "
                 f"{self.proxy_prior_probability}"
             )
-        if self.proxy_trust not in PROXY_TRUST:
+        if self.contrast_after < 0:
             raise ValueError(
-                f"ProxyPriorConfig.proxy_trust must be one of {', '.join(PROXY_TRUST)}, got "
-                f"{self.proxy_trust!r}"
-            )
-        if not 0.0 < self.agreement_tau < 1.0:
-            raise ValueError(
-                f"ProxyPriorConfig.agreement_tau must be in (0, 1), got {self.agreement_tau}"
+                f"ProxyPriorConfig.contrast_after must be >= 0, got {self.contrast_after}"
             )
         if not (math.isfinite(self.proxy_residual_std) and self.proxy_residual_std > 0.0):
             raise ValueError(
@@ -176,6 +165,7 @@ class ProxyPriorConfig:
         (docs/results.md); kept as the experimental ``screening-gp-ucb``."""
         values: dict[str, object] = {
             "screen_fidelity": Fidelity(part=3, method="kd"),
+            "beta": 1.0,
             "proxy_slope": 0.0,
             "proxy_slope_std": 0.0,
         }
@@ -312,7 +302,10 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         """[N] posterior mean and std of f at every candidate (the mixture, when averaging)."""
         features = self.candidates.features
         idx, targets, noise = self._training_data(high_idx, high_val, screen_idx, screen_val)
-        if self._proxy is None:
+        # The contrast: until ``contrast_after`` high-fidelity results are in, the plain GP
+        # chooses, so the second result lies away from the proxy's favourite and the two
+        # models' evidence can differ (near the favourite a misleading proxy looks right).
+        if self._proxy is None or len(high_idx) < self.config.contrast_after:
             return fit_noisy_gp(features[idx], targets, noise).predict(features, return_std=True)
         trend = self._proxy_slope(idx, targets) * self._proxy
         with_proxy = fit_noisy_gp(features[idx], targets - trend[idx], noise)
@@ -324,10 +317,7 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         # Both are densities of the same targets: p(y | proxy) = N(y - b z; m, K), and the
         # plug-in slope b makes the proxy model's evidence a little optimistic.
         prior = self.config.proxy_prior_probability
-        if self.config.proxy_trust == "agreement":
-            difference = -self._agreement_log_odds(high_idx, high_val)
-        else:
-            difference = plain.log_marginal_likelihood - with_proxy.log_marginal_likelihood
+        difference = plain.log_marginal_likelihood - with_proxy.log_marginal_likelihood
         if prior < 1.0:
             difference += math.log((1.0 - prior) / prior)
         else:
@@ -340,20 +330,6 @@ class ProxyPriorGPUCB(HighFidelitySearch):
             plain_std**2 + plain_mean**2
         )
         return mixed, np.sqrt(np.maximum(second_moment - mixed**2, 0.0))
-
-    def _agreement_log_odds(self, idx: np.ndarray, values: np.ndarray) -> float:
-        """log Bayes factor of "the proxy ranks the results with Kendall tau = agreement_tau"
-        against "it does not rank them" (tau = 0), from Kendall's tau of the proxy and the
-        high-fidelity results so far (normal approximation, variance under independence)."""
-        n = len(idx)
-        if n < 2 or self._proxy is None:
-            return 0.0
-        tau = stats.kendalltau(self._proxy[idx], values).statistic
-        if not math.isfinite(tau):
-            return 0.0
-        variance = 2.0 * (2 * n + 5) / (9.0 * n * (n - 1))
-        expected = self.config.agreement_tau
-        return (tau**2 - (tau - expected) ** 2) / (2.0 * variance)
 
     def proxy_weight(self) -> float:
         """Posterior probability of the proxy model at the last ``ask`` (0 without a proxy;

@@ -320,7 +320,7 @@ BUILTIN_OPTIMIZERS: tuple[OptimizerEntry, ...] = (
         _proxy_prior,
         label="proxy-prior GP-UCB (log multiply-adds)",
         uses_proxy=True,
-        default_beta=1.0,
+        default_beta=0.5,
         leaderboard_key="proxy_gp_ucb",
         leaderboard_label="kdnas proxy-prior GP-UCB",
     ),
