@@ -14,10 +14,15 @@ whole run and feeds it two kinds of cheap information:
                     std ``proxy_residual_std``). ``proxy_slope`` = ``proxy_slope_std`` = 0
                     switches the proxy off.
     averaging       with ``proxy_averaging``, the same GP without the proxy is a second
-                    hypothesis; the two are weighed by their marginal likelihoods (equal
-                    prior odds) and the acquisition uses the mixture. A proxy whose errors
-                    are rough (right on average, wrong in detail) or reversed leaves a
-                    residual that the GP explains worse than f itself, so it loses the vote.
+                    hypothesis; the two are weighed by their marginal likelihoods (prior
+                    probability ``proxy_prior_probability`` for the proxy model) and the
+                    acquisition uses the mixture. A proxy whose errors are rough (right on
+                    average, wrong in detail) or reversed leaves a residual that the GP
+                    explains worse than f itself, so it loses the vote.
+    contrast        until ``contrast_after`` high-fidelity results are in, the plain GP alone
+                    chooses: the second architecture lies away from the proxy's favourite,
+                    where a misleading proxy shows itself (near the favourite it often looks
+                    right), and the two models' evidence can differ.
     s(a)            its valid_acc at the screening fidelity (e.g. 1/3 of the data, KD)
     calibration     f(a) ~ c + b_s * s(a) + e,   e ~ N(0, r^2)
                     b_s = ``prior_slope`` and r = ``prior_noise``; c is fitted on the
@@ -33,8 +38,9 @@ whole run and feeds it two kinds of cheap information:
 
 Before any result, the UCB of the prior alone picks the candidate with the highest proxy (with
 the proxy switched off, a random one, or ``start``). The default, ``ProxyPriorConfig()``, is
-the proxy-prior preset (the proxy, no screening: the fastest optimizer measured on the paper's
-benchmark, docs/results.md); ``ProxyPriorConfig.screening()`` screens at 1/3 KD without the
+the proxy-prior preset (the proxy, no screening, the contrast pick: the fastest optimizer
+measured on the paper's benchmark, and within 0.9x of HF-only GP-UCB where the proxy
+misleads, docs/results.md); ``ProxyPriorConfig.screening()`` screens at 1/3 KD without the
 proxy (experimental).
 
 Parallel use: ``ask`` may be called before earlier suggestions are told; architectures with a
@@ -92,16 +98,21 @@ class ProxyPriorConfig:
             data against the slope's prior.
         proxy_averaging: weigh the proxy model against the same GP without the proxy by their
             marginal likelihoods (Bayesian model averaging); False always trusts the proxy.
+        proxy_prior_probability: prior probability of the proxy model in the averaging (0.5:
+            equal odds; 1: trust it whatever the evidence).
+        contrast_after: the plain GP chooses until this many high-fidelity results are in
+            (after the first pick, the prior's; 0 or 1: the proxy steers from the start).
 
-    The defaults are the proxy-prior preset: no screening, beta = 1, a fixed proxy slope of
-    0.008 (HF accuracy per standard deviation of log multiply-adds) and model averaging with
-    the plain GP. It was chosen by a grid of 30 settings (beta 0-1, slope 0.008-0.03, slope
-    std 0 or 0.016) on 100 random sub-spaces of both spaces of the paper's benchmark (draw A),
-    and reported on 200 fresh sub-spaces (draw B) and the whole spaces
-    (``benchmarks/proxy_prior_grid.py``, docs/results.md). The a-priori alternative, with
-    numbers from least-squares fits on the other space and the paper's beta, is
-    ``ProxyPriorConfig(beta=0.5, proxy_slope=0.016, proxy_slope_std=0.016)``. The screening
-    settings (``screening()``) were chosen on seeds 0-99 of both spaces.
+    The defaults are the proxy-prior preset: no screening, beta = 0.5 (the paper's), a fixed
+    proxy slope of 0.008 (HF accuracy per standard deviation of log multiply-adds), model
+    averaging with the plain GP at prior probability 0.7, and the contrast pick. The slope
+    was chosen by a grid of 30 settings on 100 random sub-spaces of both spaces of the paper's
+    benchmark (``benchmarks/proxy_prior_grid.py``); beta, the prior probability and the
+    contrast on draw 0 of ``benchmarks/do_no_harm.py`` (every regime of
+    ``kdnas.replay.regimes``), reported on fresh draws (docs/results.md). Its a-priori
+    settings: ``ProxyPriorConfig(proxy_prior_probability=0.5)``. The settings before the
+    contrast: ``ProxyPriorConfig(beta=1.0, proxy_prior_probability=0.5, contrast_after=0)``.
+    The screening settings (``screening()``) were chosen on seeds 0-99 of both spaces.
     """
 
     screen_fidelity: Fidelity | None = None
