@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
@@ -85,6 +86,23 @@ class DashboardServer(ThreadingHTTPServer):
         }
         super().__init__((host, port), _Handler)
 
+    def warm_up(self) -> threading.Thread:
+        """Compute the first view's data in the background, now that the server listens:
+        a page opened at once finds them ready (or waits for this one computation) while
+        the browser is still loading plotly.js."""
+
+        def compute() -> None:
+            try:
+                self.view.first_view()
+            except Exception as error:  # the page's own request reports what went wrong
+                logger.debug("warming up the first view failed: %s", error)
+            finally:
+                self.view.close()  # this thread's connection
+
+        thread = threading.Thread(target=compute, name="dashboard-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
@@ -129,6 +147,7 @@ def _upto(parameters: dict[str, list[str]]) -> int | None:
 
 _API: dict[str, Callable[[StoreView, dict[str, list[str]]], Any]] = {
     "/api/store": lambda view, _: {"store": str(view.path), "latest": view.latest_id()},
+    "/api/first": lambda view, _: view.first_view(),
     "/api/runs": lambda view, _: view.runs(),
     "/api/incumbent": lambda view, p: view.incumbent(_upto(p)),
     "/api/fidelities": lambda view, _: view.fidelities(),
@@ -192,7 +211,7 @@ def write_html_report(view: StoreView, file: Path) -> Path:
     data = json.dumps(_json_ready(view.snapshot()), allow_nan=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     scripts = {
-        '<script src="assets/plotly.min.js"></script>': "<script>"
+        '<script id="plotly-js" src="assets/plotly.min.js" async></script>': "<script>"
         + _inline(plotly_script().decode())
         + "</script>",
         '<script src="assets/dashboard.js"></script>': '<script id="kdnas-snapshot" '

@@ -3,6 +3,12 @@
 // written by `kdnas report --html`, whose data lie in the element #kdnas-snapshot).
 // Every name from the store reaches the page through textContent, never as markup; names in
 // charts go through plotText, since plotly reads a few HTML-like tags in its labels.
+//
+// First view: the page asks for its data (one request, api/first) while the browser still
+// loads and runs plotly.js (about 5 MB, loaded async), shows the overview and the grid as
+// soon as the data arrive, and draws the incumbent charts once plotly.js has run. The other
+// charts are drawn when their tab opens; an update redraws only the charts in sight and
+// marks the others to be drawn when shown.
 "use strict";
 
 (function () {
@@ -18,7 +24,27 @@
     columns: [],
     view: "overview",
     seen: new Set(),
+    // Charts whose data changed since they were last drawn (drawn when their tab shows).
+    stale: new Set(["incumbent", "workers"]),
+    plotly: false,
   };
+
+  // plotly.js is loaded async (live page) or inlined after this script (report): resolved
+  // once window.Plotly exists.
+  const plotlyLoaded = new Promise((resolve, reject) => {
+    const ready = () => {
+      if (window.Plotly) resolve();
+    };
+    const tag = document.getElementById("plotly-js");
+    if (tag && tag.src) {
+      tag.addEventListener("load", ready);
+      tag.addEventListener("error", () => reject(new Error("plotly.js did not load")));
+    }
+    document.addEventListener("DOMContentLoaded", ready);
+    ready();
+  }).then(() => {
+    state.plotly = true;
+  });
 
   // ---------------------------------------------------------------- helpers
 
@@ -318,38 +344,50 @@
 
   // ---------------------------------------------------------------- workers
 
+  // One line trace per worker, each evaluation a thick segment from its start to its end
+  // (null between segments): one SVG path per worker, where a bar chart made one per bar.
   function renderWorkers() {
     const byWorker = {};
     for (const bar of state.workers) {
       if (bar.started_at === null || bar.finished_at === null) continue;
       const key = bar.worker;
-      byWorker[key] = byWorker[key] || { base: [], x: [], y: [], text: [] };
+      byWorker[key] = byWorker[key] || { x: [], y: [], text: [] };
       const entry = byWorker[key];
-      entry.base.push(new Date(bar.started_at * 1000).toISOString());
-      entry.x.push((bar.finished_at - bar.started_at) * 1000);
-      entry.y.push(plotText(key));
-      entry.text.push(plotText(bar.run_id + " #" + bar.id + " 1/" + bar.part + " " + bar.method + " " + bar.status));
+      const label = plotText(bar.run_id + " #" + bar.id + " 1/" + bar.part + " " + bar.method + " " + bar.status);
+      entry.x.push(new Date(bar.started_at * 1000).toISOString(), new Date(bar.finished_at * 1000).toISOString(), null);
+      entry.y.push(plotText(key), plotText(key), null);
+      entry.text.push(label, label, null);
     }
     const traces = Object.entries(byWorker).map(([worker, entry]) => ({
-      type: "bar",
-      orientation: "h",
-      base: entry.base,
+      type: "scatter",
+      mode: "lines",
       x: entry.x,
       y: entry.y,
+      line: { width: 14 },
+      connectgaps: false,
       hovertext: entry.text,
       hoverinfo: "text",
       name: plotText(worker),
     }));
     Plotly.react("chart-workers", traces, {
       xaxis: { type: "date", title: { text: "time (UTC)" } },
-      yaxis: { automargin: true },
-      barmode: "overlay",
+      yaxis: { type: "category", automargin: true },
       margin: { t: 30 },
       showlegend: false,
     });
   }
 
   // ---------------------------------------------------------------- views and updates
+
+  const DRAW = { incumbent: renderIncumbent, workers: renderWorkers };
+
+  // Draws a view's charts if their data changed since last drawn (and plotly.js has run).
+  function draw(view) {
+    if (!state.plotly || !state.stale.has(view)) return false;
+    state.stale.delete(view);
+    DRAW[view]();
+    return true;
+  }
 
   function show(view) {
     state.view = view;
@@ -359,9 +397,11 @@
     for (const section of document.querySelectorAll("section")) {
       section.hidden = section.id !== "view-" + view;
     }
-    // plotly sizes a chart drawn while hidden to nothing: resize on show.
-    for (const chart of document.querySelectorAll("#view-" + view + " .chart")) {
-      if (chart.data) Plotly.Plots.resize(chart);
+    if (!draw(view)) {
+      // plotly sizes a chart drawn while hidden to its default: resize on show.
+      for (const chart of document.querySelectorAll("#view-" + view + " .chart")) {
+        if (chart.data) Plotly.Plots.resize(chart);
+      }
     }
     if (view === "fidelities" && !snapshot) {
       api("api/fidelities")
@@ -383,8 +423,9 @@
         state.workers = state.workers.concat(
           update.rows.map((row) => ({ id: row.id, run_id: row.run, worker: row.worker, started_at: row.started_at, finished_at: row.finished_at, part: row.part, method: row.method, status: row.status })),
         ).slice(-TIMELINE_LIMIT);
-        renderIncumbent();
-        renderWorkers();
+        state.stale.add("incumbent");
+        state.stale.add("workers");
+        draw(state.view);
         renderRuns(await api("api/runs"));
         await loadGrid();
         if (state.view === "fidelities") renderFidelities(await api("api/fidelities"));
@@ -408,34 +449,29 @@
       state.grid.page += 1;
       loadGrid();
     });
+    const first = snapshot || (await api("api/first"));
+    document.getElementById("store").textContent = first.store;
+    state.latest = first.latest;
     if (snapshot) {
-      document.getElementById("store").textContent = snapshot.store;
       setLive("report written " + clock(snapshot.written_at) + " UTC (" + snapshot.latest + " evaluations; the grid holds the newest 500)");
-      renderRuns(snapshot.runs);
-      state.incumbent = snapshot.incumbent;
-      state.workers = snapshot.workers;
-      renderIncumbent();
-      renderWorkers();
+    }
+    renderRuns(first.runs);
+    state.incumbent = first.incumbent;
+    state.workers = first.workers;
+    if (snapshot) {
+      renderGrid(localPage());
+    } else {
+      renderGrid(first.evaluations);
+    }
+    performance.mark("kdnas-overview");
+    await plotlyLoaded;
+    draw("incumbent");
+    performance.mark("kdnas-first-view");
+    document.body.dataset.ready = "1";
+    if (snapshot) {
       renderFidelities(snapshot.fidelities);
-      await loadGrid();
-      document.body.dataset.ready = "1";
       return;
     }
-    const store = await api("api/store");
-    document.getElementById("store").textContent = store.store;
-    state.latest = store.latest;
-    const [runs, incumbent, workers] = await Promise.all([
-      api("api/runs"),
-      api("api/incumbent?upto=" + store.latest),
-      api("api/workers?upto=" + store.latest),
-    ]);
-    renderRuns(runs);
-    state.incumbent = incumbent;
-    state.workers = workers;
-    renderIncumbent();
-    renderWorkers();
-    await loadGrid();
-    document.body.dataset.ready = "1";
     // The fidelities (a bootstrap, seconds on a large store) are asked for after the first
     // view, so the server has them ready when their tab opens.
     api("api/fidelities")
