@@ -7,6 +7,7 @@ library), so no request can reach a file outside them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -31,8 +32,13 @@ _SECURITY_HEADERS = {
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
 }
+
+#: The JSON answers are never kept (the store changes under them). The page's own files are
+#: kept and checked again on each load (ETag): a page opened again gets plotly.js from the
+#: browser's cache, with the code the browser compiled from it, instead of parsing 5 MB anew.
+_NOT_KEPT = {"Cache-Control": "no-store"}
+_KEPT_IF_UNCHANGED = {"Cache-Control": "no-cache"}
 
 
 class PlottingLibraryMissing(RuntimeError):
@@ -83,6 +89,10 @@ class DashboardServer(ThreadingHTTPServer):
             "/": (page_asset("index.html"), "text/html; charset=utf-8"),
             "/assets/dashboard.js": (page_asset("dashboard.js"), "text/javascript"),
             "/assets/plotly.min.js": (plotly_script(), "text/javascript"),
+        }
+        self.asset_tags = {
+            path: '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            for path, (body, _) in self.assets.items()
         }
         super().__init__((host, port), _Handler)
 
@@ -167,7 +177,13 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path in self.server.assets:
             body, kind = self.server.assets[url.path]
-            self._send(HTTPStatus.OK, body, kind)
+            tag = self.server.asset_tags[url.path]
+            status = (
+                HTTPStatus.NOT_MODIFIED
+                if self.headers.get("If-None-Match") == tag
+                else HTTPStatus.OK
+            )
+            self._send(status, body, kind, {"ETag": tag, **_KEPT_IF_UNCHANGED})
             return
         answer = _API.get(url.path)
         if answer is None:
@@ -186,16 +202,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: HTTPStatus, payload: Any) -> None:
         body = json.dumps(_json_ready(payload), allow_nan=False).encode()
-        self._send(status, body, "application/json")
+        self._send(status, body, "application/json", _NOT_KEPT)
 
-    def _send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, kind: str, caching: dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in _SECURITY_HEADERS.items():
+        if status != HTTPStatus.NOT_MODIFIED:
+            self.send_header("Content-Length", str(len(body)))
+        for name, value in {**_SECURITY_HEADERS, **caching}.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if status != HTTPStatus.NOT_MODIFIED:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
