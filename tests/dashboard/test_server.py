@@ -122,7 +122,7 @@ def test_the_assets_are_served_with_a_strict_policy(server: DashboardServer) -> 
 def test_the_page_s_files_are_kept_by_the_browser_until_they_change(
     server: DashboardServer,
 ) -> None:
-    status, headers, body = get(server, "/assets/plotly.min.js")
+    status, headers, _ = get(server, "/assets/plotly.min.js")
     assert status == 200 and headers["Cache-Control"] == "no-cache" and headers["ETag"]
     request = urllib.request.Request(
         server.url + "assets/plotly.min.js", headers={"If-None-Match": headers["ETag"]}
