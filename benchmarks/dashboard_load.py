@@ -22,13 +22,15 @@ and its effect on the wall time of a search that runs while the page follows it.
    the medians and their ratio (with / without).
 
     .venv/bin/python benchmarks/dashboard_load.py [--evaluations 100000] [--baseline 1000]
-        [--first-view-repeats 3] [--repeats 2] [--skip-search] [--skip-first-view]
+        [--first-view-repeats 3] [--compare-with OLD/src] [--repeats 2] [--skip-search]
+        [--skip-first-view]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -36,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -82,15 +85,18 @@ def write_store(path: Path, evaluations: int, seed: int = 0) -> Path:
     return path
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def _env(source: Path = SRC) -> dict[str, str]:
+    path = str(source) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": path}
 
 
-def start_dashboard(store: Path) -> tuple[subprocess.Popen[str], str, float]:
+def start_dashboard(store: Path, source: Path = SRC) -> tuple[subprocess.Popen[str], str, float]:
+    """``kdnas dashboard`` (of the ``source`` tree) in its own process: the process, its
+    address, seconds until it printed the address (it listens then)."""
     clock = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "kdnas", "dashboard", str(store), "--port", "0"],
-        env=_env(),
+        env=_env(source),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -155,14 +161,15 @@ def _open_page(driver: Any, url: str) -> dict[str, float]:
         time.sleep(0.01)
     wall = time.perf_counter() - clock
     marks = _marks(driver)
+    # (An older page without these marks: its ready flag, on this side's clock.)
     return {
-        "overview_s": marks["kdnas-overview"],
-        "first_view_s": marks["kdnas-first-view"],
+        "overview_s": marks.get("kdnas-overview", math.nan),
+        "first_view_s": marks.get("kdnas-first-view", wall),
         "first_view_wall_s": wall,
     }
 
 
-def first_view(store: Path) -> dict[str, float]:
+def first_view(store: Path, source: Path = SRC) -> dict[str, float]:
     """One cold start: a fresh browser waits on a blank page, the server starts, and the
     page is opened the moment it listens (seconds; MiB)."""
     driver = browser()
@@ -171,7 +178,7 @@ def first_view(store: Path) -> dict[str, float]:
     process = None
     try:
         driver.get("about:blank")
-        process, url, listening = start_dashboard(store)
+        process, url, listening = start_dashboard(store, source)
         shown = _open_page(driver, url)
         reload = _open_page(driver, url)
         memory = peak_memory_mib(process.pid)
@@ -189,15 +196,22 @@ def first_view(store: Path) -> dict[str, float]:
     }
 
 
-def data_requests(store: Path) -> dict[str, float]:
-    """The page's data request as soon as the server listens, then an empty update."""
-    process, url, _ = start_dashboard(store)
+def data_requests(store: Path, source: Path = SRC) -> dict[str, float]:
+    """The page's data as soon as the server listens (``api/first``; a version without it:
+    the requests its page made one after the other), then an empty update."""
+    process, url, _ = start_dashboard(store, source)
     try:
         clock = time.perf_counter()
-        first = json.loads(fetch(url + "api/first"))
+        try:
+            latest = json.loads(fetch(url + "api/first"))["latest"]
+        except urllib.error.HTTPError:
+            latest = json.loads(fetch(url + "api/store"))["latest"]
+            for path in ("runs", f"incumbent?upto={latest}", f"workers?upto={latest}"):
+                fetch(url + "api/" + path)
+            fetch(url + "api/evaluations?page=0&page_size=50&sort=id&desc=1")
         request = time.perf_counter() - clock
         clock = time.perf_counter()
-        fetch(url + f"api/updates?since={first['latest']}")
+        fetch(url + f"api/updates?since={latest}")
         update = time.perf_counter() - clock
     finally:
         process.terminate()
@@ -250,6 +264,14 @@ def main() -> None:
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--skip-first-view", action="store_true")
     parser.add_argument("--first-view-repeats", type=int, default=3)
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        metavar="SRC",
+        help="another version's src folder (e.g. git archive OLD src | tar -x -C DIR): its "
+        "first view measured in turn with this one's, on the same stores",
+    )
     args = parser.parse_args()
     with_browser = browser_available()
     if not with_browser:
@@ -264,22 +286,26 @@ def main() -> None:
             stores[label] = write_store(Path(folder) / f"{label}.sqlite", count)
             print(f"wrote {count:,} evaluations in {time.perf_counter() - clock:.1f} s "
                   f"({stores[label].stat().st_size / 2**20:.1f} MiB)")  # fmt: skip
-        runs: dict[str, list[dict[str, float]]] = {label: [] for label in stores}
+        versions = {"this": SRC} | ({"other": args.compare_with} if args.compare_with else {})
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {
+            (version, label): [] for version in versions for label in stores
+        }
         for repeat in range(args.first_view_repeats if stores else 0):
-            for label, store in stores.items():
-                measured = data_requests(store)
-                if with_browser:
-                    measured |= first_view(store)
-                runs[label].append(measured)
-                shown = ", ".join(f"{key} {value:.3f}" for key, value in measured.items())
-                print(f"{label} #{repeat + 1}: {shown}")
-        if stores:
-            print(f"\nmedians of {args.first_view_repeats}:")
+            for version, source in versions.items():
+                for label, store in stores.items():
+                    measured = data_requests(store, source)
+                    if with_browser:
+                        measured |= first_view(store, source)
+                    runs[version, label].append(measured)
+                    shown = ", ".join(f"{key} {value:.3f}" for key, value in measured.items())
+                    print(f"{version} {label} #{repeat + 1}: {shown}")
+        for version in versions if stores else ():
+            print(f"\n{version} ({versions[version]}), medians of {args.first_view_repeats}:")
             print(f"{'':28}{args.baseline:>12,}{args.evaluations:>12,}   ratio")
-        for key in runs["baseline"][0] if stores else ():
-            small = statistics.median(run[key] for run in runs["baseline"])
-            large = statistics.median(run[key] for run in runs["large"])
-            print(f"{key:28}{small:12.3f}{large:12.3f}{large / small:8.2f}")
+            for key in runs[version, "baseline"][0]:
+                small = statistics.median(run[key] for run in runs[version, "baseline"])
+                large = statistics.median(run[key] for run in runs[version, "large"])
+                print(f"{key:28}{small:12.3f}{large:12.3f}{large / small:8.2f}")
         if args.skip_search:
             return
         driver = browser()
