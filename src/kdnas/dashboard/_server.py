@@ -229,7 +229,7 @@ def write_html_report(view: StoreView, file: Path) -> Path:
     data = json.dumps(_json_ready(view.snapshot()), allow_nan=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     scripts = {
-        '<script id="plotly-js" src="assets/plotly.min.js" async></script>': "<script>"
+        '<link id="plotly-js" rel="preload" href="assets/plotly.min.js" as="script">': "<script>"
         + _inline(plotly_script().decode())
         + "</script>",
         '<script src="assets/dashboard.js"></script>': '<script id="kdnas-snapshot" '
