@@ -45,8 +45,15 @@
       document.body.append(script);
     }).then(() => {
       state.plotly = true;
+      plotlyRan();
     });
   }
+
+  // Resolved once plotly.js has run (a tab opened before then draws after it).
+  let plotlyRan;
+  const plotlyReady = new Promise((resolve) => {
+    plotlyRan = resolve;
+  });
 
   // ---------------------------------------------------------------- helpers
 
@@ -406,8 +413,8 @@
       }
     }
     if (view === "fidelities" && !snapshot) {
-      api("api/fidelities")
-        .then(renderFidelities)
+      Promise.all([api("api/fidelities"), plotlyReady])
+        .then(([views]) => renderFidelities(views))
         .catch((error) => setLive("fidelities: " + error.message));
     }
   }
@@ -470,6 +477,7 @@
     await new Promise((resolve) => window.requestAnimationFrame(() => window.setTimeout(resolve, 0)));
     await loadPlotly();
     draw("incumbent");
+    draw(state.view); // a tab opened while plotly.js loaded
     performance.mark("kdnas-first-view");
     document.body.dataset.ready = "1";
     if (snapshot) {
