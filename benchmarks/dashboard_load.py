@@ -5,24 +5,32 @@ and its effect on the wall time of a search that runs while the page follows it.
    data, 4 workers, 2,000 architectures of the MobileNetV2 space) is written through the
    store's own ``put`` (on /dev/shm when there is one, where a commit's fsync is free, then
    copied beside the other files), and a baseline store of ``--baseline`` evaluations (1,000)
-   the same way. For each, ``kdnas dashboard`` starts in its own process and the script
-   measures: seconds until it listens; seconds of the requests the page makes before its
-   first view (the page, its script, plotly.js, then store, runs, incumbent, workers and the
-   grid's first page); seconds of one incremental update with nothing new; the server's peak
-   resident memory (VmHWM); with chromium and selenium installed, seconds until a headless
-   browser has drawn the first view. Printed with the ratio large / baseline.
+   the same way. ``--first-view-repeats`` times for each store (alternating), ``kdnas
+   dashboard`` starts in its own process and a fresh headless chromium (nothing cached)
+   opens the page the moment the server prints its address. The first view is the overview
+   with the runs' figures, the evaluations grid's first page in place and the first chart
+   (incumbent over time) drawn: the page marks it ``kdnas-first-view`` (the overview and
+   grid alone: ``kdnas-overview``). Measured: seconds until the server listens; from the
+   browser's request to each mark (the browser's own clock); from the command's start to
+   the first view; a reload of the page in the same browser; the server's peak resident
+   memory (VmHWM). Then, on a fresh server, the seconds of the page's one data request
+   (``api/first``, asked as soon as the server listens) and of one incremental update with
+   nothing new. Medians printed, with the ratio large / baseline.
 2. Effect on a search. The same tiny digits search (width x0.125, 1 epoch, one thread)
    ``--repeats`` times alone and ``--repeats`` times followed by the dashboard and a headless
    browser polling it (alternating, alone first), in fresh stores; printed: each wall time,
    the medians and their ratio (with / without).
 
     .venv/bin/python benchmarks/dashboard_load.py [--evaluations 100000] [--baseline 1000]
-        [--repeats 2] [--skip-search] [--skip-first-view]
+        [--first-view-repeats 3] [--compare-with OLD/src] [--repeats 2] [--skip-search]
+        [--skip-first-view]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import shutil
 import statistics
@@ -30,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -41,16 +50,6 @@ from kdnas.spaces import get_space
 from kdnas.store import SQLiteStore
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FIRST_VIEW = (
-    "",
-    "assets/dashboard.js",
-    "assets/plotly.min.js",
-    "api/store",
-    "api/runs",
-    "api/incumbent",
-    "api/workers",
-    "api/evaluations?page=0&page_size=50&sort=id&desc=1",
-)
 
 
 def write_store(path: Path, evaluations: int, seed: int = 0) -> Path:
@@ -86,15 +85,18 @@ def write_store(path: Path, evaluations: int, seed: int = 0) -> Path:
     return path
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def _env(source: Path = SRC) -> dict[str, str]:
+    path = str(source) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": path}
 
 
-def start_dashboard(store: Path) -> tuple[subprocess.Popen[str], str, float]:
+def start_dashboard(store: Path, source: Path = SRC) -> tuple[subprocess.Popen[str], str, float]:
+    """``kdnas dashboard`` (of the ``source`` tree) in its own process: the process, its
+    address, seconds until it printed the address (it listens then)."""
     clock = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "kdnas", "dashboard", str(store), "--port", "0"],
-        env=_env(),
+        env=_env(source),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -118,6 +120,14 @@ def fetch(url: str) -> bytes:
         return answer.read()
 
 
+def browser_available() -> bool:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return False
+    return bool(shutil.which("chromium") and shutil.which("chromedriver"))
+
+
 def browser() -> Any | None:
     """A headless chromium driven by selenium, or None when either is missing."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
@@ -136,37 +146,77 @@ def browser() -> Any | None:
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
-def drawn_first_view(driver: Any, url: str) -> float:
+def _marks(driver: Any) -> dict[str, float]:
+    """The page's marks, seconds since its navigation started (the browser's clock)."""
+    return driver.execute_script(
+        "const out = {}; for (const m of performance.getEntriesByType('mark')) "
+        "out[m.name] = m.startTime / 1000; return out;"
+    )
+
+
+def _open_page(driver: Any, url: str) -> dict[str, float]:
     clock = time.perf_counter()
     driver.get(url)
     while driver.execute_script("return document.body.dataset.ready") != "1":
-        time.sleep(0.02)
-    return time.perf_counter() - clock
+        time.sleep(0.01)
+    wall = time.perf_counter() - clock
+    marks = _marks(driver)
+    # (An older page without these marks: its ready flag, on this side's clock.)
+    return {
+        "overview_s": marks.get("kdnas-overview", math.nan),
+        "first_view_s": marks.get("kdnas-first-view", wall),
+        "first_view_wall_s": wall,
+    }
 
 
-def first_view(store: Path, driver: Any | None) -> dict[str, float]:
-    process, url, listening = start_dashboard(store)
+def first_view(store: Path, source: Path = SRC) -> dict[str, float]:
+    """One cold start: a fresh browser waits on a blank page, the server starts, and the
+    page is opened the moment it listens (seconds; MiB)."""
+    driver = browser()
+    if driver is None:
+        raise RuntimeError("no chromium/selenium")
+    process = None
+    try:
+        driver.get("about:blank")
+        process, url, listening = start_dashboard(store, source)
+        shown = _open_page(driver, url)
+        reload = _open_page(driver, url)
+        memory = peak_memory_mib(process.pid)
+    finally:
+        driver.quit()
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+    return {
+        "listening_s": listening,
+        **shown,
+        "command_to_first_view_s": listening + shown["first_view_s"],
+        "reload_first_view_s": reload["first_view_s"],
+        "peak_memory_mib": memory,
+    }
+
+
+def data_requests(store: Path, source: Path = SRC) -> dict[str, float]:
+    """The page's data as soon as the server listens (``api/first``; a version without it:
+    the requests its page made one after the other), then an empty update."""
+    process, url, _ = start_dashboard(store, source)
     try:
         clock = time.perf_counter()
-        for path in FIRST_VIEW:
-            fetch(url + path)
-        requests = time.perf_counter() - clock
-        latest = int(fetch(url + "api/store").decode().split('"latest": ')[1].rstrip("}"))
+        try:
+            latest = json.loads(fetch(url + "api/first"))["latest"]
+        except urllib.error.HTTPError:
+            latest = json.loads(fetch(url + "api/store"))["latest"]
+            for path in ("runs", f"incumbent?upto={latest}", f"workers?upto={latest}"):
+                fetch(url + "api/" + path)
+            fetch(url + "api/evaluations?page=0&page_size=50&sort=id&desc=1")
+        request = time.perf_counter() - clock
         clock = time.perf_counter()
         fetch(url + f"api/updates?since={latest}")
         update = time.perf_counter() - clock
-        drawn = drawn_first_view(driver, url) if driver is not None else float("nan")
-        memory = peak_memory_mib(process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
-    return {
-        "listening_s": listening,
-        "first_view_requests_s": requests,
-        "browser_first_view_s": drawn,
-        "update_s": update,
-        "peak_memory_mib": memory,
-    }
+    return {"first_view_request_s": request, "update_s": update}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -213,30 +263,52 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-search", action="store_true")
     parser.add_argument("--skip-first-view", action="store_true")
+    parser.add_argument("--first-view-repeats", type=int, default=3)
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        metavar="SRC",
+        help="another version's src folder (e.g. git archive OLD src | tar -x -C DIR): its "
+        "first view measured in turn with this one's, on the same stores",
+    )
     args = parser.parse_args()
-    driver = browser()
-    if driver is None:
+    with_browser = browser_available()
+    if not with_browser:
         print("(no chromium/selenium: the browser's first view is not measured)")
     with tempfile.TemporaryDirectory() as folder:
-        results = {}
+        stores = {}
         sizes = (
-            ()
-            if args.skip_first_view
-            else (("baseline", args.baseline), ("large", args.evaluations))
+            {} if args.skip_first_view else {"baseline": args.baseline, "large": args.evaluations}
         )
-        for label, count in sizes:
+        for label, count in sizes.items():
             clock = time.perf_counter()
-            store = write_store(Path(folder) / f"{label}.sqlite", count)
+            stores[label] = write_store(Path(folder) / f"{label}.sqlite", count)
             print(f"wrote {count:,} evaluations in {time.perf_counter() - clock:.1f} s "
-                  f"({store.stat().st_size / 2**20:.1f} MiB)")  # fmt: skip
-            results[label] = first_view(store, driver)
-        if results:
-            print(f"\n{'':28}{args.baseline:>12,}{args.evaluations:>12,}   ratio")
-        for key in results.get("baseline", {}):
-            small, large = results["baseline"][key], results["large"][key]
-            print(f"{key:28}{small:12.3f}{large:12.3f}{large / small:8.2f}")
+                  f"({stores[label].stat().st_size / 2**20:.1f} MiB)")  # fmt: skip
+        versions = {"this": SRC} | ({"other": args.compare_with} if args.compare_with else {})
+        runs: dict[tuple[str, str], list[dict[str, float]]] = {
+            (version, label): [] for version in versions for label in stores
+        }
+        for repeat in range(args.first_view_repeats if stores else 0):
+            for version, source in versions.items():
+                for label, store in stores.items():
+                    measured = data_requests(store, source)
+                    if with_browser:
+                        measured |= first_view(store, source)
+                    runs[version, label].append(measured)
+                    shown = ", ".join(f"{key} {value:.3f}" for key, value in measured.items())
+                    print(f"{version} {label} #{repeat + 1}: {shown}")
+        for version in versions if stores else ():
+            print(f"\n{version} ({versions[version]}), medians of {args.first_view_repeats}:")
+            print(f"{'':28}{args.baseline:>12,}{args.evaluations:>12,}   ratio")
+            for key in runs[version, "baseline"][0]:
+                small = statistics.median(run[key] for run in runs[version, "baseline"])
+                large = statistics.median(run[key] for run in runs[version, "large"])
+                print(f"{key:28}{small:12.3f}{large:12.3f}{large / small:8.2f}")
         if args.skip_search:
             return
+        driver = browser()
         walls: dict[bool, list[float]] = {False: [], True: []}
         for repeat in range(args.repeats):
             for watched in (False, True):
@@ -247,8 +319,8 @@ def main() -> None:
         alone, watched_median = statistics.median(walls[False]), statistics.median(walls[True])
         print(f"\nmedian wall: alone {alone:.1f} s, watched {watched_median:.1f} s, "
               f"ratio {watched_median / alone:.3f}")  # fmt: skip
-    if driver is not None:
-        driver.quit()
+        if driver is not None:
+            driver.quit()
 
 
 if __name__ == "__main__":

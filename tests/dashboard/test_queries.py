@@ -84,6 +84,41 @@ def test_incumbent_up_to_an_id_leaves_newer_rows_out(store_path: Path) -> None:
     assert series["count"] == 4 and series["evaluation"] == [2, 4]
 
 
+def test_incumbent_of_interleaved_runs_equals_a_count_in_tell_order(tmp_path: Path) -> None:
+    """Two runs told in turns (their ids are not contiguous): each evaluation's number and
+    each improvement, counted here from the rows in ``seq`` order, match the view's."""
+    path = tmp_path / "two.sqlite"
+    rng = np.random.default_rng(4)
+    with SQLiteStore(path) as store:
+        for step in range(40):
+            run = "a" if rng.random() < 0.6 else "b"
+            fidelity = FULL if rng.random() < 0.5 else LOW_KD
+            valid = 0.1 + 0.9 * float(rng.random())
+            write_run(
+                store, run, [Row(step % 7, fidelity, valid, valid - 0.1, T0 + step, T0 + step + 1)]
+            )
+    view = StoreView(path)
+    series = view.incumbent()
+    connection = sqlite3.connect(path)
+    for run in ("a", "b"):
+        rows = connection.execute(
+            "SELECT part, method, valid_acc, finished_at FROM evaluations WHERE run_id = ? "
+            "ORDER BY seq",
+            (run,),
+        ).fetchall()
+        numbers, best = [], None
+        for number, (part, method, valid, _) in enumerate(rows, start=1):
+            if (part, method) == (1, "nokd") and (best is None or valid > best):
+                best = valid
+                numbers.append(number)
+        if numbers[-1] != len(rows):
+            numbers.append(len(rows))
+        assert series[run]["evaluation"] == numbers
+        assert series[run]["count"] == len(rows)
+        assert series[run]["best"] == pytest.approx(best)
+    assert view.first_view()["incumbent"] == series
+
+
 def test_fidelities_pair_architectures_and_agree_with_scipy(store_path: Path) -> None:
     views = StoreView(store_path).fidelities()
     (kd,) = [v for v in views if v["run_id"] == "main"]

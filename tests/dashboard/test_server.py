@@ -65,6 +65,25 @@ def test_the_api_answers_json(server: DashboardServer) -> None:
     assert [row["id"] for row in json.loads(body)["rows"]] == [2]
 
 
+def test_the_first_view_comes_in_one_answer_warmed_up_before_it_is_asked(
+    server: DashboardServer,
+) -> None:
+    server.warm_up().join(timeout=30)
+    cached = server.view._first_view_cache
+    assert cached is not None and cached[0] == 2  # computed before any request
+    status, _, body = get(server, "/api/first")
+    first = json.loads(body)
+    assert status == 200 and first["latest"] == 2
+    assert [run["run_id"] for run in first["runs"]] == [HOSTILE]
+    assert first["incumbent"][HOSTILE]["evaluation"] == [2]
+    assert [row["id"] for row in first["evaluations"]["rows"]] == [2, 1]  # newest first
+    assert [bar["id"] for bar in first["workers"]] == [1, 2]
+    # a newer evaluation makes a new first view, not the kept one
+    with SQLiteStore(server.view.path) as writer:
+        write_run(writer, "later", [Row(1, FULL, 0.7, 0.6, 16.0, 17.0)])
+    assert json.loads(get(server, "/api/first")[2])["latest"] == 3
+
+
 def test_bad_requests_get_one_clear_line(server: DashboardServer) -> None:
     status, _, body = get(server, "/api/evaluations?sort=nope")
     assert status == 400 and "unknown sort column 'nope'" in json.loads(body)["error"]
@@ -96,6 +115,24 @@ def test_the_assets_are_served_with_a_strict_policy(server: DashboardServer) -> 
     assert "script-src 'self'" in headers["Content-Security-Policy"]
     status, _, body = get(server, "/assets/plotly.min.js")
     assert status == 200 and len(body) > 1_000_000 and b"plotly.js" in body[:500]
+    status, headers, _ = get(server, "/api/runs")
+    assert headers["Cache-Control"] == "no-store"  # the store changes under the answers
+
+
+def test_the_page_s_files_are_kept_by_the_browser_until_they_change(
+    server: DashboardServer,
+) -> None:
+    status, headers, _ = get(server, "/assets/plotly.min.js")
+    assert status == 200 and headers["Cache-Control"] == "no-cache" and headers["ETag"]
+    request = urllib.request.Request(
+        server.url + "assets/plotly.min.js", headers={"If-None-Match": headers["ETag"]}
+    )
+    with pytest.raises(urllib.error.HTTPError) as answer:  # urllib raises on a 304
+        urllib.request.urlopen(request, timeout=10)
+    assert answer.value.code == 304 and answer.value.read() == b""
+    request = urllib.request.Request(server.url, headers={"If-None-Match": headers["ETag"]})
+    with urllib.request.urlopen(request, timeout=10) as page:  # another file's tag: sent
+        assert page.status == 200 and b"assets/dashboard.js" in page.read()
 
 
 def test_the_report_inlines_everything_and_escapes_names(store_path: Path, tmp_path: Path) -> None:

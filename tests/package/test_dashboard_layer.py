@@ -39,3 +39,27 @@ def test_the_dashboard_loads_no_torch() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == []
+
+
+def test_the_dashboard_command_parses_without_loading_torch() -> None:
+    """``kdnas dashboard`` and ``kdnas report`` build their parser alone: the other commands'
+    options import torch (about 2 s before the page could listen)."""
+    code = (
+        "import json, sys; from kdnas.cli import main\n"
+        "for command in ('dashboard', 'report'):\n"
+        "    try: main(['-v', command, '--help'])\n"
+        "    except SystemExit: pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert "kdnas report [-h] --html FILE STORE" in out.stdout  # the help was printed
+    assert json.loads(out.stdout.splitlines()[-1]) == []
+    # `kdnas --help` still lists every command (which does load them all)
+    code = "from kdnas.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass"
+    listing = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert all(name in listing.stdout for name in ("search", "dashboard", "report", "train"))

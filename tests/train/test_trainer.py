@@ -144,3 +144,31 @@ def test_train_result_becomes_an_eval_result() -> None:
     assert diverged.to_dict()["final_loss"] is None
     with pytest.raises(ValueError, match="valid_acc"):
         dataclasses.replace(result, valid_acc=1.5)
+
+
+def test_on_epoch_follows_the_epochs_and_a_resume_starts_at_its_checkpoint(
+    digits, tiny_space, tmp_path
+) -> None:
+    from kdnas.train import EpochCheckpoint
+
+    config = TrainConfig(epochs=3, batch_size=32, crop_padding=0, horizontal_flip=False)
+    checkpoint = EpochCheckpoint(tmp_path / "run.ckpt", "run")
+    train = _device_images(digits, 64)
+    calls: list[tuple[int, int]] = []
+    torch.manual_seed(0)
+    network = tiny_space.build_network(Architecture("tiny", (8,)), 10, 1)
+    train_network(
+        network, CrossEntropyLoss(), train, config, 0, checkpoint=checkpoint,
+        on_epoch=lambda done, epochs: calls.append((done, epochs)),
+    )  # fmt: skip
+    assert calls == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    # The checkpoint holds epoch 2 (none is written after the last): a second call resumes
+    # there, and its first report says so.
+    calls.clear()
+    network = tiny_space.build_network(Architecture("tiny", (8,)), 10, 1)
+    outcome = train_network(
+        network, CrossEntropyLoss(), train, config, 0, checkpoint=checkpoint,
+        on_epoch=lambda done, epochs: calls.append((done, epochs)),
+    )  # fmt: skip
+    assert outcome.resumed_from_epoch == 2
+    assert calls == [(2, 3), (3, 3)]

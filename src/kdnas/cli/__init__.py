@@ -23,6 +23,14 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "kdnas.cli.models",
 )
 
+#: Commands whose module needs no other to build its parser. Building every command's
+#: options imports torch (dataset forms, optimizers): about 2 s that ``kdnas dashboard``
+#: skips, so the page listens a fraction of a second after it is started.
+_STANDALONE_COMMANDS: dict[str, str] = {
+    "dashboard": "kdnas.cli.dashboard",
+    "report": "kdnas.cli.dashboard",
+}
+
 
 #: What the interrupt message of a command that trains says about resuming it.
 _RESUME_HINTS: dict[str, str] = {
@@ -175,7 +183,8 @@ def check_store_option(path: str) -> None:
         SQLiteStore(path, read_only=True).close()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: tuple[str, ...] = _COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The ``kdnas`` parser with the sub-commands of ``modules`` (default: all)."""
     from kdnas import __version__
     from kdnas.cli._errors import OneLineParser
 
@@ -187,13 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kdnas {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
+def _modules_for(argv: list[str]) -> tuple[str, ...]:
+    """The command modules needed to parse ``argv``: one for a standalone command named
+    first (after ``-v``), else all (``kdnas --help`` lists every command)."""
+    words = [word for word in argv if word not in ("-v", "--verbose")]
+    if words and words[0] in _STANDALONE_COMMANDS:
+        return (_STANDALONE_COMMANDS[words[0]],)
+    return _COMMAND_MODULES
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_modules_for(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -88,6 +88,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot listen on {host}:{args.port} ({error.strerror})") from None
     print(f"kdnas dashboard of {view.path}: {server.url} (Ctrl+C stops)", flush=True)
+    server.warm_up()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

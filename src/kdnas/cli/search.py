@@ -138,24 +138,55 @@ class _Bar:
         total: float | None,
         seconds: bool,
         teacher: bool = False,
+        epochs_followed: bool = True,
     ) -> None:
         self.progress = progress
         self.console = console
         self.seconds = seconds
         # The teacher trains before the first evaluation (minutes on real data): its own line,
-        # whose clock runs until the first evaluation starts, so the wait is not silent.
+        # whose clock runs until the first evaluation starts, so the wait is not silent. It
+        # becomes an epoch bar when the teacher trains in this process (``teacher_epoch``);
+        # with Ray it trains in a task elsewhere and the clock is all there is to show.
+        where = "" if epochs_followed else " in a Ray task"
         self.teacher = (
-            progress.add_task("teacher (trained once, or loaded)", total=1, of="")
+            progress.add_task(f"teacher (loaded, or trained once{where})", total=1, of="")
             if teacher
             else None
         )
+        self.epochs_followed = epochs_followed
+        self.epochs_seen = False
         unit = "budget seconds" if seconds else "evaluations"
         of = "" if total is None else f"/{total:.0f}"
         self.task = progress.add_task(f"search ({unit})", total=total, of=of)
 
+    def teacher_epoch(self, done: int, epochs: int) -> None:
+        """The teacher trains here: ``done`` of ``epochs`` finished (``run_search``'s
+        ``teacher_progress``; first called at its start, with the epochs a checkpoint
+        restored). Each finished epoch is also a line, for logs that keep no bar."""
+        if self.teacher is None:
+            return
+        self.progress.update(
+            self.teacher,
+            description="teacher epoch",
+            total=epochs,
+            completed=done,
+            of=f"/{epochs}",
+        )
+        if not done and not self.epochs_seen:
+            self.console.log(f"teacher trains for {epochs} epoch(s)")
+        elif done and not self.epochs_seen:
+            self.console.log(f"teacher resumes after epoch {done}/{epochs} (its checkpoint)")
+        elif done:
+            self.console.log(f"teacher epoch {done}/{epochs}")
+        self.epochs_seen = True
+
     def _teacher_ready(self) -> None:
         if self.teacher is not None:
-            self.progress.update(self.teacher, completed=1, description="teacher ready")
+            if self.epochs_seen:
+                self.progress.update(self.teacher, description="teacher ready")
+            else:  # here, a teacher that did not train was loaded
+                loaded = "teacher loaded" if self.epochs_followed else "teacher ready"
+                self.progress.update(self.teacher, completed=1, description=loaded)
             self.progress.stop_task(self.teacher)
             self.teacher = None
 
@@ -260,15 +291,24 @@ def run(args: argparse.Namespace) -> int:
         ) as progress,
         _PlainWarnings(console),
     ):
+        bar = _Bar(
+            progress,
+            console,
+            total,
+            seconds,
+            settings.needs_teacher,
+            epochs_followed=getattr(executor, "in_process", False),
+        )
         try:
             outcome = run_search(
                 settings,
                 args.store,
                 run_id=args.run_id,
                 executor=executor,
-                callbacks=[_Bar(progress, console, total, seconds, settings.needs_teacher)],
+                callbacks=[bar],
                 report_dir=report,
                 keep_weights=args.keep_weights,
+                teacher_progress=bar.teacher_epoch,
             )
         except RunMismatchError as error:
             if "teacher." not in str(error) or "file_sha256" in str(error):

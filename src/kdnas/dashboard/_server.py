@@ -7,8 +7,10 @@ library), so no request can reach a file outside them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import threading
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
@@ -30,8 +32,13 @@ _SECURITY_HEADERS = {
     "style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
 }
+
+#: The JSON answers are never kept (the store changes under them). The page's own files are
+#: kept and checked again on each load (ETag): a page opened again gets plotly.js from the
+#: browser's cache, with the code the browser compiled from it, instead of parsing 5 MB anew.
+_NOT_KEPT = {"Cache-Control": "no-store"}
+_KEPT_IF_UNCHANGED = {"Cache-Control": "no-cache"}
 
 
 class PlottingLibraryMissing(RuntimeError):
@@ -83,7 +90,28 @@ class DashboardServer(ThreadingHTTPServer):
             "/assets/dashboard.js": (page_asset("dashboard.js"), "text/javascript"),
             "/assets/plotly.min.js": (plotly_script(), "text/javascript"),
         }
+        self.asset_tags = {
+            path: '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            for path, (body, _) in self.assets.items()
+        }
         super().__init__((host, port), _Handler)
+
+    def warm_up(self) -> threading.Thread:
+        """Compute the first view's data in the background, now that the server listens:
+        a page opened at once finds them ready (or waits for this one computation) while
+        the browser is still loading plotly.js."""
+
+        def compute() -> None:
+            try:
+                self.view.first_view()
+            except Exception as error:  # the page's own request reports what went wrong
+                logger.debug("warming up the first view failed: %s", error)
+            finally:
+                self.view.close()  # this thread's connection
+
+        thread = threading.Thread(target=compute, name="dashboard-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     @property
     def url(self) -> str:
@@ -129,6 +157,7 @@ def _upto(parameters: dict[str, list[str]]) -> int | None:
 
 _API: dict[str, Callable[[StoreView, dict[str, list[str]]], Any]] = {
     "/api/store": lambda view, _: {"store": str(view.path), "latest": view.latest_id()},
+    "/api/first": lambda view, _: view.first_view(),
     "/api/runs": lambda view, _: view.runs(),
     "/api/incumbent": lambda view, p: view.incumbent(_upto(p)),
     "/api/fidelities": lambda view, _: view.fidelities(),
@@ -148,7 +177,13 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path in self.server.assets:
             body, kind = self.server.assets[url.path]
-            self._send(HTTPStatus.OK, body, kind)
+            tag = self.server.asset_tags[url.path]
+            status = (
+                HTTPStatus.NOT_MODIFIED
+                if self.headers.get("If-None-Match") == tag
+                else HTTPStatus.OK
+            )
+            self._send(status, body, kind, {"ETag": tag, **_KEPT_IF_UNCHANGED})
             return
         answer = _API.get(url.path)
         if answer is None:
@@ -167,16 +202,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_json(self, status: HTTPStatus, payload: Any) -> None:
         body = json.dumps(_json_ready(payload), allow_nan=False).encode()
-        self._send(status, body, "application/json")
+        self._send(status, body, "application/json", _NOT_KEPT)
 
-    def _send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
+    def _send(self, status: HTTPStatus, body: bytes, kind: str, caching: dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in _SECURITY_HEADERS.items():
+        if status != HTTPStatus.NOT_MODIFIED:
+            self.send_header("Content-Length", str(len(body)))
+        for name, value in {**_SECURITY_HEADERS, **caching}.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if status != HTTPStatus.NOT_MODIFIED:
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
@@ -192,7 +229,7 @@ def write_html_report(view: StoreView, file: Path) -> Path:
     data = json.dumps(_json_ready(view.snapshot()), allow_nan=False)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     scripts = {
-        '<script src="assets/plotly.min.js"></script>': "<script>"
+        '<link id="plotly-js" rel="preload" href="assets/plotly.min.js" as="script">': "<script>"
         + _inline(plotly_script().decode())
         + "</script>",
         '<script src="assets/dashboard.js"></script>': '<script id="kdnas-snapshot" '

@@ -116,6 +116,9 @@ class RayExecutor:
     """
 
     name = "ray"
+    #: ``prepare`` runs as a Ray task in another process (often another machine): a callback
+    #: of this process cannot follow it there.
+    in_process = False
 
     def __init__(
         self,

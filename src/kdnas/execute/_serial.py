@@ -25,6 +25,8 @@ class SerialExecutor:
     """
 
     name = "serial"
+    #: ``prepare`` runs in this process: a callback given to it (a progress bar's) works.
+    in_process = True
 
     def prepare(self, objective: Objective, function: Any, *args: Any) -> Any:
         """Run ``function(objective, *args)`` in this process (one-off work before ``run``)."""

@@ -119,6 +119,7 @@ def run_search(
     report_dir: str | os.PathLike[str] | None = None,
     teacher_dir: str | os.PathLike[str] | None = None,
     keep_weights: KeepPolicy | None = None,
+    teacher_progress: Callable[[int, int], None] | None = None,
 ) -> SearchOutcome:
     """Run (or resume) a real multi-fidelity search and store every evaluation.
 
@@ -134,6 +135,11 @@ def run_search(
         keep_weights: which full-data evaluations keep their trained weights in
             ``<store>.weights`` (default: the best ``kdnas.train.DEFAULT_KEEP`` by validation
             accuracy; ``KeepPolicy(0)`` keeps none).
+        teacher_progress: called as ``teacher_progress(done, epochs)`` when the teacher
+            trains now, at its start (``done``: epochs restored from its epoch checkpoint,
+            else 0) and after each epoch; never when it is loaded. Only with an executor
+            whose ``prepare`` runs in this process (``in_process``: the serial one); with
+            Ray the teacher trains in a task elsewhere and nothing is called.
 
     Raises:
         ValueError: unknown space, method or algorithm (the message lists the valid ones); a
@@ -188,7 +194,8 @@ def run_search(
         if settings.needs_teacher:
             # Train (or load) the teacher once, where evaluations run, before the workers
             # start: otherwise every parallel worker would train its own copy at its first task.
-            teacher = executor.prepare(objective, _prepare_teacher, settings.part)
+            follow = (teacher_progress,) if getattr(executor, "in_process", False) else ()
+            teacher = executor.prepare(objective, _prepare_teacher, settings.part, *follow)
             warnings = check_teacher(teacher, settings.allow_chance_teacher)
         health = FidelityHealth(objective.chance(), lambda f: _steps(objective, f))
         keepers = []
@@ -340,8 +347,10 @@ def _weights_folder(
     return WeightsFolder(folder, policy)
 
 
-def _prepare_teacher(objective: Any, part: int) -> dict[str, Any]:
-    summary = objective.teacher_summary(part)
+def _prepare_teacher(
+    objective: Any, part: int, on_epoch: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    summary = objective.teacher_summary(part, on_epoch)
     if summary["status"] != "ok":
         objective.teacher(part)  # raises TeacherTrainingError, naming how the training ended
     return summary

@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -240,9 +240,12 @@ class TrainingObjective:
         """The teacher's own training result (never raises for a teacher at chance)."""
         return self.teacher_life.result(part)
 
-    def teacher_summary(self, part: int) -> dict[str, Any]:
-        """What a report says about the teacher of 1/part students (``Teacher.summary``)."""
-        return self.teacher_life.summary(part)
+    def teacher_summary(
+        self, part: int, on_epoch: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
+        """What a report says about the teacher of 1/part students (``Teacher.summary``);
+        ``on_epoch(done, epochs)`` follows its training, if it trains now (``Teacher.entry``)."""
+        return self.teacher_life.summary(part, on_epoch)
 
     def warm_up(self, part: int, methods: tuple[str, ...] = ("kd",)) -> float:
         """Train (or load) the 1/part teacher and fill the cache for ``methods``; seconds
@@ -351,10 +354,15 @@ class TrainingObjective:
         }
 
     def _fit(
-        self, arch: Architecture, fidelity: Fidelity, checkpoint: EpochCheckpoint | None = None
+        self,
+        arch: Architecture,
+        fidelity: Fidelity,
+        checkpoint: EpochCheckpoint | None = None,
+        on_epoch: Callable[[int, int], None] | None = None,
     ) -> tuple[nn.Module | None, TrainResult]:
         """Train ``arch`` at ``fidelity``: the trained network (None unless ok) and result;
-        with ``checkpoint``, saved after every epoch and resumed from it."""
+        with ``checkpoint``, saved after every epoch and resumed from it; ``on_epoch`` as
+        ``train_network``'s."""
         start = time.perf_counter()
         teacher_s = 0.0
         subset_hash = ""
@@ -372,7 +380,7 @@ class TrainingObjective:
             if teacher is not None:
                 source = self.teacher_life.source(fidelity, loss, teacher)
             result = self._train(
-                arch, network, loss, fidelity.part, fidelity.epochs, source, checkpoint
+                arch, network, loss, fidelity.part, fidelity.epochs, source, checkpoint, on_epoch
             )
         except (ValueError, RuntimeError, TypeError) as error:
             logger.warning(
@@ -431,6 +439,7 @@ class TrainingObjective:
         epochs: int | None,
         source: TeacherSource | None,
         checkpoint: EpochCheckpoint | None = None,
+        on_epoch: Callable[[int, int], None] | None = None,
     ) -> TrainResult:
         images = self.train_images(part)
         with seeded_generators(self.device, stream_seed(self.seed, 0, "dropout")):
@@ -443,6 +452,7 @@ class TrainingObjective:
                 epochs=epochs,
                 teacher=source,
                 checkpoint=checkpoint,
+                on_epoch=on_epoch,
             )
         ok = outcome.status == "ok"
         valid = accuracy(network, self.eval_images("valid"), self.config) if ok else math.nan

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -184,10 +185,13 @@ class Teacher:
         for a teacher at chance, so that its accuracy can be reported)."""
         return self.entry(part).result
 
-    def summary(self, part: int) -> dict[str, Any]:
+    def summary(
+        self, part: int, on_epoch: Callable[[int, int], None] | None = None
+    ) -> dict[str, Any]:
         """What a report says about the teacher of 1/part students: where and how long it
-        learned, its accuracies (fractions) and seconds, and how they compare with chance."""
-        entry = self.entry(part)
+        learned, its accuracies (fractions) and seconds, and how they compare with chance
+        (``on_epoch`` as ``entry``'s)."""
+        entry = self.entry(part, on_epoch)
         fidelity = self.fidelity(part)
         chance = self.chance()
         if self.teacher_file is not None:
@@ -230,7 +234,15 @@ class Teacher:
             "above_chance": chance.beaten_by(entry.result.valid_acc),
         }
 
-    def entry(self, part: int) -> TeacherEntry:
+    def entry(self, part: int, on_epoch: Callable[[int, int], None] | None = None) -> TeacherEntry:
+        """The teacher of 1/part students: held, loaded, or trained now.
+
+        Args:
+            part: the students' part.
+            on_epoch: called as ``on_epoch(done, epochs)`` only if the teacher trains now:
+                when it starts (``done``: the epochs its epoch checkpoint restored, else 0)
+                and after each epoch. Never for a teacher held, loaded or from a file.
+        """
         key = self.key(part)
         if key in self._entries:
             entry = self._entries[key]
@@ -240,12 +252,12 @@ class Teacher:
         if self.teacher_file is not None:
             entry = self._from_file()
         elif self.store is None:
-            entry = self._train(key, part)
+            entry = self._train(key, part, on_epoch)
         else:
             # Another process sharing the folder may be training this teacher: wait for it and
             # load its result rather than train a second copy.
             with self.store.lock(key):
-                entry = self._load(key, part) or self._train(key, part)
+                entry = self._load(key, part) or self._train(key, part, on_epoch)
         if entry.network is not None:
             entry.network.to(self._objective.device).eval()
             for parameter in entry.network.parameters():
@@ -328,7 +340,9 @@ class Teacher:
             device=describe_device(self._objective.device),
         )
 
-    def _train(self, key: str, part: int) -> TeacherEntry:
+    def _train(
+        self, key: str, part: int, on_epoch: Callable[[int, int], None] | None = None
+    ) -> TeacherEntry:
         original = self._objective.space.original()
         fidelity = self.fidelity(part)
         logger.info(
@@ -344,7 +358,7 @@ class Teacher:
             if self.store is not None
             else None
         )
-        network, result = self._objective._fit(original, fidelity, checkpoint)
+        network, result = self._objective._fit(original, fidelity, checkpoint, on_epoch)
         if result.status != "ok":
             if checkpoint is not None and result.status == "diverged":
                 checkpoint.clear()

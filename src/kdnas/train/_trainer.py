@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -216,6 +216,7 @@ def train_network(
     epochs: int | None = None,
     teacher: TeacherSource | None = None,
     checkpoint: EpochCheckpoint | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
 ) -> TrainOutcome:
     """Train ``model`` (in place) with ``loss`` on all images of ``train``.
 
@@ -233,6 +234,9 @@ def train_network(
         checkpoint: save the training's state after every epoch there, and resume from it
             when it holds an earlier call's (``EpochCheckpoint``); the result equals an
             uninterrupted run's.
+        on_epoch: called as ``on_epoch(done, epochs)`` before the first epoch (``done``: the
+            epochs a checkpoint restored, else 0) and after each finished epoch, in this
+            process (a progress bar's hook; it must not raise).
 
     Returns:
         A ``TrainOutcome``; a NaN or infinite loss stops training with status "diverged".
@@ -273,6 +277,8 @@ def train_network(
         logger.info("resuming from the checkpoint of epoch %d (%s)", first_epoch, checkpoint)
     _synchronize(device)
     start = time.perf_counter()
+    if on_epoch is not None:
+        on_epoch(first_epoch, epochs)
     for epoch in range(first_epoch, epochs):
         for group in optimizer.param_groups:
             group["lr"] = schedule.learning_rate(epoch)
@@ -335,6 +341,8 @@ def train_network(
             if device.type == "cuda":
                 state["rng_cuda"] = torch.cuda.get_rng_state(device)
             checkpoint.save(state)
+        if on_epoch is not None:  # after the checkpoint: an epoch shown done is kept
+            on_epoch(outcome.epochs, epochs)
     if config.precise_bn and outcome.status == "ok":
         recompute_batchnorm_statistics(model, train, config, seed, epoch=epochs)
     _synchronize(device)

@@ -3,6 +3,13 @@
 // written by `kdnas report --html`, whose data lie in the element #kdnas-snapshot).
 // Every name from the store reaches the page through textContent, never as markup; names in
 // charts go through plotText, since plotly reads a few HTML-like tags in its labels.
+//
+// First view: the page asks for its data (one request, api/first) while the browser
+// downloads plotly.js (about 5 MB, preloaded), shows the overview and the grid as soon as the
+// data arrive, then runs plotly.js (a second or more of the page's only thread, so not
+// before the overview is shown) and draws the incumbent charts. The other charts are drawn
+// when their tab opens; an update redraws only the charts in sight and marks the others to
+// be drawn when shown.
 "use strict";
 
 (function () {
@@ -18,7 +25,35 @@
     columns: [],
     view: "overview",
     seen: new Set(),
+    // Charts whose data changed since they were last drawn (drawn when their tab shows).
+    stale: new Set(["incumbent", "workers"]),
+    plotly: false,
   };
+
+  // plotly.js: inlined before this script in the report; on the live page preloaded by
+  // the page's head and run from here (loadPlotly) once the overview is shown.
+  function loadPlotly() {
+    return new Promise((resolve, reject) => {
+      if (window.Plotly) {
+        resolve();
+        return;
+      }
+      const script = document.createElement("script");
+      script.src = document.getElementById("plotly-js").getAttribute("href");
+      script.addEventListener("load", () => resolve());
+      script.addEventListener("error", () => reject(new Error("plotly.js did not load")));
+      document.body.append(script);
+    }).then(() => {
+      state.plotly = true;
+      plotlyRan();
+    });
+  }
+
+  // Resolved once plotly.js has run (a tab opened before then draws after it).
+  let plotlyRan;
+  const plotlyReady = new Promise((resolve) => {
+    plotlyRan = resolve;
+  });
 
   // ---------------------------------------------------------------- helpers
 
@@ -318,38 +353,50 @@
 
   // ---------------------------------------------------------------- workers
 
+  // One line trace per worker, each evaluation a thick segment from its start to its end
+  // (null between segments): one SVG path per worker, where a bar chart made one per bar.
   function renderWorkers() {
     const byWorker = {};
     for (const bar of state.workers) {
       if (bar.started_at === null || bar.finished_at === null) continue;
       const key = bar.worker;
-      byWorker[key] = byWorker[key] || { base: [], x: [], y: [], text: [] };
+      byWorker[key] = byWorker[key] || { x: [], y: [], text: [] };
       const entry = byWorker[key];
-      entry.base.push(new Date(bar.started_at * 1000).toISOString());
-      entry.x.push((bar.finished_at - bar.started_at) * 1000);
-      entry.y.push(plotText(key));
-      entry.text.push(plotText(bar.run_id + " #" + bar.id + " 1/" + bar.part + " " + bar.method + " " + bar.status));
+      const label = plotText(bar.run_id + " #" + bar.id + " 1/" + bar.part + " " + bar.method + " " + bar.status);
+      entry.x.push(new Date(bar.started_at * 1000).toISOString(), new Date(bar.finished_at * 1000).toISOString(), null);
+      entry.y.push(plotText(key), plotText(key), null);
+      entry.text.push(label, label, null);
     }
     const traces = Object.entries(byWorker).map(([worker, entry]) => ({
-      type: "bar",
-      orientation: "h",
-      base: entry.base,
+      type: "scatter",
+      mode: "lines",
       x: entry.x,
       y: entry.y,
+      line: { width: 14 },
+      connectgaps: false,
       hovertext: entry.text,
       hoverinfo: "text",
       name: plotText(worker),
     }));
     Plotly.react("chart-workers", traces, {
       xaxis: { type: "date", title: { text: "time (UTC)" } },
-      yaxis: { automargin: true },
-      barmode: "overlay",
+      yaxis: { type: "category", automargin: true },
       margin: { t: 30 },
       showlegend: false,
     });
   }
 
   // ---------------------------------------------------------------- views and updates
+
+  const DRAW = { incumbent: renderIncumbent, workers: renderWorkers };
+
+  // Draws a view's charts if their data changed since last drawn (and plotly.js has run).
+  function draw(view) {
+    if (!state.plotly || !state.stale.has(view)) return false;
+    state.stale.delete(view);
+    DRAW[view]();
+    return true;
+  }
 
   function show(view) {
     state.view = view;
@@ -359,13 +406,15 @@
     for (const section of document.querySelectorAll("section")) {
       section.hidden = section.id !== "view-" + view;
     }
-    // plotly sizes a chart drawn while hidden to nothing: resize on show.
-    for (const chart of document.querySelectorAll("#view-" + view + " .chart")) {
-      if (chart.data) Plotly.Plots.resize(chart);
+    if (!draw(view)) {
+      // plotly sizes a chart drawn while hidden to its default: resize on show.
+      for (const chart of document.querySelectorAll("#view-" + view + " .chart")) {
+        if (chart.data) Plotly.Plots.resize(chart);
+      }
     }
     if (view === "fidelities" && !snapshot) {
-      api("api/fidelities")
-        .then(renderFidelities)
+      Promise.all([api("api/fidelities"), plotlyReady])
+        .then(([views]) => renderFidelities(views))
         .catch((error) => setLive("fidelities: " + error.message));
     }
   }
@@ -383,8 +432,9 @@
         state.workers = state.workers.concat(
           update.rows.map((row) => ({ id: row.id, run_id: row.run, worker: row.worker, started_at: row.started_at, finished_at: row.finished_at, part: row.part, method: row.method, status: row.status })),
         ).slice(-TIMELINE_LIMIT);
-        renderIncumbent();
-        renderWorkers();
+        state.stale.add("incumbent");
+        state.stale.add("workers");
+        draw(state.view);
         renderRuns(await api("api/runs"));
         await loadGrid();
         if (state.view === "fidelities") renderFidelities(await api("api/fidelities"));
@@ -408,34 +458,32 @@
       state.grid.page += 1;
       loadGrid();
     });
+    const first = snapshot || (await api("api/first"));
+    document.getElementById("store").textContent = first.store;
+    state.latest = first.latest;
     if (snapshot) {
-      document.getElementById("store").textContent = snapshot.store;
       setLive("report written " + clock(snapshot.written_at) + " UTC (" + snapshot.latest + " evaluations; the grid holds the newest 500)");
-      renderRuns(snapshot.runs);
-      state.incumbent = snapshot.incumbent;
-      state.workers = snapshot.workers;
-      renderIncumbent();
-      renderWorkers();
+    }
+    renderRuns(first.runs);
+    state.incumbent = first.incumbent;
+    state.workers = first.workers;
+    if (snapshot) {
+      renderGrid(localPage());
+    } else {
+      renderGrid(first.evaluations);
+    }
+    performance.mark("kdnas-overview");
+    // Let the browser paint the overview (next frame) before plotly.js takes the thread.
+    await new Promise((resolve) => window.requestAnimationFrame(() => window.setTimeout(resolve, 0)));
+    await loadPlotly();
+    draw("incumbent");
+    draw(state.view); // a tab opened while plotly.js loaded
+    performance.mark("kdnas-first-view");
+    document.body.dataset.ready = "1";
+    if (snapshot) {
       renderFidelities(snapshot.fidelities);
-      await loadGrid();
-      document.body.dataset.ready = "1";
       return;
     }
-    const store = await api("api/store");
-    document.getElementById("store").textContent = store.store;
-    state.latest = store.latest;
-    const [runs, incumbent, workers] = await Promise.all([
-      api("api/runs"),
-      api("api/incumbent?upto=" + store.latest),
-      api("api/workers?upto=" + store.latest),
-    ]);
-    renderRuns(runs);
-    state.incumbent = incumbent;
-    state.workers = workers;
-    renderIncumbent();
-    renderWorkers();
-    await loadGrid();
-    document.body.dataset.ready = "1";
     // The fidelities (a bootstrap, seconds on a large store) are asked for after the first
     // view, so the server has them ready when their tab opens.
     api("api/fidelities")
