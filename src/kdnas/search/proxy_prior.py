@@ -303,6 +303,10 @@ class ProxyPriorGPUCB(HighFidelitySearch):
             return best, cfg.high_fidelity
         return best, cfg.screen_fidelity
 
+    def _in_contrast(self, high_idx: np.ndarray) -> bool:
+        """Whether the plain GP chooses now (the proxy's first pick has been made)."""
+        return self._proxy is not None and 0 < len(high_idx) < self.config.contrast_after
+
     def _posterior(
         self,
         high_idx: np.ndarray,
@@ -316,7 +320,7 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         # The contrast: until ``contrast_after`` high-fidelity results are in, the plain GP
         # chooses, so the second result lies away from the proxy's favourite and the two
         # models' evidence can differ (near the favourite a misleading proxy looks right).
-        if self._proxy is None or len(high_idx) < self.config.contrast_after:
+        if self._proxy is None or self._in_contrast(high_idx):
             return fit_noisy_gp(features[idx], targets, noise).predict(features, return_std=True)
         trend = self._proxy_slope(idx, targets) * self._proxy
         with_proxy = fit_noisy_gp(features[idx], targets - trend[idx], noise)
