@@ -48,12 +48,16 @@ def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict
     return code, json.loads(captured.out) if code == 0 else {}, " ".join(captured.err.split())
 
 
-def test_the_default_is_proxy_gp_ucb_and_needs_no_teacher() -> None:
+def test_the_default_is_proxy_gp_ucb_and_needs_no_teacher(tmp_path: Path) -> None:
     assert DEFAULT_OPTIMIZER == "proxy-gp-ucb"
     assert SearchSettings().algorithm == DEFAULT_OPTIMIZER
     assert not registered_optimizers()[DEFAULT_OPTIMIZER].uses_low_fidelity
     assert not SearchSettings().needs_teacher
     assert SearchSettings(algorithm="alg2").needs_teacher  # the previous default distilled
+    teacher = tmp_path / "net.pt2"
+    teacher.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"use --algorithm alg2 --method kd$"):
+        SearchSettings(teacher_file=str(teacher))
 
 
 def test_a_new_default_search_runs_proxy_gp_ucb_at_full_data_and_trains_no_teacher(

@@ -106,7 +106,7 @@ def register(subparsers: Any) -> None:
         "--budget-evaluations",
         type=positive_int,
         default=None,
-        help="evaluations in all (alg1: n_lf + 1)",
+        help="evaluations in all, low-fidelity and full-data alike (alg1: n_lf + 1)",
     )
     parser.add_argument(
         "--store", default="kdnas-search.sqlite", help="SQLite store (default kdnas-search.sqlite)"

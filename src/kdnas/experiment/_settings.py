@@ -81,7 +81,7 @@ class SearchSettings:
         budget_evaluations: evaluations in all (None: no limit).
         budget_seconds: summed evaluation seconds (None: no limit). Reproducible: a resumed
             search charges stored evaluations their recorded seconds. Both budgets apply to
-            alg2, gp-ucb and random; alg1 always makes n_lf + 1 evaluations.
+            every optimizer but alg1, which always makes n_lf + 1 evaluations.
         beta: UCB weight of the posterior std; None: the algorithm's own (``ucb_beta``).
         train: further ``TrainConfig`` overrides (batch_size, lr, ...).
         hyperparameters: per-method loss overrides, e.g. {"kd": {"tau": 4.0}}.
