@@ -21,8 +21,9 @@ from kdnas.spaces import get_space
 from kdnas.store import RunMismatchError, SQLiteStore, config_fingerprint
 from kdnas.train import TrainingObjective
 
+#: A distilling search: the checks must come before its teacher trains.
 SETTINGS = SearchSettings(
-    method="kd", part=3, n_lf=2, n_candidates=4, epochs=1, width_multiplier=0.125
+    algorithm="alg2", method="kd", part=3, n_lf=2, n_candidates=4, epochs=1, width_multiplier=0.125
 )
 
 

@@ -51,8 +51,10 @@ def foreign_sqlite(path: Path) -> Path:
 
 
 def tiny_search(store: Path) -> list[str]:
+    """A distilling search (its teacher's failures are tested with it)."""
     return [
-        "search", "--method", "kd", "--part", "9", "--candidates", "4", "--n-lf", "2",
+        "search", "--algorithm", "alg2", "--method", "kd", "--part", "9", "--candidates", "4",
+        "--n-lf", "2",
         "--budget-evaluations", "3", "--epochs", "1", "--width-multiplier", "0.125",
         "--threads", "1", "--store", str(store),
     ]  # fmt: skip
@@ -239,9 +241,12 @@ def test_a_full_disk_at_a_store_commit_is_one_line_naming_the_store(
         return original_put(self, *args, **kwargs)
 
     monkeypatch.setattr(SQLiteStore, "put", put_on_a_full_disk)
-    argv = tiny_search(store_path)
-    argv[argv.index("kd")] = "nokd"  # no teacher: straight to the first commit
-    status, err = run_cli([*argv, "--algorithm", "random"], capsys)
+    # The default optimizer (full data, no teacher): straight to the first commit.
+    argv = [
+        "search", "--candidates", "4", "--budget-evaluations", "3", "--epochs", "1",
+        "--width-multiplier", "0.125", "--threads", "1", "--store", str(store_path),
+    ]  # fmt: skip
+    status, err = run_cli(argv, capsys)
     assert status == 1
     assert_one_line(err)
     assert "database or disk is full" in err and str(store_path) in err

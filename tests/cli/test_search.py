@@ -38,6 +38,16 @@ def tiny_search(store: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def tiny_full_data_search(store: Path, algorithm: str, *extra: str) -> list[str]:
+    """``tiny_search`` for an optimizer that trains at full data only: without the
+    low-fidelity options, which such an optimizer refuses for a new run."""
+    return [
+        "search", "--dataset", "digits", "--algorithm", algorithm, "--candidates", "4",
+        "--budget-evaluations", "3", "--epochs", "1", "--width-multiplier", "0.125",
+        "--batch-size", "256", "--threads", "1", "--store", str(store), "--json", *extra,
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "expected"),
     [
@@ -111,7 +121,7 @@ def test_a_diverged_evaluation_is_stored_and_the_search_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = tmp_path / "diverging.db"
-    args = [*tiny_search(store), "--algorithm", "random", "--budget-evaluations", "2"]
+    args = tiny_full_data_search(store, "random", "--budget-evaluations", "2")
     # Both stored; with nothing finished the command ends non-zero, saying why.
     assert main([*args, "--lr", "1e30"]) == 1
     summary = json.loads(capsys.readouterr().out)
@@ -148,7 +158,7 @@ def test_proxy_gp_ucb_starts_at_the_most_compute_and_runs_only_high_fidelity(
     assert first.arch == most
 
     store = tmp_path / "proxy.db"
-    args = [*tiny_search(store), "--algorithm", "proxy-gp-ucb", "--budget-evaluations", "2"]
+    args = tiny_full_data_search(store, "proxy-gp-ucb", "--budget-evaluations", "2")
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["evaluations"] == 2
@@ -248,17 +258,28 @@ def test_the_teacher_protocol_is_in_the_fingerprint_and_old_stores_resume_as_sub
     data = prepare(load_digits())
     archs = sample_architectures(get_space("mobilenetv2"), 3, 0)
     full = run_config(
-        SearchSettings(method="kd", hf_epochs=5, n_candidates=3, n_lf=2), data, archs
+        SearchSettings(algorithm="alg2", method="kd", hf_epochs=5, n_candidates=3, n_lf=2),
+        data,
+        archs,
     )
     assert full["teacher"] == {"data": "full", "part": 1, "method": "nokd", "epochs": 5}
     subset = run_config(
-        SearchSettings(method="kd", n_candidates=3, n_lf=2, teacher_data="subset"), data, archs
+        SearchSettings(
+            algorithm="alg2", method="kd", n_candidates=3, n_lf=2, teacher_data="subset"
+        ),
+        data,
+        archs,
     )
     # Exactly the keys earlier kdnas versions fingerprinted, so their stores resume.
     for name in ("teacher", "teacher_data", "allow_chance_teacher"):
         assert name not in subset
     allowed = SearchSettings(
-        method="kd", hf_epochs=5, n_candidates=3, n_lf=2, allow_chance_teacher=True
+        algorithm="alg2",
+        method="kd",
+        hf_epochs=5,
+        n_candidates=3,
+        n_lf=2,
+        allow_chance_teacher=True,
     )
     assert run_config(allowed, data, archs) == full  # a guard, not what is searched
 

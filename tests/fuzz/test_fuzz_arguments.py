@@ -242,6 +242,10 @@ def test_every_generated_command_line_holds_the_contract(command: str, stubbed_w
     [
         ["search", "--run-id", "[/]", "--store", "missing-folder/s.sqlite"],
         ["search", "--run-id", "[/]", "--candidates", "0"],
+        # The store is read to find the run's own optimizer when --algorithm is left out.
+        ["search", "--store", "garbage-file"],
+        ["search", "--store", "a-folder"],
+        ["search", "--store", "empty-file", "--method", "kd"],
         ["train", "--arch", "[" * 60000 + "]" * 60000],
         ["train", "--arch", '{"space": "mobilenetv2", "genotype": ' + "[" * 900 + "]" * 900 + "}"],
     ],

@@ -5,6 +5,7 @@ run's fingerprint by its name and version (the built-ins' fingerprints stay as t
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from kdnas.core import Architecture
 from kdnas.experiment import SearchSettings, load_data, run_config
 from kdnas.experiment._settings import check_user_space
 from kdnas.models import count_multiply_adds, count_parameters, has_taps, network_taps
+from kdnas.search.registry import DEFAULT_OPTIMIZER
 from kdnas.spaces import get_space, space_identity, space_names
 from kdnas.store import config_fingerprint
 from user_spaces import install_entry_point, user_modules
@@ -146,7 +148,11 @@ def test_methods_that_need_taps_are_refused_for_a_space_without_them(tmp_path: P
             ("nokd", False),
         ):
             settings = SearchSettings(
-                space="toyspace:ToyMLPSpace", method=method, n_lf=1, n_candidates=2
+                space="toyspace:ToyMLPSpace",
+                algorithm="alg2",
+                method=method,
+                n_lf=1,
+                n_candidates=2,
             )
             data = load_data(settings)
             if refused:
@@ -155,5 +161,10 @@ def test_methods_that_need_taps_are_refused_for_a_space_without_them(tmp_path: P
                 assert "--method nokd or kd" in str(error.value)
             else:
                 check_user_space(get_space(settings.space), settings, data)
-        settings = SearchSettings(space="toycnn:ToyCNNSpace", method="nst", n_lf=1, n_candidates=2)
+            # The default optimizer distills from nothing: any method's name is inert there.
+            default = dataclasses.replace(settings, algorithm=DEFAULT_OPTIMIZER)
+            check_user_space(get_space(settings.space), default, data)
+        settings = SearchSettings(
+            space="toycnn:ToyCNNSpace", algorithm="alg2", method="nst", n_lf=1, n_candidates=2
+        )
         check_user_space(get_space(settings.space), settings, load_data(settings))

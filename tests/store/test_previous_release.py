@@ -51,6 +51,24 @@ def test_the_previous_release_store_and_teacher_resume_without_recomputing(
     assert after == before and len(after) == 3
 
 
+def test_the_previous_release_run_resumes_when_its_optimizer_is_not_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default optimizer changed since (alg2, then proxy-gp-ucb): a run the store holds
+    goes on with its own, so the command without ``--algorithm`` resumes it unchanged."""
+    store = _copy(tmp_path)
+    with SQLiteStore(store) as opened:
+        fingerprint = opened.run("search").fingerprint
+    command = [arg for arg in COMMAND if arg not in ("--algorithm", "alg2")]
+    assert len(command) == len(COMMAND) - 2
+    assert main([*command, "--store", str(store), "--budget-evaluations", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["algorithm"], summary["replayed"], summary["new"]) == ("alg2", 3, 0)
+    assert summary["teacher"]["key"] == TEACHER_KEY and summary["teacher"]["loaded"]
+    with SQLiteStore(store) as opened:
+        assert opened.run("search").fingerprint == fingerprint
+
+
 @pytest.mark.slow  # one 4-epoch training (~20 s on a loaded 2-core machine)
 def test_the_previous_release_run_goes_on_with_a_larger_budget(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

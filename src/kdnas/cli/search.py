@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,19 @@ def register(subparsers: Any) -> None:
     )
     from kdnas.cli.models import add_keep_weights_argument
     from kdnas.core import METHODS
-    from kdnas.search.registry import registered_optimizers
+    from kdnas.search.registry import DEFAULT_OPTIMIZER, registered_optimizers
 
     parser = subparsers.add_parser(
         "search",
         help="real multi-fidelity architecture search (stored, resumable, Ray optional)",
-        description="Search a space's architectures by training them: low-fidelity runs on "
-        "1/PART of the data with a distillation METHOD guide a Gaussian-process search "
-        "(Algorithm 1 or 2), or search at high fidelity only (GP-UCB, random). Every finished "
-        "evaluation is committed to the --store at once; run the same command again to resume "
-        "an interrupted search (finished evaluations are never rerun).",
+        description="Search a space's architectures by training them. By default "
+        "(proxy-gp-ucb) a Gaussian-process search trains candidates on the full data in an "
+        "order guided by a zero-cost prior (log multiply-adds): no teacher, no low fidelity. "
+        "--algorithm alg2 is the paper's Algorithm 2: low-fidelity runs on 1/PART of the data "
+        "distilling from a teacher with METHOD, then full-data runs (alg1: Algorithm 1). Every "
+        "finished evaluation is committed to the --store at once; run the same command again "
+        "to resume an interrupted search (finished evaluations are never rerun; a run the "
+        "store holds goes on with the optimizer it was made with unless --algorithm is given).",
     )
     add_space_argument(parser)
     parser.add_argument(
@@ -38,23 +42,37 @@ def register(subparsers: Any) -> None:
         default="digits",
         help=dataset_help(),
     )
+    entries = registered_optimizers()
     algorithms = ", ".join(
-        f"{name} (experimental)" if entry.experimental else name
-        for name, entry in registered_optimizers().items()
+        f"{name} (experimental)" if entry.experimental else name for name, entry in entries.items()
     )
     parser.add_argument(
         "--algorithm",
-        default="alg2",
-        help=f"one of {algorithms} (default alg2; proxy-gp-ucb is the fastest measured)",
+        default=None,
+        help=f"one of {algorithms}. Default: the optimizer of the run when the store already "
+        f"holds it, else {DEFAULT_OPTIMIZER} (proxy-prior GP-UCB: full data only, no teacher, "
+        f"the fastest measured); alg2 is the paper's Algorithm 2 (KD at a low fidelity)",
+    )
+    # Given or not matters (None = not given): these shape only the low fidelity, and a user
+    # who passes one to an optimizer that has none is told so instead of being ignored.
+    low_fidelity = ", ".join(name for name, entry in entries.items() if entry.uses_low_fidelity)
+    parser.add_argument(
+        "--method",
+        default=None,
+        help=f"low-fidelity loss: {', '.join(METHODS)} (default nst); "
+        f"for the optimizers that evaluate at a low fidelity ({low_fidelity})",
     )
     parser.add_argument(
-        "--method", default="nst", help=f"low-fidelity loss: {', '.join(METHODS)} (default nst)"
+        "--part",
+        type=positive_int,
+        default=None,
+        help="low fidelity trains on 1/PART (default 27; as --method)",
     )
     parser.add_argument(
-        "--part", type=positive_int, default=27, help="low fidelity trains on 1/PART"
-    )
-    parser.add_argument(
-        "--n-lf", type=positive_int, default=10, help="low-fidelity evaluations (10)"
+        "--n-lf",
+        type=positive_int,
+        default=None,
+        help="low-fidelity evaluations of alg1/alg2 (default 10)",
     )
     parser.add_argument(
         "--candidates",
@@ -71,7 +89,8 @@ def register(subparsers: Any) -> None:
         "--beta",
         type=float,
         default=None,
-        help="UCB std weight (default: the paper's 0.5; proxy-gp-ucb's preset 1.0)",
+        help="UCB std weight (default: the optimizer's own: the paper's 0.5 for its "
+        f"algorithms, {entries[DEFAULT_OPTIMIZER].default_beta} for {DEFAULT_OPTIMIZER})",
     )
     parser.add_argument(
         "--hp",
@@ -87,7 +106,7 @@ def register(subparsers: Any) -> None:
         "--budget-evaluations",
         type=positive_int,
         default=None,
-        help="evaluations in all (alg1: n_lf + 1)",
+        help="evaluations in all, low-fidelity and full-data alike (alg1: n_lf + 1)",
     )
     parser.add_argument(
         "--store", default="kdnas-search.sqlite", help="SQLite store (default kdnas-search.sqlite)"
@@ -100,31 +119,138 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def settings_from_args(args: argparse.Namespace) -> Any:
-    """The ``SearchSettings`` of the command line (validated: bad names list valid ones)."""
+@dataclass(frozen=True)
+class AlgorithmChoice:
+    """Which optimizer a ``kdnas search`` runs, and why.
+
+    Args:
+        name: the optimizer's registry name.
+        given: named by ``--algorithm``.
+        stored: the optimizer of the run the store already holds under ``--run-id`` (None: a
+            new run); when not given, ``name`` is this one, whatever the default is now.
+    """
+
+    name: str
+    given: bool
+    stored: str | None
+
+
+def choose_algorithm(args: argparse.Namespace) -> AlgorithmChoice:
+    """``--algorithm``, else the optimizer of the run the store holds under ``--run-id``, else
+    ``DEFAULT_OPTIMIZER``: a run made when another optimizer was the default resumes with the
+    same command (its store is read, never written).
+
+    Raises:
+        kdnas.store.IncompatibleStoreError: ``--store`` is a file but not a kdnas store.
+    """
+    from kdnas.experiment import stored_algorithm
+    from kdnas.search.registry import DEFAULT_OPTIMIZER
+
+    stored = stored_algorithm(args.store, args.run_id) if args.run_id else None
+    if args.algorithm is not None:
+        return AlgorithmChoice(args.algorithm, True, stored)
+    return AlgorithmChoice(stored or DEFAULT_OPTIMIZER, False, stored)
+
+
+def _low_fidelity_options(args: argparse.Namespace) -> list[str]:
+    """The options given that shape only a low fidelity or its teacher."""
+    given = (
+        ("--method", args.method is not None),
+        ("--part", args.part is not None),
+        ("--n-lf", args.n_lf is not None),
+        ("--lf-epochs", args.lf_epochs is not None),
+        ("--hp", bool(args.hp)),
+        ("--teacher", args.teacher is not None),
+        ("--teacher-data subset", args.teacher_data != "full"),
+        ("--allow-chance-teacher", args.allow_chance_teacher),
+    )
+    return [flag for flag, present in given if present]
+
+
+def check_low_fidelity_options(args: argparse.Namespace, choice: AlgorithmChoice) -> None:
+    """Refuse options that shape only a low fidelity or its teacher for a new run of an
+    optimizer that evaluates at full data only: they would be silently ignored, and a user
+    who passes ``--method kd`` expects distillation. A run the store holds is left to its
+    fingerprint, which refuses other settings by name (earlier kdnas accepted such options:
+    the command that made a run resumes it).
+
+    Raises:
+        UsageError: naming the options and the optimizers that use them.
+    """
+    from kdnas.cli import UsageError
+    from kdnas.search.registry import get_optimizer, registered_optimizers
+
+    if choice.stored is not None or get_optimizer(choice.name).uses_low_fidelity:
+        return
+    flags = _low_fidelity_options(args)
+    if not flags:
+        return
+    users = ", ".join(
+        name for name, entry in registered_optimizers().items() if entry.uses_low_fidelity
+    )
+    which = choice.name if choice.given else f"{choice.name} (the default)"
+    raise UsageError(
+        f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} only to optimizers "
+        f"that evaluate at a low fidelity ({users}); {which} trains every candidate on the "
+        f"full data, with no teacher: add --algorithm alg2 for the paper's distillation "
+        f"search, or leave {'it' if len(flags) == 1 else 'them'} out"
+    )
+
+
+def settings_from_args(args: argparse.Namespace, choice: AlgorithmChoice | None = None) -> Any:
+    """The ``SearchSettings`` of the command line (validated: bad names list valid ones),
+    with the optimizer ``choice`` (default: ``choose_algorithm(args)``)."""
     from kdnas.cli import hyperparameter_overrides
     from kdnas.cli._options import protocol_settings
     from kdnas.experiment import SearchSettings
     from kdnas.spaces import get_space
 
     get_space(args.space)  # unknown names fail here, listing the valid spaces
-    overrides = hyperparameter_overrides(args.hp, args.method, args.space)
+    choice = choice or choose_algorithm(args)
+    check_low_fidelity_options(args, choice)
+    # The low fidelity's options take SearchSettings' defaults where not given.
+    low = {
+        name: value
+        for name, value in (("method", args.method), ("part", args.part), ("n_lf", args.n_lf))
+        if value is not None
+    }
+    method = low.get("method", SearchSettings.method)
+    overrides = hyperparameter_overrides(args.hp, method, args.space)
     return SearchSettings(
         space=args.space,
         dataset=args.dataset,
-        algorithm=args.algorithm,
-        method=args.method,
-        part=args.part,
-        n_lf=args.n_lf,
+        algorithm=choice.name,
+        **low,
         n_candidates=args.candidates,
         candidate_seed=args.candidate_seed,
         seed=args.seed,
         budget_evaluations=args.budget_evaluations,
         budget_seconds=args.budget_seconds,
         beta=args.beta,
-        hyperparameters={args.method: overrides} if overrides else {},
+        hyperparameters={method: overrides} if overrides else {},
         device=args.device,
         **protocol_settings(args),
+    )
+
+
+def _algorithm_note(choice: AlgorithmChoice, settings: Any, args: argparse.Namespace) -> str:
+    """One line on the optimizer when the command line did not name it (else empty)."""
+    from kdnas.cli._console import shown
+    from kdnas.search.registry import DEFAULT_OPTIMIZER
+
+    if choice.given:
+        return ""
+    if choice.name != DEFAULT_OPTIMIZER:
+        return (
+            f"Run {shown(repr(args.run_id))} of {shown(args.store)} was made with "
+            f"{shown(choice.name)}: it goes on with {shown(choice.name)} (the default is now "
+            f"{DEFAULT_OPTIMIZER}; another --run-id starts one)"
+        )
+    if settings.needs_teacher:
+        return ""
+    return (
+        f"{DEFAULT_OPTIMIZER} evaluates at full data only: no teacher is trained; "
+        f"--algorithm alg2 for the paper's KD search"
     )
 
 
@@ -255,9 +381,11 @@ def run(args: argparse.Namespace) -> int:
     from kdnas.cli._options import check_run_arguments, executor_from_args
     from kdnas.execute import RayExecutor
     from kdnas.experiment import run_search, search_cost
+    from kdnas.search.registry import get_optimizer
     from kdnas.store import RunMismatchError
 
-    settings = settings_from_args(args)
+    choice = choose_algorithm(args)
+    settings = settings_from_args(args, choice)
     executor, device = executor_from_args(args, settings.device)
     settings = dataclasses.replace(settings, device=device)
     check_run_arguments(args)
@@ -273,14 +401,19 @@ def run(args: argparse.Namespace) -> int:
         total, seconds = float(settings.n_lf + 1), False
     else:
         total, seconds = None, False
+    fidelities = f"high fidelity {shown(settings.high_fidelity.label())}"
+    if get_optimizer(settings.algorithm).uses_low_fidelity:
+        fidelities = f"low fidelity {shown(settings.low_fidelity.label())}, {fidelities}"
     console.print(
         f"[bold]kdnas search[/bold]: {shown(settings.algorithm)} over {settings.n_candidates} "
-        f"{shown(settings.space)} architectures on {shown(settings.dataset)}; low fidelity "
-        f"{shown(settings.low_fidelity.label())}, high fidelity "
-        f"{shown(settings.high_fidelity.label())}; store {shown(args.store)} (run "
-        f"{shown(repr(args.run_id))}); executor {shown(args.executor)}"
+        f"{shown(settings.space)} architectures on {shown(settings.dataset)}; {fidelities}; "
+        f"store {shown(args.store)} (run {shown(repr(args.run_id))}); executor "
+        f"{shown(args.executor)}"
         + (f" ({type(executor).__name__})" if isinstance(executor, RayExecutor) else "")
     )
+    note = _algorithm_note(choice, settings, args)
+    if note:
+        console.print(note)
     with (
         Progress(
             TextColumn("{task.description}"),
@@ -321,6 +454,7 @@ def run(args: argparse.Namespace) -> int:
     cost = search_cost(outcome.summary.evaluations, settings.high_fidelity, outcome.teacher)
     summary = {
         "run_id": outcome.run_id,
+        "algorithm": settings.algorithm,
         "store": str(outcome.store_path),
         "report": str(outcome.report_dir),
         "evaluations": len(outcome.summary.evaluations),
@@ -363,16 +497,22 @@ def run(args: argparse.Namespace) -> int:
             + (" (loaded)" if teacher["loaded"] else "")
         )
     to_best = cost["time_to_best_s"]
-    console.print(
-        f"Seconds: {cost['summed_evaluation_s']:.1f} of evaluations + "
-        f"{cost['teacher_s']:.1f} of teacher"
-        + (
-            ""
-            if to_best is None
-            else f"; to the best network {to_best:.1f} without the teacher, "
-            f"{cost['time_to_best_with_teacher_s']:.1f} with it"
+    if teacher is None:
+        console.print(
+            f"Seconds: {cost['summed_evaluation_s']:.1f} of evaluations (no teacher)"
+            + ("" if to_best is None else f"; to the best network {to_best:.1f}")
         )
-    )
+    else:
+        console.print(
+            f"Seconds: {cost['summed_evaluation_s']:.1f} of evaluations + "
+            f"{cost['teacher_s']:.1f} of teacher"
+            + (
+                ""
+                if to_best is None
+                else f"; to the best network {to_best:.1f} without the teacher, "
+                f"{cost['time_to_best_with_teacher_s']:.1f} with it"
+            )
+        )
     if outcome.warnings:
         console.print(f"{len(outcome.warnings)} warning(s) above, also in the report.")
     if failure is not None:

@@ -1,7 +1,8 @@
 """End-to-end experiments: real searches with training, the demo, and benchmark building.
 
-- ``run_search(settings, store_path)``: a real search (Algorithm 1 or 2, GP-UCB, random) with
-  every evaluation stored and resumable, and a report folder.
+- ``run_search(settings, store_path)``: a real search (by default proxy-prior GP-UCB at full
+  data; the paper's Algorithms 1 and 2 with distillation, GP-UCB, random, any registered
+  optimizer) with every evaluation stored and resumable, and a report folder.
 - ``run_demo(DemoSettings(), out_dir)``: the README's demo on the embedded digits.
 - ``GridSearch``: a fixed list of evaluations as an optimizer (``kdnas bench build``).
 """
@@ -30,6 +31,7 @@ from kdnas.experiment._settings import (
     prepare_search,
     run_config,
     sample_architectures,
+    stored_algorithm,
 )
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "run_search",
     "sample_architectures",
     "search_cost",
+    "stored_algorithm",
     "teacher_cache_dir_for",
     "teacher_dir_for",
     "time_to_best",

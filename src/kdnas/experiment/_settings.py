@@ -21,7 +21,7 @@ from kdnas.experiment._limits import (
     network_size,
     sample_within_limits,
 )
-from kdnas.search.registry import get_optimizer
+from kdnas.search.registry import DEFAULT_OPTIMIZER, get_optimizer
 
 if TYPE_CHECKING:
     from kdnas.data import PreparedData
@@ -41,6 +41,7 @@ __all__ = [
     "open_search_run",
     "prepare_search",
     "run_config",
+    "stored_algorithm",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,9 +63,12 @@ class SearchSettings:
             ``package.module:attribute``).
         dataset: "digits" (embedded) or a dataset path (CIFAR folder/archive, image folder).
         algorithm: the name of an optimizer of ``kdnas.search.registry`` (``kdnas search
-            --help`` lists them).
-        method: the low-fidelity loss method (a key of ``kdnas.core.METHODS``).
-        part: the low-fidelity training subset, 1/part of the training set.
+            --help`` lists them); default ``DEFAULT_OPTIMIZER`` of that registry (proxy-prior
+            GP-UCB: full data only, no teacher); "alg2" is the paper's Algorithm 2 with
+            distillation.
+        method: the low-fidelity loss method (a key of ``kdnas.core.METHODS``); used only by
+            optimizers that evaluate at a low fidelity (``OptimizerEntry.uses_low_fidelity``).
+        part: the low-fidelity training subset, 1/part of the training set (as ``method``).
         n_lf: low-fidelity evaluations of Algorithms 1 and 2.
         n_candidates: architectures sampled from the space to search over.
         candidate_seed: seed of that sample.
@@ -77,7 +81,7 @@ class SearchSettings:
         budget_evaluations: evaluations in all (None: no limit).
         budget_seconds: summed evaluation seconds (None: no limit). Reproducible: a resumed
             search charges stored evaluations their recorded seconds. Both budgets apply to
-            alg2, gp-ucb and random; alg1 always makes n_lf + 1 evaluations.
+            every optimizer but alg1, which always makes n_lf + 1 evaluations.
         beta: UCB weight of the posterior std; None: the algorithm's own (``ucb_beta``).
         train: further ``TrainConfig`` overrides (batch_size, lr, ...).
         hyperparameters: per-method loss overrides, e.g. {"kd": {"tau": 4.0}}.
@@ -108,7 +112,7 @@ class SearchSettings:
 
     space: str = "mobilenetv2"
     dataset: str = "digits"
-    algorithm: str = "alg2"
+    algorithm: str = DEFAULT_OPTIMIZER
     method: str = "nst"
     part: int = 27
     n_lf: int = 10
@@ -189,6 +193,11 @@ class SearchSettings:
 
             if not Path(self.teacher_file).is_file():
                 raise ValueError(f"--teacher {self.teacher_file}: no such file")
+            if not entry.uses_low_fidelity and self.method not in LOGIT_METHODS:
+                raise ValueError(
+                    f"--teacher is distilled from at the low fidelity, which {self.algorithm} "
+                    f"does not evaluate at: use --algorithm alg2 --method kd"
+                )
             if self.method not in LOGIT_METHODS:
                 raise ValueError(
                     f"--teacher gives a network's logits only, which method {self.method!r} "
@@ -654,6 +663,33 @@ def open_search_run(store: SQLiteStore, run_id: str, config: dict[str, Any]) -> 
         store.open_run(run_id, legacy)  # still checks the kdnas version
         return legacy
     return config
+
+
+def stored_algorithm(store_path: str | Path, run_id: str) -> str | None:
+    """The optimizer the run ``run_id`` of the store at ``store_path`` was made with (its
+    stored configuration's ``algorithm``), or None when there is no such store or run (or the
+    run records no algorithm). Read-only: a missing store is not created.
+
+    What a search that names no optimizer resumes with: a run made when another optimizer
+    was the default goes on with its own.
+
+    Raises:
+        kdnas.store.IncompatibleStoreError: the file is not a kdnas store.
+        OSError: the file cannot be read.
+    """
+    import os
+
+    from kdnas.store import SQLiteStore
+
+    try:
+        if os.stat(store_path).st_size == 0:
+            return None  # an empty file becomes a new store
+    except FileNotFoundError:
+        return None
+    with SQLiteStore(store_path, read_only=True) as store:
+        stored = store.run(run_id)
+    algorithm = None if stored is None else stored.config.get("algorithm")
+    return algorithm if isinstance(algorithm, str) else None
 
 
 def _fidelity_dict(fidelity: Fidelity) -> dict[str, Any]:

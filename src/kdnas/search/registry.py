@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_OPTIMIZERS",
+    "DEFAULT_OPTIMIZER",
     "ENTRY_POINT_GROUP",
     "OptimizerEntry",
     "OptimizerRequest",
@@ -42,6 +43,12 @@ logger = logging.getLogger(__name__)
 
 #: Installed packages name their optimizers in this entry-point group.
 ENTRY_POINT_GROUP = "kdnas.optimizers"
+
+#: The optimizer of a search that names none (``kdnas search``, ``SearchSettings``):
+#: proxy-prior GP-UCB, which trains every candidate on the full data in an order guided by a
+#: zero-cost prior and so needs no teacher. The paper's Algorithm 2 ("alg2") was the default
+#: before; docs/results.md, "The default optimizer", says why it changed.
+DEFAULT_OPTIMIZER = "proxy-gp-ucb"
 
 
 @dataclass(frozen=True)
