@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kdnas.cli import main
+from kdnas.core import Architecture
 from kdnas.experiment import SearchSettings, stored_algorithm, teacher_dir_for
 from kdnas.search.registry import DEFAULT_OPTIMIZER, registered_optimizers
 from kdnas.store import SQLiteStore
@@ -72,8 +73,15 @@ def test_a_new_default_search_runs_proxy_gp_ucb_at_full_data_and_trains_no_teach
     with SQLiteStore(store) as opened:
         assert opened.run("search").config["algorithm"] == "proxy-gp-ucb"
         assert {e.result.fidelity.label() for e in opened.results("search")} == {"full nokd"}
+    # Nothing is trained as a teacher: a file there can only be the full-data run of the
+    # original network, one of the two evaluations (that training is kept where a teacher's
+    # would be, so a later KD search reuses it).
     teachers = teacher_dir_for(store)
-    assert not teachers.exists() or not any(teachers.iterdir())
+    kept = sorted(teachers.glob("*.json")) if teachers.exists() else []
+    with SQLiteStore(store) as opened:
+        evaluated = {e.arch.key() for e in opened.results("search")}
+    for record in kept:
+        assert Architecture.from_json(json.loads(record.read_text())["arch"]).key() in evaluated
 
 
 def test_a_store_the_previous_default_made_resumes_with_the_same_command(
