@@ -38,6 +38,7 @@ import numpy as np
 from kdnas.core import Optimizer
 from kdnas.paper import best_algorithm2_cell
 from kdnas.peers.adapters import (
+    ENCODINGS,
     DEHBMultiFidelity,
     OptunaMultiFidelity,
     SMACMultiFidelity,
@@ -58,12 +59,15 @@ __all__ = [
     "Chunk",
     "FieldRow",
     "available_rows",
+    "better_encodings",
+    "encodings_markdown",
     "format_incumbent",
     "leaderboard_markdown",
     "leaderboard_rows",
     "losses_of_best",
     "make_chunks",
     "merge_chunks",
+    "one_encoding_only",
     "plot_curves",
     "quiet_peer_logging",
     "run_chunks",
@@ -86,10 +90,16 @@ class FieldRow:
 
     Args:
         key: short name (``--rows``, JSON keys).
-        label: what the table prints; a peer's names its library.
+        label: what the table prints; a peer's names its library (and ", features" for the
+            features encoding).
         library: the distribution whose algorithm runs ("kdnas" or a peer's pip name).
         extra: the kdnas extra that installs ``library`` (None for kdnas's own rows).
         factory: (candidates, space arrays, seed) -> a fresh optimizer.
+        encoding: how a peer sees the candidates (``kdnas.peers.adapters.ENCODINGS``); None
+            for kdnas's own rows and the zero-cost baseline, which read the features
+            themselves.
+        peer: the key the encodings of one peer share (its "index" row's key); None where
+            ``encoding`` is None.
     """
 
     key: str
@@ -97,6 +107,8 @@ class FieldRow:
     library: str
     extra: str | None
     factory: Factory
+    encoding: str | None = None
+    peer: str | None = None
 
 
 def _ladder_methods(arrays: SpaceArrays) -> tuple[str, ...]:
@@ -122,11 +134,41 @@ def _registered_row(entry: OptimizerEntry) -> FieldRow:
     return FieldRow(entry.leaderboard_key, entry.field_label, "kdnas", None, factory)
 
 
-def _peer_rows(*rows: FieldRow) -> dict[str, FieldRow]:
+#: (candidates, space arrays, seed, encoding) -> a fresh peer optimizer.
+PeerFactory = Callable[[CandidateSet, SpaceArrays, int, str], Optimizer]
+
+#: The key suffix and label suffix of a peer's "features" row.
+FEATURES_SUFFIX = "_features"
+
+
+def _both_encodings(key: str, label: str, library: str, extra: str, make: PeerFactory) -> list:
+    """A peer's two rows: ``key`` with one categorical architecture id ("index"), and
+    ``key_features`` with one float per standardised feature column ("features")."""
+
+    def bind(encoding: str) -> Factory:
+        return lambda c, a, s: make(c, a, s, encoding)
+
+    return [
+        FieldRow(key, label, library, extra, bind("index"), "index", key),
+        FieldRow(
+            key + FEATURES_SUFFIX,
+            f"{label}, features",
+            library,
+            extra,
+            bind("features"),
+            "features",
+            key,
+        ),
+    ]
+
+
+def _peer_rows(*groups: FieldRow | list[FieldRow]) -> dict[str, FieldRow]:
+    rows = [row for group in groups for row in (group if isinstance(group, list) else [group])]
     return {row.key: row for row in rows}
 
 
-#: The field's rows: the zero-cost baseline and the peers' optimizers.
+#: The field's rows: the zero-cost baseline and the peers' optimizers, each peer with both
+#: encodings (paired rows: ``key`` sees one categorical id, ``key_features`` the features).
 PEER_ROWS: dict[str, FieldRow] = _peer_rows(
     FieldRow(
         "zero_cost_sh",
@@ -135,98 +177,100 @@ PEER_ROWS: dict[str, FieldRow] = _peer_rows(
         None,
         lambda c, a, s: ZeroCostSuccessiveHalving(c, benchmark_proxy(a), method=_best(a), seed=s),
     ),
-    FieldRow(
+    _both_encodings(
         "optuna_hb_nokd",
         "Optuna TPE + Hyperband pruner, nokd",
         "optuna",
         "field",
-        lambda c, a, s: OptunaMultiFidelity(c, ("nokd",), "hyperband", s),
+        lambda c, a, s, e: OptunaMultiFidelity(c, ("nokd",), "hyperband", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "optuna_hb_best",
         "Optuna TPE + Hyperband pruner, best method",
         "optuna",
         "field",
-        lambda c, a, s: OptunaMultiFidelity(c, (_best(a),), "hyperband", s),
+        lambda c, a, s, e: OptunaMultiFidelity(c, (_best(a),), "hyperband", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "optuna_hb_choice",
         "Optuna TPE + Hyperband pruner, method chosen by TPE",
         "optuna",
         "field",
-        lambda c, a, s: OptunaMultiFidelity(c, _ladder_methods(a), "hyperband", s),
+        lambda c, a, s, e: OptunaMultiFidelity(c, _ladder_methods(a), "hyperband", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "optuna_sh_best",
         "Optuna TPE + successive-halving pruner, best method",
         "optuna",
         "field",
-        lambda c, a, s: OptunaMultiFidelity(c, (_best(a),), "successive_halving", s),
+        lambda c, a, s, e: OptunaMultiFidelity(c, (_best(a),), "successive_halving", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "smac_nokd",
         "SMAC multi-fidelity facade, nokd",
         "smac",
         "field",
-        lambda c, a, s: SMACMultiFidelity(c, ("nokd",), s),
+        lambda c, a, s, e: SMACMultiFidelity(c, ("nokd",), s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "smac_best",
         "SMAC multi-fidelity facade, best method",
         "smac",
         "field",
-        lambda c, a, s: SMACMultiFidelity(c, (_best(a),), s),
+        lambda c, a, s, e: SMACMultiFidelity(c, (_best(a),), s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "dehb_nokd",
         "DEHB, nokd",
         "dehb",
         "dehb",
-        lambda c, a, s: DEHBMultiFidelity(c, ("nokd",), s),
+        lambda c, a, s, e: DEHBMultiFidelity(c, ("nokd",), s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "dehb_best",
         "DEHB, best method",
         "dehb",
         "dehb",
-        lambda c, a, s: DEHBMultiFidelity(c, (_best(a),), s),
+        lambda c, a, s, e: DEHBMultiFidelity(c, (_best(a),), s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "dehb_choice",
         "DEHB, method chosen by DEHB",
         "dehb",
         "dehb",
-        lambda c, a, s: DEHBMultiFidelity(c, _ladder_methods(a), s),
+        lambda c, a, s, e: DEHBMultiFidelity(c, _ladder_methods(a), s, e),
     ),
-    FieldRow(
+    # ASHA samples at random: with features it draws uniform points of the feature box, so
+    # candidates alone in their region are drawn more often; cheap, so both are run.
+    _both_encodings(
         "synetune_asha_nokd",
         "Syne Tune ASHA, nokd",
         "syne-tune",
         "syne-tune",
-        lambda c, a, s: SyneTuneMultiFidelity(c, ("nokd",), "asha", s),
+        lambda c, a, s, e: SyneTuneMultiFidelity(c, ("nokd",), "asha", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "synetune_asha_best",
         "Syne Tune ASHA, best method",
         "syne-tune",
         "syne-tune",
-        lambda c, a, s: SyneTuneMultiFidelity(c, (_best(a),), "asha", s),
+        lambda c, a, s, e: SyneTuneMultiFidelity(c, (_best(a),), "asha", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "synetune_asha_choice",
         "Syne Tune ASHA, method chosen at random",
         "syne-tune",
         "syne-tune",
-        lambda c, a, s: SyneTuneMultiFidelity(c, _ladder_methods(a), "asha", s),
+        lambda c, a, s, e: SyneTuneMultiFidelity(c, _ladder_methods(a), "asha", s, e),
     ),
     # BOHB with nokd or the method as its choice is left out: over 12 CPU seconds per run
     # (its KDE refits on every result), and with the best method no better than ASHA.
-    FieldRow(
+    _both_encodings(
         "synetune_bohb_best",
         "Syne Tune BOHB, best method",
         "syne-tune",
         "syne-tune",
-        lambda c, a, s: SyneTuneMultiFidelity(c, (_best(a),), "bohb", s),
+        lambda c, a, s, e: SyneTuneMultiFidelity(c, (_best(a),), "bohb", s, e),
     ),
 )
 
@@ -577,36 +621,139 @@ def leaderboard_markdown(summary: Mapping[str, Mapping[str, Any]], horizon_s: fl
     return "\n".join(lines)
 
 
+def _time_text(cell: Mapping[str, Any]) -> str:
+    mark = "" if cell["found_share"] == 1.0 else ">= "
+    return f"{mark}{cell['time_to_optimum_s']:,.0f}"
+
+
+def _rank(cell: Mapping[str, Any]) -> tuple[float, ...]:
+    """Sort key of "better" between two encodings of a peer in one cell: lower mean seconds to
+    the optimum; where equal (both censored at the horizon, say), more runs holding the
+    optimum and then less regret at the latest of ``BUDGETS_S``."""
+    last = cell[f"at_{int(BUDGETS_S[-1])}"]
+    regret = last["regret_pp"] if last["with_incumbent"] else math.inf
+    return (cell["time_to_optimum_s"], -last["holding_optimum"], regret)
+
+
+def _by_peer(
+    summary: Mapping[str, Mapping[str, Any]],
+) -> dict[tuple[str, str], dict[str, str]]:
+    """{(peer, "space/workers/kind"): {encoding: row key}} of the rows that are not kdnas's
+    own (the zero-cost baseline is its own peer, under encoding "")."""
+    rows = leaderboard_rows()
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for key in summary:
+        row_key, where = key.split("/", 1)
+        row = rows[row_key]
+        if row.library == "kdnas" and row.key != "zero_cost_sh":
+            continue
+        out.setdefault((row.peer or row.key, where), {})[row.encoding or ""] = row_key
+    return out
+
+
+def better_encodings(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{"peer/space/workers/kind": the better of the peer's encodings in that cell}: the row
+    key and encoding that win by ``_rank`` (mean seconds to the optimum first), the
+    encodings measured there, and each one's summary (``by_encoding``)."""
+    out = {}
+    for (peer, where), keys in _by_peer(summary).items():
+        if peer == "zero_cost_sh":
+            continue
+        cells = {encoding: summary[f"{key}/{where}"] for encoding, key in keys.items()}
+        encoding = min(cells, key=lambda e: (_rank(cells[e]), ENCODINGS.index(e)))
+        out[f"{peer}/{where}"] = {
+            "row": keys[encoding],
+            "encoding": encoding,
+            "measured": sorted(cells, key=ENCODINGS.index),
+            "by_encoding": cells,
+        }
+    return out
+
+
+def one_encoding_only(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """ "peer/space/workers/kind" cells where only one of the peer's encodings was measured
+    (a claim about the peer there rests on that one alone)."""
+    return sorted(
+        key for key, better in better_encodings(summary).items() if len(better["measured"]) < 2
+    )
+
+
+def encodings_markdown(summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """Each peer's better encoding per cell, as a markdown table: rows = peers, columns =
+    cells, entries "encoding: its mean seconds to the optimum (the other's)"."""
+    better = better_encodings(summary)
+    rows = leaderboard_rows()
+    wheres = [
+        f"{space}/{workers}/{kind}" for space in SPACES for kind in KINDS for workers in WORKERS
+    ]
+    wheres = [w for w in wheres if any(key.endswith("/" + w) for key in better)]
+    if not wheres:
+        return ""
+    short = {"whole": "whole", "sub": "sub-spaces"}
+    lines = [
+        "| peer | "
+        + " | ".join(
+            f"{w.split('/')[0]} {short[w.split('/')[2]]}, {w.split('/')[1]} w" for w in wheres
+        )
+        + " |",
+        "|---|" + "---|" * len(wheres),
+    ]
+    peers = [key for key, row in rows.items() if row.encoding == "index"]
+    for peer in peers:
+        entries = []
+        for where in wheres:
+            cell = better.get(f"{peer}/{where}")
+            if cell is None:
+                entries.append("")
+                continue
+            others = [e for e in cell["measured"] if e != cell["encoding"]]
+            other = f" ({_time_text(cell['by_encoding'][others[0]])})" if others else " (only one)"
+            entries.append(
+                f"{cell['encoding']}: {_time_text(cell['by_encoding'][cell['encoding']])}{other}"
+            )
+        if any(entries):
+            lines.append(f"| {rows[peer].label} | " + " | ".join(entries) + " |")
+    return "\n".join(lines)
+
+
 def losses_of_best(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Cells where a peer (or the zero-cost baseline) beats kdnas's best optimizer: on mean
     seconds to the optimum, or on the incumbent's mean regret or share holding the optimum
-    at any of ``BUDGETS_S``."""
+    at any of ``BUDGETS_S``. Each peer counts with the better of its encodings on each of
+    these measures (the line names the row that wins), so a cell is "nowhere" only when
+    neither encoding of any peer beats kdnas there."""
     out = []
     rows = leaderboard_rows()
-    for key, cell in summary.items():
-        row, space, workers, kind = key.split("/")
-        if rows[row].library == "kdnas" and row != "zero_cost_sh":
-            continue
-        ours = summary.get(f"{KDNAS_BEST}/{space}/{workers}/{kind}")
+    for (_, where), keys in _by_peer(summary).items():
+        ours = summary.get(f"{KDNAS_BEST}/{where}")
         if ours is None:
             continue
-        where = f"{space} ({kind}, {workers} worker{'s' * (int(workers) > 1)})"
-        label = f"{rows[row].label} ({cell['runs']} runs)"
+        space, workers, kind = where.split("/")
+        place = f"{space} ({kind}, {workers} worker{'s' * (int(workers) > 1)})"
+        theirs_by_key = {key: summary[f"{key}/{where}"] for key in keys.values()}
+        label = {key: f"{rows[key].label} ({c['runs']} runs)" for key, c in theirs_by_key.items()}
+        fastest = min(theirs_by_key, key=lambda k: theirs_by_key[k]["time_to_optimum_s"])
+        cell = theirs_by_key[fastest]
         if cell["time_to_optimum_s"] < ours["time_to_optimum_s"]:
             out.append(
-                f"{label} beats {rows[KDNAS_BEST].label} on {where}: mean seconds to the "
-                f"optimum {cell['time_to_optimum_s']:,.0f} vs {ours['time_to_optimum_s']:,.0f}"
+                f"{label[fastest]} beats {rows[KDNAS_BEST].label} on {place}: mean seconds "
+                f"to the optimum {cell['time_to_optimum_s']:,.0f} vs "
+                f"{ours['time_to_optimum_s']:,.0f}"
             )
         for budget in BUDGETS_S:
-            theirs, mine = cell[f"at_{int(budget)}"], ours[f"at_{int(budget)}"]
-            if theirs["holding_optimum"] > mine["holding_optimum"] or (
-                theirs["with_incumbent"] >= mine["with_incumbent"]
-                and theirs["regret_pp"] < mine["regret_pp"]
-            ):
-                out.append(
-                    f"{label} beats {rows[KDNAS_BEST].label} on {where} at {budget:,.0f} s: "
-                    f"regret / holds {format_incumbent(theirs)} vs {format_incumbent(mine)}"
-                )
+            mine = ours[f"at_{int(budget)}"]
+            for key, cell in theirs_by_key.items():
+                theirs = cell[f"at_{int(budget)}"]
+                if theirs["holding_optimum"] > mine["holding_optimum"] or (
+                    theirs["with_incumbent"] >= mine["with_incumbent"]
+                    and theirs["regret_pp"] < mine["regret_pp"]
+                ):
+                    out.append(
+                        f"{label[key]} beats {rows[KDNAS_BEST].label} on {place} at "
+                        f"{budget:,.0f} s: regret / holds {format_incumbent(theirs)} vs "
+                        f"{format_incumbent(mine)}"
+                    )
+                    break  # one line per peer, cell and budget: the first encoding that wins
     return out
 
 
@@ -623,7 +770,8 @@ def plot_curves(
     cells: Mapping[str, Mapping[str, Any]], out: Path, horizon_s: float = HORIZON_S
 ) -> list[Path]:
     """Anytime curves (mean regret of the incumbent vs simulated seconds), whole spaces, one
-    PNG per space (``field_<space>.png`` in ``out``)."""
+    PNG per space (``field_<space>.png`` in ``out``): kdnas's rows solid, the peers dashed
+    (dotted with the features encoding)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -638,7 +786,8 @@ def plot_curves(
                 cell = cells.get(f"{key}/{space}/{workers}/whole")
                 if cell is None:
                     continue
-                style = "-" if row.library == "kdnas" and key != "zero_cost_sh" else "--"
+                own = row.library == "kdnas" and key != "zero_cost_sh"
+                style = "-" if own else ":" if row.encoding == "features" else "--"
                 curve = _curve(cell["events"], cell["optima"], grid)
                 ax.plot(grid, curve, style, lw=2.0 if key == KDNAS_BEST else 1.1, label=key)
             ax.set_yscale("symlog", linthresh=0.1)
