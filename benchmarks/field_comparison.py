@@ -12,13 +12,16 @@ flight. DEHB needs numpy < 2 and so its own environment: run its rows there with
 
     .venv/bin/python benchmarks/field_comparison.py --cells field.jsonl          # 100 runs/cell
     /path/to/dehb-venv/bin/python benchmarks/field_comparison.py --cells field.jsonl \\
-        --rows dehb_nokd dehb_best dehb_choice
+        --rows dehb_nokd dehb_best dehb_choice dehb_nokd_features dehb_best_features \\
+        dehb_choice_features
     .venv/bin/python benchmarks/field_comparison.py --cells field.jsonl --render-only \\
         --out docs/img --markdown field.md --json field.json
     .venv/bin/python benchmarks/field_comparison.py --ten-minutes                 # as reproduce
 
 Options: --runs N (every row; default 100), --runs-for LIBRARY=N (e.g. smac=10: one library's
-rows), --rows KEY..., --kinds whole sub, --horizon-s, --jobs, --seed, --chunk-runs.
+rows), --rows KEY... (a peer's features twin is KEY_features), --kinds whole sub, --horizon-s,
+--jobs, --seed, --chunk-runs. Besides the leaderboard it prints each peer's better encoding
+per cell and the cells where a peer, with the better of its encodings, beats kdnas's best.
 Cost per simulated run, measured on the shared machine (CPU seconds; see docs/results.md):
 SMAC ~10 s, Optuna ~1 s, DEHB and kdnas's rows well under 1 s.
 

@@ -20,7 +20,7 @@ The peers' own algorithms decide everything; an adapter only translates:
   a user who declared the space would build the nearest architecture not yet trained rather
   than train one again or hand back a stored result for a point the peer never saw. (Handing
   it back made TPE converge on what it had seen: hundreds of proposals in a row rounding to
-  trained architectures, and the run ended long before the optimum.) A configuration keeps
+  trained architectures, and runs ended long before the optimum.) A configuration keeps
   its candidate as it climbs the ladder. Only when every candidate has been evaluated at
   that fidelity is the nearest one taken, and the repeat answered as below.
 - **Repeats**: a peer may propose an (architecture, fidelity) already evaluated (with
