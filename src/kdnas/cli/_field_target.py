@@ -35,7 +35,7 @@ def _target_field(args: argparse.Namespace) -> int:
         SPACES,
         available_rows,
         better_encodings,
-        encodings_markdown,
+        encodings_table,
         leaderboard_rows,
         losses_of_best,
         make_chunks,
@@ -104,12 +104,19 @@ def _target_field(args: argparse.Namespace) -> int:
         "over the runs with a full-data result by then, holds = share of runs holding the "
         "optimum."
     )
-    encodings = encodings_markdown(summary)
-    if encodings:
-        console.print(
-            "\nEach peer's better encoding per cell (mean s to the optimum; the other's):"
+    titles, lines = encodings_table(summary)
+    if lines:
+        table = Table(
+            title="Each peer's better encoding per cell: its mean seconds to the optimum (the "
+            "other encoding's)",
+            title_justify="left",
         )
-        console.print(encodings, markup=False)
+        table.add_column("peer")
+        for title in titles:
+            table.add_column(title, justify="right")
+        for label, entries in lines:
+            table.add_row(label, *entries)
+        console.print(table)
     losses = losses_of_best(summary)
     console.print(
         "\nWhere a peer, with the better of its encodings, beats kdnas's best optimizer "

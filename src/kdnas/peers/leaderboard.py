@@ -61,6 +61,7 @@ __all__ = [
     "available_rows",
     "better_encodings",
     "encodings_markdown",
+    "encodings_table",
     "format_incumbent",
     "leaderboard_markdown",
     "leaderboard_rows",
@@ -678,31 +679,22 @@ def one_encoding_only(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
     )
 
 
-def encodings_markdown(summary: Mapping[str, Mapping[str, Any]]) -> str:
-    """Each peer's better encoding per cell, as a markdown table: rows = peers, columns =
-    cells, entries "encoding: its mean seconds to the optimum (the other's)"."""
+def encodings_table(
+    summary: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Each peer's better encoding per cell: (column titles, [(peer label, entries)]), an entry
+    "encoding: its mean seconds to the optimum (the other's)" ("" where not measured)."""
     better = better_encodings(summary)
     rows = leaderboard_rows()
-    wheres = [
-        f"{space}/{workers}/{kind}" for space in SPACES for kind in KINDS for workers in WORKERS
-    ]
-    wheres = [w for w in wheres if any(key.endswith("/" + w) for key in better)]
-    if not wheres:
-        return ""
+    wheres = [(space, workers, kind) for space in SPACES for kind in KINDS for workers in WORKERS]
+    wheres = [w for w in wheres if any(key.endswith("/{}/{}/{}".format(*w)) for key in better)]
     short = {"whole": "whole", "sub": "sub-spaces"}
-    lines = [
-        "| peer | "
-        + " | ".join(
-            f"{w.split('/')[0]} {short[w.split('/')[2]]}, {w.split('/')[1]} w" for w in wheres
-        )
-        + " |",
-        "|---|" + "---|" * len(wheres),
-    ]
-    peers = [key for key, row in rows.items() if row.encoding == "index"]
-    for peer in peers:
+    titles = [f"{space} {short[kind]}, {workers} w" for space, workers, kind in wheres]
+    lines = []
+    for peer in (key for key, row in rows.items() if row.encoding == "index"):
         entries = []
         for where in wheres:
-            cell = better.get(f"{peer}/{where}")
+            cell = better.get("{}/{}/{}/{}".format(peer, *where))
             if cell is None:
                 entries.append("")
                 continue
@@ -712,8 +704,18 @@ def encodings_markdown(summary: Mapping[str, Mapping[str, Any]]) -> str:
                 f"{cell['encoding']}: {_time_text(cell['by_encoding'][cell['encoding']])}{other}"
             )
         if any(entries):
-            lines.append(f"| {rows[peer].label} | " + " | ".join(entries) + " |")
-    return "\n".join(lines)
+            lines.append((rows[peer].label, entries))
+    return titles, lines
+
+
+def encodings_markdown(summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """``encodings_table`` as markdown ("" when no peer was measured)."""
+    titles, lines = encodings_table(summary)
+    if not lines:
+        return ""
+    out = ["| peer | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    out += [f"| {label} | " + " | ".join(entries) + " |" for label, entries in lines]
+    return "\n".join(out)
 
 
 def losses_of_best(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
