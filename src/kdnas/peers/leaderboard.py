@@ -290,17 +290,18 @@ def leaderboard_rows() -> dict[str, FieldRow]:
 #: kdnas's best optimizer: every cell where a peer beats it is reported (``losses_of_best``).
 KDNAS_BEST = "proxy_gp_ucb"
 
-#: Runs per cell of ``kdnas reproduce field`` (what fits in 10 minutes on 2 cores), by
-#: library; the issue's protocol is 100 everywhere (benchmarks/field_comparison.py). CPU
-#: seconds per simulated run, measured on the shared machine (docs/results.md): SMAC ~10,
-#: Optuna ~1.5 with 4 workers (~0.1 with one), Algorithm 2 and HF GP-UCB ~0.5, DEHB ~0.2.
+#: Runs per cell of ``kdnas reproduce field`` (what fits in about 10 minutes on 2 cores), by
+#: library, each peer's row run with both encodings; the issue's protocol is 100 everywhere
+#: (benchmarks/field_comparison.py). CPU seconds per simulated run, measured on the shared
+#: machine (docs/results.md): SMAC ~8-13 (either encoding), Optuna ~0.4-3, Algorithm 2 and
+#: HF GP-UCB ~0.5, DEHB and Syne Tune's ASHA ~0.2-0.4, Syne Tune's BOHB 2-12. With one id
+#: per architecture only (half the peer rows) it was 50 / 20 / 10 / 2 / 3 runs, 521 s.
 TEN_MINUTE_RUNS: dict[str, int] = {
     "kdnas": 50,
-    "dehb": 20,
-    "optuna": 10,
-    "smac": 2,
-    # Its four rows averaged about 1.5 CPU seconds per run (20 runs per whole-space cell).
-    "syne-tune": 3,
+    "dehb": 10,
+    "optuna": 4,
+    "smac": 1,
+    "syne-tune": 2,
 }
 #: Runs per cell for a library missing from ``TEN_MINUTE_RUNS``.
 DEFAULT_TEN_MINUTE_RUNS = 20
