@@ -1,6 +1,7 @@
 """The field's leaderboard at the issue's protocol (100 runs per cell), resumable, and across
-Python environments: kdnas's optimizers, the zero-cost baseline, Optuna, SMAC and DEHB on the
-paper's benchmark through kdnas's simulated clock (the rows, cells and metrics are
+Python environments: kdnas's optimizers, the zero-cost baseline, Optuna, SMAC, DEHB and Syne
+Tune (each peer with both encodings of the candidates: one categorical id, and the features) on
+the paper's benchmark through kdnas's simulated clock (the rows, cells and metrics are
 ``kdnas.peers.leaderboard``'s; ``kdnas reproduce field`` is the 10-minute version).
 
 Work is cut into chunks of --chunk-runs runs of one row in one cell and spread over --jobs
@@ -11,13 +12,16 @@ flight. DEHB needs numpy < 2 and so its own environment: run its rows there with
 
     .venv/bin/python benchmarks/field_comparison.py --cells field.jsonl          # 100 runs/cell
     /path/to/dehb-venv/bin/python benchmarks/field_comparison.py --cells field.jsonl \\
-        --rows dehb_nokd dehb_best dehb_choice
+        --rows dehb_nokd dehb_best dehb_choice dehb_nokd_features dehb_best_features \\
+        dehb_choice_features
     .venv/bin/python benchmarks/field_comparison.py --cells field.jsonl --render-only \\
         --out docs/img --markdown field.md --json field.json
     .venv/bin/python benchmarks/field_comparison.py --ten-minutes                 # as reproduce
 
 Options: --runs N (every row; default 100), --runs-for LIBRARY=N (e.g. smac=10: one library's
-rows), --rows KEY..., --kinds whole sub, --horizon-s, --jobs, --seed, --chunk-runs.
+rows), --rows KEY... (a peer's features twin is KEY_features), --kinds whole sub, --horizon-s,
+--jobs, --seed, --chunk-runs. Besides the leaderboard it prints each peer's better encoding
+per cell and the cells where a peer, with the better of its encodings, beats kdnas's best.
 Cost per simulated run, measured on the shared machine (CPU seconds; see docs/results.md):
 SMAC ~10 s, Optuna ~1 s, DEHB and kdnas's rows well under 1 s.
 
@@ -39,11 +43,14 @@ from kdnas.bench import resolve_benchmark_path
 from kdnas.peers.leaderboard import (
     KINDS,
     available_rows,
+    better_encodings,
+    encodings_markdown,
     leaderboard_markdown,
     leaderboard_rows,
     losses_of_best,
     make_chunks,
     merge_chunks,
+    one_encoding_only,
     plot_curves,
     run_chunks,
     runs_per_cell,
@@ -142,9 +149,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {key: summarise(cell, args.horizon_s) for key, cell in cells.items()}
     table = leaderboard_markdown(summary, args.horizon_s)
     print(table)
+    encodings = encodings_markdown(summary)
+    if encodings:
+        print("\nEach peer's better encoding per cell (its mean seconds to the optimum; the")
+        print("other encoding's in brackets):\n")
+        print(encodings)
     losses = losses_of_best(summary)
-    print("\nWhere a peer beats kdnas's best optimizer (proxy-prior GP-UCB):")
+    print("\nWhere a peer, with the better of its encodings, beats kdnas's best optimizer:")
     print("\n".join(f"- {line}" for line in losses) if losses else "- nowhere")
+    single = one_encoding_only(summary)
+    if single:
+        print(
+            "Measured with one encoding only (a claim there rests on it alone): "
+            + ", ".join(single)
+        )
     cpu = {}
     for key, cell in cells.items():
         row = key.split("/")[0]
@@ -158,12 +176,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in plot_curves(cells, args.out, args.horizon_s):
             print(f"wrote {path}")
     if args.markdown:
-        args.markdown.write_text(table + "\n")
+        args.markdown.write_text(table + "\n\n" + encodings + "\n")
     if args.json:
         payload = {
             "versions": versions,
             "args": {k: str(v) for k, v in vars(args).items()},
             "summary": summary,
+            "better_encodings": {
+                key: {k: v for k, v in better.items() if k != "by_encoding"}
+                for key, better in better_encodings(summary).items()
+            },
+            "losses_of_best": losses,
         }
         args.json.write_text(json.dumps(payload, indent=1))
     return 0

@@ -95,5 +95,5 @@ def test_rows_of_absent_libraries_are_skipped_with_their_extra(monkeypatch) -> N
     with pytest.raises(ValueError, match="unknown row"):
         available_rows(["nope"])
     assert runs_per_cell(rows + [r for r, _ in skipped]) == {
-        "random": 50, "smac_best": 2, "dehb_best": 20,
+        "random": 50, "smac_best": 1, "dehb_best": 10,
     }  # fmt: skip

@@ -14,10 +14,19 @@ The peers' own algorithms decide everything; an adapter only translates:
   top rung is the paper's high fidelity (full data, plain cross-entropy).
 - **The candidates** (``encoding``): ``"index"`` (the default) gives the peer one categorical
   architecture id; ``"features"`` gives it one float per standardised feature column (the
-  information kdnas's GP gets) and evaluates the nearest candidate.
-- **Repeats**: a peer may propose an (architecture, fidelity) already evaluated; a real user
-  would read it from their results rather than train again, so the adapter answers it from
-  its record at no cost, inside ``ask``. One still running is awaited, not run twice.
+  search space a user would declare: the information kdnas's GP gets) and evaluates the
+  nearest candidate not yet evaluated (nor running) at the fidelity the configuration starts
+  at. A point in a continuous space stands for an architecture only through this rounding:
+  a user who declared the space would build the nearest architecture not yet trained rather
+  than train one again or hand back a stored result for a point the peer never saw. (Handing
+  it back made TPE converge on what it had seen: hundreds of proposals in a row rounding to
+  trained architectures, and runs ended long before the optimum.) A configuration keeps
+  its candidate as it climbs the ladder. Only when every candidate has been evaluated at
+  that fidelity is the nearest one taken, and the repeat answered as below.
+- **Repeats**: a peer may propose an (architecture, fidelity) already evaluated (with
+  ``"index"``, the same id again); a real user would read it from their results rather than
+  train again, so the adapter answers it from its record at no cost, inside ``ask``. One
+  still running is awaited, not run twice.
 
 The peer libraries are imported when an adapter is built, never when kdnas is imported:
 ``pip install 'kdnas[field]'`` adds them. Their own clocks are real time, so none of their
@@ -39,7 +48,7 @@ import math
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -174,12 +183,17 @@ class _Encoding:
             return ["arch"]
         return [f"x{j}" for j in self.columns]
 
-    def index_of(self, params: dict[str, Any]) -> int:
+    def index_of(self, params: dict[str, Any], taken: Collection[int] = ()) -> int:
+        """The candidate of the peer's ``params``: its "arch" id, or the candidate nearest to
+        its point (Euclidean over the standardised columns, ties to the lowest index) that is
+        not in ``taken``; the nearest of all when every candidate is taken."""
         if self.encoding == "index":
             return int(params["arch"])
         point = np.array([float(params[name]) for name in self.names()])
         distances = ((self.features[:, self.columns] - point) ** 2).sum(1)
-        return int(np.argmin(distances))  # ties to the lowest index
+        if 0 < len(taken) < self.size:
+            distances[list(taken)] = np.inf
+        return int(np.argmin(distances))
 
 
 @dataclass
@@ -227,6 +241,9 @@ class _PeerAdapter:
         self._waiting: dict[tuple[int, Fidelity], list[_Run]] = {}
         self._by_trial: dict[int, _Run] = {}
         self._converged = False
+        # "features": (point, method) -> (its candidate, the rung last asked), so that a
+        # promotion trains the architecture that earned it.
+        self._placed: dict[tuple[tuple[float, ...], str], tuple[int, int]] = {}
         self.runs_started = 0
         self.repeats_answered = 0
 
@@ -237,6 +254,24 @@ class _PeerAdapter:
     @property
     def cost_s(self) -> float:
         return self._pool.cost_s
+
+    def _candidate(self, params: dict[str, Any], rung: int, method: str) -> int:
+        """The candidate a configuration of the peer trains at ``rung`` (see ``ENCODINGS``):
+        its id, or, with "features", the nearest candidate not evaluated nor running at the
+        rung's fidelity. A configuration asked for again at a higher rung than before (SMAC's
+        and DEHB's promotions) keeps its candidate: the architecture whose result promoted it.
+        (Optuna's and Syne Tune's runs carry their candidate up the ladder themselves.)"""
+        if self.encoding.encoding == "index":
+            return self.encoding.index_of(params)
+        key = (tuple(float(params[name]) for name in self.encoding.names()), method)
+        placed = self._placed.get(key)
+        if placed is not None and placed[1] < rung:
+            index = placed[0]
+        else:
+            taken = self._pool.used(self.ladder.fidelity(rung, method))
+            index = self.encoding.index_of(params, taken)
+        self._placed[key] = (index, rung)
+        return index
 
     def _key(self, run: _Run) -> tuple[int, Fidelity]:
         return run.index, self.ladder.fidelity(run.rung, run.method)
@@ -305,11 +340,9 @@ class _PeerAdapter:
         params = dict(config)
         if self.encoding.encoding == "index":
             params["arch"] = int(params["arch"])
-        run = _Run(
-            handle, self.encoding.index_of(params), str(params.get("method", self.methods[0]))
-        )
-        run.rung = self.ladder.rung_of_resource(float(resource))
-        return run
+        method = str(params.get("method", self.methods[0]))
+        rung = self.ladder.rung_of_resource(float(resource))
+        return _Run(handle, self._candidate(params, rung, method), method, rung)
 
     #: A temporary folder the peer writes its logs to (SMAC, DEHB), removed by ``close``.
     _folder: str | None = None
@@ -407,7 +440,7 @@ class OptunaMultiFidelity(_PeerAdapter):
         trial = self.study.ask(self._distributions)
         self.runs_started += 1
         method = trial.params.get("method", self.methods[0])
-        return _Run(trial, self.encoding.index_of(trial.params), method)
+        return _Run(trial, self._candidate(trial.params, 0, method), method)
 
     def _answer(self, run: _Run, result: EvalResult) -> bool:
         trial = run.handle
@@ -627,7 +660,7 @@ class SyneTuneMultiFidelity(_PeerAdapter):
         self.runs_started += 1
         params = dict(suggestion.config)
         method = str(params.get("method", self.methods[0]))
-        return _Run(trial, self.encoding.index_of(params), method)
+        return _Run(trial, self._candidate(params, 0, method), method)
 
     def _answer(self, run: _Run, result: EvalResult) -> bool:
         trial = run.handle

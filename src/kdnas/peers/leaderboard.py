@@ -38,6 +38,7 @@ import numpy as np
 from kdnas.core import Optimizer
 from kdnas.paper import best_algorithm2_cell
 from kdnas.peers.adapters import (
+    ENCODINGS,
     DEHBMultiFidelity,
     OptunaMultiFidelity,
     SMACMultiFidelity,
@@ -58,12 +59,16 @@ __all__ = [
     "Chunk",
     "FieldRow",
     "available_rows",
+    "better_encodings",
+    "encodings_markdown",
+    "encodings_table",
     "format_incumbent",
     "leaderboard_markdown",
     "leaderboard_rows",
     "losses_of_best",
     "make_chunks",
     "merge_chunks",
+    "one_encoding_only",
     "plot_curves",
     "quiet_peer_logging",
     "run_chunks",
@@ -86,10 +91,16 @@ class FieldRow:
 
     Args:
         key: short name (``--rows``, JSON keys).
-        label: what the table prints; a peer's names its library.
+        label: what the table prints; a peer's names its library (and ", features" for the
+            features encoding).
         library: the distribution whose algorithm runs ("kdnas" or a peer's pip name).
         extra: the kdnas extra that installs ``library`` (None for kdnas's own rows).
         factory: (candidates, space arrays, seed) -> a fresh optimizer.
+        encoding: how a peer sees the candidates (``kdnas.peers.adapters.ENCODINGS``); None
+            for kdnas's own rows and the zero-cost baseline, which read the features
+            themselves.
+        peer: the key the encodings of one peer share (its "index" row's key); None where
+            ``encoding`` is None.
     """
 
     key: str
@@ -97,6 +108,8 @@ class FieldRow:
     library: str
     extra: str | None
     factory: Factory
+    encoding: str | None = None
+    peer: str | None = None
 
 
 def _ladder_methods(arrays: SpaceArrays) -> tuple[str, ...]:
@@ -122,11 +135,41 @@ def _registered_row(entry: OptimizerEntry) -> FieldRow:
     return FieldRow(entry.leaderboard_key, entry.field_label, "kdnas", None, factory)
 
 
-def _peer_rows(*rows: FieldRow) -> dict[str, FieldRow]:
+#: (candidates, space arrays, seed, encoding) -> a fresh peer optimizer.
+PeerFactory = Callable[[CandidateSet, SpaceArrays, int, str], Optimizer]
+
+#: The key suffix and label suffix of a peer's "features" row.
+FEATURES_SUFFIX = "_features"
+
+
+def _both_encodings(key: str, label: str, library: str, extra: str, make: PeerFactory) -> list:
+    """A peer's two rows: ``key`` with one categorical architecture id ("index"), and
+    ``key_features`` with one float per standardised feature column ("features")."""
+
+    def bind(encoding: str) -> Factory:
+        return lambda c, a, s: make(c, a, s, encoding)
+
+    return [
+        FieldRow(key, label, library, extra, bind("index"), "index", key),
+        FieldRow(
+            key + FEATURES_SUFFIX,
+            f"{label}, features",
+            library,
+            extra,
+            bind("features"),
+            "features",
+            key,
+        ),
+    ]
+
+
+def _peer_rows(*groups: FieldRow | list[FieldRow]) -> dict[str, FieldRow]:
+    rows = [row for group in groups for row in (group if isinstance(group, list) else [group])]
     return {row.key: row for row in rows}
 
 
-#: The field's rows: the zero-cost baseline and the peers' optimizers.
+#: The field's rows: the zero-cost baseline and the peers' optimizers, each peer with both
+#: encodings (paired rows: ``key`` sees one categorical id, ``key_features`` the features).
 PEER_ROWS: dict[str, FieldRow] = _peer_rows(
     FieldRow(
         "zero_cost_sh",
@@ -135,98 +178,100 @@ PEER_ROWS: dict[str, FieldRow] = _peer_rows(
         None,
         lambda c, a, s: ZeroCostSuccessiveHalving(c, benchmark_proxy(a), method=_best(a), seed=s),
     ),
-    FieldRow(
+    _both_encodings(
         "optuna_hb_nokd",
         "Optuna TPE + Hyperband pruner, nokd",
         "optuna",
         "field",
-        lambda c, a, s: OptunaMultiFidelity(c, ("nokd",), "hyperband", s),
+        lambda c, a, s, e: OptunaMultiFidelity(c, ("nokd",), "hyperband", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "optuna_hb_best",
         "Optuna TPE + Hyperband pruner, best method",
         "optuna",
         "field",
-        lambda c, a, s: OptunaMultiFidelity(c, (_best(a),), "hyperband", s),
+        lambda c, a, s, e: OptunaMultiFidelity(c, (_best(a),), "hyperband", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "optuna_hb_choice",
         "Optuna TPE + Hyperband pruner, method chosen by TPE",
         "optuna",
         "field",
-        lambda c, a, s: OptunaMultiFidelity(c, _ladder_methods(a), "hyperband", s),
+        lambda c, a, s, e: OptunaMultiFidelity(c, _ladder_methods(a), "hyperband", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "optuna_sh_best",
         "Optuna TPE + successive-halving pruner, best method",
         "optuna",
         "field",
-        lambda c, a, s: OptunaMultiFidelity(c, (_best(a),), "successive_halving", s),
+        lambda c, a, s, e: OptunaMultiFidelity(c, (_best(a),), "successive_halving", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "smac_nokd",
         "SMAC multi-fidelity facade, nokd",
         "smac",
         "field",
-        lambda c, a, s: SMACMultiFidelity(c, ("nokd",), s),
+        lambda c, a, s, e: SMACMultiFidelity(c, ("nokd",), s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "smac_best",
         "SMAC multi-fidelity facade, best method",
         "smac",
         "field",
-        lambda c, a, s: SMACMultiFidelity(c, (_best(a),), s),
+        lambda c, a, s, e: SMACMultiFidelity(c, (_best(a),), s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "dehb_nokd",
         "DEHB, nokd",
         "dehb",
         "dehb",
-        lambda c, a, s: DEHBMultiFidelity(c, ("nokd",), s),
+        lambda c, a, s, e: DEHBMultiFidelity(c, ("nokd",), s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "dehb_best",
         "DEHB, best method",
         "dehb",
         "dehb",
-        lambda c, a, s: DEHBMultiFidelity(c, (_best(a),), s),
+        lambda c, a, s, e: DEHBMultiFidelity(c, (_best(a),), s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "dehb_choice",
         "DEHB, method chosen by DEHB",
         "dehb",
         "dehb",
-        lambda c, a, s: DEHBMultiFidelity(c, _ladder_methods(a), s),
+        lambda c, a, s, e: DEHBMultiFidelity(c, _ladder_methods(a), s, e),
     ),
-    FieldRow(
+    # ASHA samples at random: with features it draws uniform points of the feature box, so
+    # candidates alone in their region are drawn more often; cheap, so both are run.
+    _both_encodings(
         "synetune_asha_nokd",
         "Syne Tune ASHA, nokd",
         "syne-tune",
         "syne-tune",
-        lambda c, a, s: SyneTuneMultiFidelity(c, ("nokd",), "asha", s),
+        lambda c, a, s, e: SyneTuneMultiFidelity(c, ("nokd",), "asha", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "synetune_asha_best",
         "Syne Tune ASHA, best method",
         "syne-tune",
         "syne-tune",
-        lambda c, a, s: SyneTuneMultiFidelity(c, (_best(a),), "asha", s),
+        lambda c, a, s, e: SyneTuneMultiFidelity(c, (_best(a),), "asha", s, e),
     ),
-    FieldRow(
+    _both_encodings(
         "synetune_asha_choice",
         "Syne Tune ASHA, method chosen at random",
         "syne-tune",
         "syne-tune",
-        lambda c, a, s: SyneTuneMultiFidelity(c, _ladder_methods(a), "asha", s),
+        lambda c, a, s, e: SyneTuneMultiFidelity(c, _ladder_methods(a), "asha", s, e),
     ),
     # BOHB with nokd or the method as its choice is left out: over 12 CPU seconds per run
     # (its KDE refits on every result), and with the best method no better than ASHA.
-    FieldRow(
+    _both_encodings(
         "synetune_bohb_best",
         "Syne Tune BOHB, best method",
         "syne-tune",
         "syne-tune",
-        lambda c, a, s: SyneTuneMultiFidelity(c, (_best(a),), "bohb", s),
+        lambda c, a, s, e: SyneTuneMultiFidelity(c, (_best(a),), "bohb", s, e),
     ),
 )
 
@@ -245,17 +290,18 @@ def leaderboard_rows() -> dict[str, FieldRow]:
 #: kdnas's best optimizer: every cell where a peer beats it is reported (``losses_of_best``).
 KDNAS_BEST = "proxy_gp_ucb"
 
-#: Runs per cell of ``kdnas reproduce field`` (what fits in 10 minutes on 2 cores), by
-#: library; the issue's protocol is 100 everywhere (benchmarks/field_comparison.py). CPU
-#: seconds per simulated run, measured on the shared machine (docs/results.md): SMAC ~10,
-#: Optuna ~1.5 with 4 workers (~0.1 with one), Algorithm 2 and HF GP-UCB ~0.5, DEHB ~0.2.
+#: Runs per cell of ``kdnas reproduce field`` (what fits in about 10 minutes on 2 cores), by
+#: library, each peer's row run with both encodings; the issue's protocol is 100 everywhere
+#: (benchmarks/field_comparison.py). CPU seconds per simulated run, measured on the shared
+#: machine (docs/results.md): SMAC ~8-13 (either encoding), Optuna ~0.4-3, Algorithm 2 and
+#: HF GP-UCB ~0.5, DEHB and Syne Tune's ASHA ~0.2-0.4, Syne Tune's BOHB 2-12. With one id
+#: per architecture only (half the peer rows) it was 50 / 20 / 10 / 2 / 3 runs, 521 s.
 TEN_MINUTE_RUNS: dict[str, int] = {
     "kdnas": 50,
-    "dehb": 20,
-    "optuna": 10,
-    "smac": 2,
-    # Its four rows averaged about 1.5 CPU seconds per run (20 runs per whole-space cell).
-    "syne-tune": 3,
+    "dehb": 10,
+    "optuna": 4,
+    "smac": 1,
+    "syne-tune": 2,
 }
 #: Runs per cell for a library missing from ``TEN_MINUTE_RUNS``.
 DEFAULT_TEN_MINUTE_RUNS = 20
@@ -577,36 +623,140 @@ def leaderboard_markdown(summary: Mapping[str, Mapping[str, Any]], horizon_s: fl
     return "\n".join(lines)
 
 
+def _time_text(cell: Mapping[str, Any]) -> str:
+    mark = "" if cell["found_share"] == 1.0 else ">= "
+    return f"{mark}{cell['time_to_optimum_s']:,.0f}"
+
+
+def _rank(cell: Mapping[str, Any]) -> tuple[float, ...]:
+    """Sort key of "better" between two encodings of a peer in one cell: lower mean seconds to
+    the optimum; where equal (both censored at the horizon, say), more runs holding the
+    optimum and then less regret at the latest of ``BUDGETS_S``."""
+    last = cell[f"at_{int(BUDGETS_S[-1])}"]
+    regret = last["regret_pp"] if last["with_incumbent"] else math.inf
+    return (cell["time_to_optimum_s"], -last["holding_optimum"], regret)
+
+
+def _by_peer(
+    summary: Mapping[str, Mapping[str, Any]],
+) -> dict[tuple[str, str], dict[str, str]]:
+    """{(peer, "space/workers/kind"): {encoding: row key}} of the rows that are not kdnas's
+    own (the zero-cost baseline is its own peer, under encoding "")."""
+    rows = leaderboard_rows()
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for key in summary:
+        row_key, where = key.split("/", 1)
+        row = rows[row_key]
+        if row.library == "kdnas" and row.key != "zero_cost_sh":
+            continue
+        out.setdefault((row.peer or row.key, where), {})[row.encoding or ""] = row_key
+    return out
+
+
+def better_encodings(summary: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{"peer/space/workers/kind": the better of the peer's encodings in that cell}: the row
+    key and encoding that win by ``_rank`` (mean seconds to the optimum first), the
+    encodings measured there, and each one's summary (``by_encoding``)."""
+    out = {}
+    for (peer, where), keys in _by_peer(summary).items():
+        if peer == "zero_cost_sh":
+            continue
+        cells = {encoding: summary[f"{key}/{where}"] for encoding, key in keys.items()}
+        encoding = min(cells, key=lambda e: (_rank(cells[e]), ENCODINGS.index(e)))
+        out[f"{peer}/{where}"] = {
+            "row": keys[encoding],
+            "encoding": encoding,
+            "measured": sorted(cells, key=ENCODINGS.index),
+            "by_encoding": cells,
+        }
+    return out
+
+
+def one_encoding_only(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """ "peer/space/workers/kind" cells where only one of the peer's encodings was measured
+    (a claim about the peer there rests on that one alone)."""
+    return sorted(
+        key for key, better in better_encodings(summary).items() if len(better["measured"]) < 2
+    )
+
+
+def encodings_table(
+    summary: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Each peer's better encoding per cell: (column titles, [(peer label, entries)]), an entry
+    "encoding: its mean seconds to the optimum (the other's)" ("" where not measured)."""
+    better = better_encodings(summary)
+    rows = leaderboard_rows()
+    wheres = [(space, workers, kind) for space in SPACES for kind in KINDS for workers in WORKERS]
+    wheres = [w for w in wheres if any(key.endswith("/{}/{}/{}".format(*w)) for key in better)]
+    short = {"whole": "whole", "sub": "sub-spaces"}
+    titles = [f"{space} {short[kind]}, {workers} w" for space, workers, kind in wheres]
+    lines = []
+    for peer in (key for key, row in rows.items() if row.encoding == "index"):
+        entries = []
+        for where in wheres:
+            cell = better.get("{}/{}/{}/{}".format(peer, *where))
+            if cell is None:
+                entries.append("")
+                continue
+            others = [e for e in cell["measured"] if e != cell["encoding"]]
+            other = f" ({_time_text(cell['by_encoding'][others[0]])})" if others else " (only one)"
+            entries.append(
+                f"{cell['encoding']}: {_time_text(cell['by_encoding'][cell['encoding']])}{other}"
+            )
+        if any(entries):
+            lines.append((rows[peer].label, entries))
+    return titles, lines
+
+
+def encodings_markdown(summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """``encodings_table`` as markdown ("" when no peer was measured)."""
+    titles, lines = encodings_table(summary)
+    if not lines:
+        return ""
+    out = ["| peer | " + " | ".join(titles) + " |", "|---|" + "---|" * len(titles)]
+    out += [f"| {label} | " + " | ".join(entries) + " |" for label, entries in lines]
+    return "\n".join(out)
+
+
 def losses_of_best(summary: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Cells where a peer (or the zero-cost baseline) beats kdnas's best optimizer: on mean
     seconds to the optimum, or on the incumbent's mean regret or share holding the optimum
-    at any of ``BUDGETS_S``."""
+    at any of ``BUDGETS_S``. Each peer counts with the better of its encodings on each of
+    these measures (the line names the row that wins), so a cell is "nowhere" only when
+    neither encoding of any peer beats kdnas there."""
     out = []
     rows = leaderboard_rows()
-    for key, cell in summary.items():
-        row, space, workers, kind = key.split("/")
-        if rows[row].library == "kdnas" and row != "zero_cost_sh":
-            continue
-        ours = summary.get(f"{KDNAS_BEST}/{space}/{workers}/{kind}")
+    for (_, where), keys in _by_peer(summary).items():
+        ours = summary.get(f"{KDNAS_BEST}/{where}")
         if ours is None:
             continue
-        where = f"{space} ({kind}, {workers} worker{'s' * (int(workers) > 1)})"
-        label = f"{rows[row].label} ({cell['runs']} runs)"
+        space, workers, kind = where.split("/")
+        place = f"{space} ({kind}, {workers} worker{'s' * (int(workers) > 1)})"
+        theirs_by_key = {key: summary[f"{key}/{where}"] for key in keys.values()}
+        label = {key: f"{rows[key].label} ({c['runs']} runs)" for key, c in theirs_by_key.items()}
+        fastest = min(theirs_by_key, key=lambda k: theirs_by_key[k]["time_to_optimum_s"])
+        cell = theirs_by_key[fastest]
         if cell["time_to_optimum_s"] < ours["time_to_optimum_s"]:
             out.append(
-                f"{label} beats {rows[KDNAS_BEST].label} on {where}: mean seconds to the "
-                f"optimum {cell['time_to_optimum_s']:,.0f} vs {ours['time_to_optimum_s']:,.0f}"
+                f"{label[fastest]} beats {rows[KDNAS_BEST].label} on {place}: mean seconds "
+                f"to the optimum {cell['time_to_optimum_s']:,.0f} vs "
+                f"{ours['time_to_optimum_s']:,.0f}"
             )
         for budget in BUDGETS_S:
-            theirs, mine = cell[f"at_{int(budget)}"], ours[f"at_{int(budget)}"]
-            if theirs["holding_optimum"] > mine["holding_optimum"] or (
-                theirs["with_incumbent"] >= mine["with_incumbent"]
-                and theirs["regret_pp"] < mine["regret_pp"]
-            ):
-                out.append(
-                    f"{label} beats {rows[KDNAS_BEST].label} on {where} at {budget:,.0f} s: "
-                    f"regret / holds {format_incumbent(theirs)} vs {format_incumbent(mine)}"
-                )
+            mine = ours[f"at_{int(budget)}"]
+            for key, cell in theirs_by_key.items():
+                theirs = cell[f"at_{int(budget)}"]
+                if theirs["holding_optimum"] > mine["holding_optimum"] or (
+                    theirs["with_incumbent"] >= mine["with_incumbent"]
+                    and theirs["regret_pp"] < mine["regret_pp"]
+                ):
+                    out.append(
+                        f"{label[key]} beats {rows[KDNAS_BEST].label} on {place} at "
+                        f"{budget:,.0f} s: regret / holds {format_incumbent(theirs)} vs "
+                        f"{format_incumbent(mine)}"
+                    )
+                    break  # one line per peer, cell and budget: the first encoding that wins
     return out
 
 
@@ -623,7 +773,8 @@ def plot_curves(
     cells: Mapping[str, Mapping[str, Any]], out: Path, horizon_s: float = HORIZON_S
 ) -> list[Path]:
     """Anytime curves (mean regret of the incumbent vs simulated seconds), whole spaces, one
-    PNG per space (``field_<space>.png`` in ``out``)."""
+    PNG per space (``field_<space>.png`` in ``out``): kdnas's rows solid, the peers dashed
+    (dotted with the features encoding)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -638,7 +789,8 @@ def plot_curves(
                 cell = cells.get(f"{key}/{space}/{workers}/whole")
                 if cell is None:
                     continue
-                style = "-" if row.library == "kdnas" and key != "zero_cost_sh" else "--"
+                own = row.library == "kdnas" and key != "zero_cost_sh"
+                style = "-" if own else ":" if row.encoding == "features" else "--"
                 curve = _curve(cell["events"], cell["optima"], grid)
                 ax.plot(grid, curve, style, lw=2.0 if key == KDNAS_BEST else 1.1, label=key)
             ax.set_yscale("symlog", linthresh=0.1)
