@@ -14,6 +14,7 @@ import pytest
 from kdnas.cli import main
 from kdnas.experiment import SearchSettings, stored_algorithm, teacher_dir_for
 from kdnas.search.registry import DEFAULT_OPTIMIZER, registered_optimizers
+from kdnas.spaces import get_space
 from kdnas.store import SQLiteStore
 
 #: Said once by a new default search (its beginning; the console may wrap the rest).
@@ -72,8 +73,12 @@ def test_a_new_default_search_runs_proxy_gp_ucb_at_full_data_and_trains_no_teach
     with SQLiteStore(store) as opened:
         assert opened.run("search").config["algorithm"] == "proxy-gp-ucb"
         assert {e.result.fidelity.label() for e in opened.results("search")} == {"full nokd"}
+        evaluated = {e.arch.key() for e in opened.results("search")}
+    # Nothing but the candidates is trained: the teacher folder holds only the original
+    # network's own full-data evaluation, kept as the teacher when the search evaluated it.
     teachers = teacher_dir_for(store)
-    assert not teachers.exists() or not any(teachers.iterdir())
+    kept = any(teachers.iterdir()) if teachers.exists() else False
+    assert kept == (get_space("mobilenetv2").original().key() in evaluated)
 
 
 def test_a_store_the_previous_default_made_resumes_with_the_same_command(
