@@ -148,8 +148,10 @@ def test_proxy_gp_ucb_starts_at_the_most_compute_and_runs_only_high_fidelity(
     archs = sample_architectures(space, 4, 0)
     settings = SearchSettings(algorithm="proxy-gp-ucb", n_candidates=4, n_lf=2)
     optimizer = build_optimizer(settings, build_candidates(space, archs), resolution=8)
-    # The preset's own beta unless the user gives one; the paper's 0.5 for its algorithms.
-    assert optimizer.config.beta == 1.0 == settings.ucb_beta
+    # The preset's own beta unless the user gives one (0.5 since preset 2, 1.0 before); the
+    # paper's 0.5 for its algorithms.
+    assert optimizer.config.beta == 0.5 == settings.ucb_beta
+    assert SearchSettings(algorithm="proxy-gp-ucb", optimizer_preset=1).ucb_beta == 1.0
     assert SearchSettings(algorithm="proxy-gp-ucb", beta=0.2).ucb_beta == 0.2
     assert SearchSettings(algorithm="alg2").ucb_beta == 0.5
     first = optimizer.ask()

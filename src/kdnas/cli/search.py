@@ -128,28 +128,40 @@ class AlgorithmChoice:
         given: named by ``--algorithm``.
         stored: the optimizer of the run the store already holds under ``--run-id`` (None: a
             new run); when not given, ``name`` is this one, whatever the default is now.
+        preset: the optimizer's preset version to resume that run with, where it was made
+            with another than the current one (None: the current one).
+        stored_beta: the UCB weight that run was made with, used when ``--beta`` is not
+            given and ``preset`` is set (an earlier preset's default may be another).
     """
 
     name: str
     given: bool
     stored: str | None
+    preset: int | None = None
+    stored_beta: float | None = None
 
 
 def choose_algorithm(args: argparse.Namespace) -> AlgorithmChoice:
     """``--algorithm``, else the optimizer of the run the store holds under ``--run-id``, else
     ``DEFAULT_OPTIMIZER``: a run made when another optimizer was the default resumes with the
-    same command (its store is read, never written).
+    same command (its store is read, never written). A run of that optimizer made with an
+    earlier preset of its settings resumes with that preset (and, without ``--beta``, its
+    stored beta), so it goes on as it would have.
 
     Raises:
         kdnas.store.IncompatibleStoreError: ``--store`` is a file but not a kdnas store.
     """
-    from kdnas.experiment import stored_algorithm
-    from kdnas.search.registry import DEFAULT_OPTIMIZER
+    from kdnas.experiment import stored_optimizer
+    from kdnas.search.registry import DEFAULT_OPTIMIZER, registered_optimizers
 
-    stored = stored_algorithm(args.store, args.run_id) if args.run_id else None
-    if args.algorithm is not None:
-        return AlgorithmChoice(args.algorithm, True, stored)
-    return AlgorithmChoice(stored or DEFAULT_OPTIMIZER, False, stored)
+    stored = stored_optimizer(args.store, args.run_id) if args.run_id else None
+    stored_name = None if stored is None else stored.algorithm
+    given = args.algorithm is not None
+    name = args.algorithm if given else (stored_name or DEFAULT_OPTIMIZER)
+    entry = registered_optimizers().get(name)  # an unknown name is refused by the settings
+    if stored is None or stored_name != name or entry is None or stored.preset == entry.preset:
+        return AlgorithmChoice(name, given, stored_name)
+    return AlgorithmChoice(name, given, stored_name, stored.preset, stored.beta)
 
 
 def _low_fidelity_options(args: argparse.Namespace) -> list[str]:
@@ -226,9 +238,10 @@ def settings_from_args(args: argparse.Namespace, choice: AlgorithmChoice | None 
         seed=args.seed,
         budget_evaluations=args.budget_evaluations,
         budget_seconds=args.budget_seconds,
-        beta=args.beta,
+        beta=args.beta if args.beta is not None or choice.preset is None else choice.stored_beta,
         hyperparameters={method: overrides} if overrides else {},
         device=args.device,
+        optimizer_preset=choice.preset,
         **protocol_settings(args),
     )
 
@@ -414,6 +427,12 @@ def run(args: argparse.Namespace) -> int:
     note = _algorithm_note(choice, settings, args)
     if note:
         console.print(note)
+    if choice.preset is not None:
+        console.print(
+            f"Resuming {shown(repr(args.run_id))} with {shown(choice.name)}'s settings as of "
+            f"that run (preset {choice.preset}; a new --run-id gets preset "
+            f"{get_optimizer(choice.name).preset})"
+        )
     with (
         Progress(
             TextColumn("{task.description}"),

@@ -24,6 +24,7 @@ from kdnas.experiment._search import (
 from kdnas.experiment._settings import (
     PreparedSearch,
     SearchSettings,
+    StoredOptimizer,
     build_candidates,
     build_objective,
     build_optimizer,
@@ -32,6 +33,7 @@ from kdnas.experiment._settings import (
     run_config,
     sample_architectures,
     stored_algorithm,
+    stored_optimizer,
 )
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "ReuseStored",
     "SearchOutcome",
     "SearchSettings",
+    "StoredOptimizer",
     "best_evaluation",
     "build_candidates",
     "build_objective",
@@ -57,6 +60,7 @@ __all__ = [
     "sample_architectures",
     "search_cost",
     "stored_algorithm",
+    "stored_optimizer",
     "teacher_cache_dir_for",
     "teacher_dir_for",
     "time_to_best",

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PreparedSearch",
     "SearchSettings",
+    "StoredOptimizer",
     "build_candidates",
     "build_objective",
     "build_optimizer",
@@ -42,6 +43,7 @@ __all__ = [
     "prepare_search",
     "run_config",
     "stored_algorithm",
+    "stored_optimizer",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,10 @@ class SearchSettings:
         teacher_file: a ``torch.export`` program (``.pt2``) the user trained, distilled from
             instead of training the original network; its SHA-256 enters the fingerprint in
             place of the teacher's protocol. It gives logits only: ``method`` "kd".
+        optimizer_preset: the version of the optimizer's own settings
+            (``OptimizerEntry.preset``; None: its current one). A run records it when above 1
+            and resumes with it, so a preset changed by a later release does not change how a
+            stored run goes on.
     """
 
     space: str = "mobilenetv2"
@@ -139,6 +145,7 @@ class SearchSettings:
     max_latency_ms: float | None = None
     latency_batch_size: int = 1
     teacher_file: str | None = None
+    optimizer_preset: int | None = None
 
     def __post_init__(self) -> None:
         from kdnas.train import TEACHER_DATA
@@ -148,6 +155,7 @@ class SearchSettings:
                 f"unknown teacher_data {self.teacher_data!r}; valid: {', '.join(TEACHER_DATA)}"
             )
         entry = get_optimizer(self.algorithm)  # unknown or retired: a ValueError naming them
+        entry.resolve_preset(self.optimizer_preset)  # an unknown one: a ValueError naming them
         if self.method not in METHODS:
             raise ValueError(
                 f"unknown method {self.method!r}; valid methods: {', '.join(METHODS)}"
@@ -254,12 +262,18 @@ class SearchSettings:
         return self.hf_epochs if self.teacher_data == "full" else None
 
     @property
+    def preset(self) -> int:
+        """The optimizer's preset version used: ``optimizer_preset``, else its current one."""
+        return get_optimizer(self.algorithm).resolve_preset(self.optimizer_preset)
+
+    @property
     def ucb_beta(self) -> float:
-        """The UCB weight used: ``beta``, else the algorithm's own (the paper's 0.5, or the
-        preset's for proxy-gp-ucb, screening-gp-ucb and optimum-search, chosen with it)."""
+        """The UCB weight used: ``beta``, else the algorithm's own for its preset (the paper's
+        0.5, or the preset's for proxy-gp-ucb, screening-gp-ucb and optimum-search, chosen
+        with it)."""
         if self.beta is not None:
             return self.beta
-        return get_optimizer(self.algorithm).default_beta
+        return get_optimizer(self.algorithm).beta_of(self.optimizer_preset)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -571,6 +585,7 @@ def build_optimizer(
             max_evaluations=settings.budget_evaluations, max_cost_s=settings.budget_seconds
         ),
         proxy=proxy,
+        preset=settings.optimizer_preset,
     )
     return entry.make(request)
 
@@ -615,6 +630,11 @@ def run_config(
         # The user's teacher by its content: a retrained file at the same path is another.
         values["teacher"] = {"file_sha256": file_sha256(teacher_file)}
     values["beta"] = settings.ucb_beta  # what the search uses, however it was given
+    # Recorded from preset 2 on: every run made before presets were versioned used preset 1
+    # of its optimizer and keeps its fingerprint.
+    values.pop("optimizer_preset")
+    if settings.preset > 1:
+        values["optimizer_preset"] = settings.preset
     from kdnas.spaces import space_identity
 
     identity = space_identity(settings.space)  # None for the built-ins: fingerprints as before
@@ -665,13 +685,29 @@ def open_search_run(store: SQLiteStore, run_id: str, config: dict[str, Any]) -> 
     return config
 
 
-def stored_algorithm(store_path: str | Path, run_id: str) -> str | None:
-    """The optimizer the run ``run_id`` of the store at ``store_path`` was made with (its
-    stored configuration's ``algorithm``), or None when there is no such store or run (or the
-    run records no algorithm). Read-only: a missing store is not created.
+@dataclass(frozen=True)
+class StoredOptimizer:
+    """The optimizer settings of a run a store holds, as stored.
+
+    Args:
+        algorithm: its optimizer's name (None: the run records none).
+        preset: its optimizer's preset version (1 where the run records none: it was made
+            before presets were versioned, or with preset 1).
+        beta: the UCB weight it was made with (None: the run records none).
+    """
+
+    algorithm: str | None
+    preset: int
+    beta: float | None
+
+
+def stored_optimizer(store_path: str | Path, run_id: str) -> StoredOptimizer | None:
+    """The optimizer settings the run ``run_id`` of the store at ``store_path`` was made with
+    (read from its stored configuration once), or None when there is no such store or run.
+    Read-only: a missing store is not created.
 
     What a search that names no optimizer resumes with: a run made when another optimizer
-    was the default goes on with its own.
+    was the default, or when its optimizer had another preset, goes on with its own.
 
     Raises:
         kdnas.store.IncompatibleStoreError: the file is not a kdnas store.
@@ -688,8 +724,29 @@ def stored_algorithm(store_path: str | Path, run_id: str) -> str | None:
         return None
     with SQLiteStore(store_path, read_only=True) as store:
         stored = store.run(run_id)
-    algorithm = None if stored is None else stored.config.get("algorithm")
-    return algorithm if isinstance(algorithm, str) else None
+    if stored is None:
+        return None
+    algorithm = stored.config.get("algorithm")
+    preset = stored.config.get("optimizer_preset", 1)
+    beta = stored.config.get("beta")
+    return StoredOptimizer(
+        algorithm if isinstance(algorithm, str) else None,
+        preset if isinstance(preset, int) and not isinstance(preset, bool) else 1,
+        float(beta) if isinstance(beta, int | float) and not isinstance(beta, bool) else None,
+    )
+
+
+def stored_algorithm(store_path: str | Path, run_id: str) -> str | None:
+    """The optimizer the run ``run_id`` of the store at ``store_path`` was made with (its
+    stored configuration's ``algorithm``), or None when there is no such store or run (or the
+    run records no algorithm): ``stored_optimizer(...).algorithm``.
+
+    Raises:
+        kdnas.store.IncompatibleStoreError: the file is not a kdnas store.
+        OSError: the file cannot be read.
+    """
+    stored = stored_optimizer(store_path, run_id)
+    return None if stored is None else stored.algorithm
 
 
 def _fidelity_dict(fidelity: Fidelity) -> dict[str, Any]:

@@ -62,10 +62,12 @@ class OptimizerRequest:
         low_fidelities: the cheap fidelities it may spend seconds on, most preferred first
             (an optimizer that uses one takes the first).
         n_lf: low-fidelity evaluations of the paper's Algorithms 1 and 2.
-        beta: UCB weight of the posterior std (None: the entry's ``default_beta``).
+        beta: UCB weight of the posterior std (None: the default beta of the preset built).
         budget: when to stop asking (None: never).
         proxy: [N] zero-cost proxy per candidate, larger = expected better (log multiply-adds
             per image), known before any training; None where the search has none.
+        preset: the version of the optimizer's own settings to build (None: the entry's
+            current ``OptimizerEntry.preset``); a run resumes with the one it was made with.
     """
 
     candidates: CandidateSet
@@ -76,6 +78,7 @@ class OptimizerRequest:
     beta: float | None = None
     budget: Budget | None = None
     proxy: np.ndarray | None = field(default=None, repr=False)
+    preset: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "low_fidelities", tuple(self.low_fidelities))
@@ -117,14 +120,21 @@ class OptimizerEntry:
         label: how tables name it (Table 4's row label and JSON key).
         uses_low_fidelity: whether it evaluates at ``request.low_fidelities``.
         uses_proxy: whether it reads ``request.proxy``.
-        default_beta: the UCB weight it uses when the request gives none (the paper's 0.5
-            for its own algorithms; a preset's own where it was chosen with another).
+        default_beta: the UCB weight its current preset uses when the request gives none (the
+            paper's 0.5 for its own algorithms; a preset's own where it was chosen with
+            another).
         experimental: documented and selectable, not recommended (the CLI's help says so).
         benchmark_fidelities: the low fidelities it runs at on a tabular benchmark space.
         table4: a row of ``kdnas reproduce table4`` (the paper's own algorithms are computed
             there by the batched engine instead, so their entries say False).
         leaderboard_key: its key on the field leaderboard (None: not on it).
         leaderboard_label: how the leaderboard names it (default "kdnas " + label).
+        preset: the version of its own settings (1, 2, ...) that new runs get. When the
+            settings a builder makes change, the number goes up and the builder keeps making
+            the earlier ones for ``request.preset``: a run resumes with the preset it was made
+            with (``SearchSettings.optimizer_preset``).
+        earlier_betas: preset -> its default UCB weight, for earlier presets whose differs
+            from ``default_beta``.
     """
 
     name: str
@@ -139,6 +149,8 @@ class OptimizerEntry:
     table4: bool = True
     leaderboard_key: str | None = None
     leaderboard_label: str | None = None
+    preset: int = 1
+    earlier_betas: Mapping[int, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c == "-" for c in self.name):
@@ -149,18 +161,56 @@ class OptimizerEntry:
             raise TypeError(f"optimizer {self.name!r}: build must be callable")
         if not self.label:
             object.__setattr__(self, "label", self.name)
+        if isinstance(self.preset, bool) or not isinstance(self.preset, int) or self.preset < 1:
+            raise ValueError(f"optimizer {self.name!r}: preset must be an integer >= 1")
+        object.__setattr__(self, "earlier_betas", dict(self.earlier_betas))
+        if not set(self.earlier_betas) <= set(range(1, self.preset)):
+            raise ValueError(
+                f"optimizer {self.name!r}: earlier_betas names presets other than the earlier "
+                f"ones (1 to {self.preset - 1})"
+            )
 
     @property
     def field_label(self) -> str:
         return self.leaderboard_label or f"kdnas {self.label}"
 
-    def make(self, request: OptimizerRequest) -> Optimizer:
-        """A fresh optimizer for ``request``, its beta defaulted to ``default_beta``."""
-        if request.beta is None:
-            from dataclasses import replace
+    @property
+    def presets(self) -> tuple[int, ...]:
+        """The preset versions it builds, oldest first (the last is the current one)."""
+        return tuple(range(1, self.preset + 1))
 
-            request = replace(request, beta=self.default_beta)
-        return self.build(request)
+    def resolve_preset(self, preset: int | None) -> int:
+        """``preset``, or the current one for None.
+
+        Raises:
+            ValueError: a version it does not build (the message names those it does).
+        """
+        if preset is None:
+            return self.preset
+        if isinstance(preset, bool) or not isinstance(preset, int) or preset not in self.presets:
+            known = ", ".join(map(str, self.presets))
+            raise ValueError(
+                f"optimizer {self.name!r} has no preset {preset!r}; its presets: {known} "
+                f"(the current one: {self.preset})"
+            )
+        return preset
+
+    def beta_of(self, preset: int | None = None) -> float:
+        """The default UCB weight of ``preset`` (None: the current one)."""
+        return self.earlier_betas.get(self.resolve_preset(preset), self.default_beta)
+
+    def make(self, request: OptimizerRequest) -> Optimizer:
+        """A fresh optimizer for ``request``: its preset resolved (None: the current one)
+        and its beta defaulted to that preset's.
+
+        Raises:
+            ValueError: an unknown preset (naming the known ones).
+        """
+        from dataclasses import replace
+
+        preset = self.resolve_preset(request.preset)
+        beta = self.beta_of(preset) if request.beta is None else request.beta
+        return self.build(replace(request, preset=preset, beta=beta))
 
 
 # ---------------------------------------------------------------------------- built-ins
@@ -215,7 +265,17 @@ def _algorithm2(request: OptimizerRequest) -> Optimizer:
 def _proxy_prior(request: OptimizerRequest) -> Optimizer:
     from kdnas.search.proxy_prior import ProxyPriorConfig, ProxyPriorGPUCB
 
-    config = ProxyPriorConfig(high_fidelity=request.high_fidelity, beta=_beta(request))
+    if request.preset == 1:  # until the contrast pick: how runs made then resume
+        config = ProxyPriorConfig(
+            high_fidelity=request.high_fidelity,
+            beta=_beta(request),
+            proxy_prior_probability=0.5,
+            contrast_after=0,
+        )
+    elif request.preset in (2, None):
+        config = ProxyPriorConfig(high_fidelity=request.high_fidelity, beta=_beta(request))
+    else:
+        raise ValueError(f"proxy-gp-ucb has no preset {request.preset!r}; its presets: 1, 2")
     return ProxyPriorGPUCB(
         request.candidates,
         config,
@@ -330,6 +390,9 @@ BUILTIN_OPTIMIZERS: tuple[OptimizerEntry, ...] = (
         default_beta=0.5,
         leaderboard_key="proxy_gp_ucb",
         leaderboard_label="kdnas proxy-prior GP-UCB",
+        # 1: beta 1.0, prior probability 0.5, no contrast pick; 2: ProxyPriorConfig().
+        preset=2,
+        earlier_betas={1: 1.0},
     ),
     OptimizerEntry(
         "optimum-search",
