@@ -46,14 +46,14 @@ from kdnas.bench import TabularBenchmark
 from kdnas.core import Fidelity, Optimizer
 from kdnas.paper import best_algorithm2_cell
 from kdnas.replay.arrays import SpaceArrays, load_space_arrays
-from kdnas.replay.benchmark_requests import benchmark_proxy
+from kdnas.replay.benchmark_requests import benchmark_proxy, proxy_prior_factory
 from kdnas.replay.regimes import REGIMES, draw_spaces
 from kdnas.replay.runs import run_on_arrays, time_to_optimum
 from kdnas.search.candidates import CandidateSet
 from kdnas.search.experimental.optimum_search import OptimumSearch, OptimumSearchConfig
 from kdnas.search.optimizers import GPUCB, MultiFidelityGPUCB
 from kdnas.search.pool import Budget
-from kdnas.search.proxy_prior import ProxyPriorConfig, ProxyPriorGPUCB
+from kdnas.search.proxy_prior import ProxyPriorConfig
 
 DEFAULT_BENCHMARK = os.environ.get(
     "KDNAS_BENCHMARK",
@@ -79,16 +79,7 @@ Factory = Callable[[CandidateSet, SpaceArrays, int], Optimizer]
 
 
 def _proxy_prior(config: ProxyPriorConfig) -> Factory:
-    def make(candidates: CandidateSet, arrays: SpaceArrays, seed: int) -> Optimizer:
-        return ProxyPriorGPUCB(
-            candidates,
-            config,
-            seed=seed,
-            budget=Budget(max_cost_s=1e7),
-            proxy=benchmark_proxy(arrays),
-        )
-
-    return make
+    return proxy_prior_factory(config, max_cost_s=1e7)
 
 
 def _hf_only(candidates: CandidateSet, arrays: SpaceArrays, seed: int) -> Optimizer:

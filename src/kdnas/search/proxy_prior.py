@@ -39,7 +39,7 @@ whole run and feeds it two kinds of cheap information:
 Before any result, the UCB of the prior alone picks the candidate with the highest proxy (with
 the proxy switched off, a random one, or ``start``). The default, ``ProxyPriorConfig()``, is
 the proxy-prior preset (the proxy, no screening, the contrast pick: the fastest optimizer
-measured on the paper's benchmark, and within 0.9x of HF-only GP-UCB where the proxy
+measured on the paper's benchmark, and with one worker near HF-only GP-UCB where the proxy
 misleads, docs/results.md); ``ProxyPriorConfig.screening()`` screens at 1/3 KD without the
 proxy (experimental).
 
