@@ -44,7 +44,12 @@ misleads, docs/results.md); ``ProxyPriorConfig.screening()`` screens at 1/3 KD w
 proxy (experimental).
 
 Parallel use: ``ask`` may be called before earlier suggestions are told; architectures with a
-pending evaluation are not suggested again until it is told. Failed or diverged results cost
+pending evaluation are not suggested again until it is told. With ``pending_believer`` (the
+preset), each pending high-fidelity evaluation counts as returning its posterior mean in
+every model (kriging believer, as HF-only GP-UCB), and a batch asked before any result holds
+the proxy's favourite and then, as in the contrast, the plain GP's choices: the architectures
+farthest from what is pending. Without it the first four workers would train the proxy's four
+favourites, a whole wasted round where the proxy misleads. Failed or diverged results cost
 budget and take their architecture out of the search.
 """
 
@@ -115,13 +120,16 @@ class ProxyPriorConfig:
 
     The defaults are the proxy-prior preset: no screening, beta = 0.5 (the paper's), a fixed
     proxy slope of 0.008 (HF accuracy per standard deviation of log multiply-adds), model
-    averaging with the plain GP at prior probability 0.7, and the contrast pick. The slope
-    was chosen by a grid of 30 settings on 100 random sub-spaces of both spaces of the paper's
-    benchmark (``benchmarks/proxy_prior_grid.py``); beta, the prior probability and the
-    contrast on draw 0 of ``benchmarks/do_no_harm.py`` (every regime of
-    ``kdnas.replay.regimes``), reported on fresh draws (docs/results.md). Its a-priori
+    averaging with the plain GP at prior probability 0.7, the contrast pick, and the pending
+    believer for parallel workers. The slope was chosen by a grid of 30 settings on 100
+    random sub-spaces of both spaces of the paper's benchmark
+    (``benchmarks/proxy_prior_grid.py``); beta, the prior probability and the contrast on
+    draw 0 of ``benchmarks/do_no_harm.py`` with one worker (every regime of
+    ``kdnas.replay.regimes``), the believer on draw 0 with 4 workers; reported on fresh
+    draws (docs/results.md). Its a-priori
     settings: ``ProxyPriorConfig(proxy_prior_probability=0.5)``. The settings before the
-    contrast: ``ProxyPriorConfig(beta=1.0, proxy_prior_probability=0.5, contrast_after=0)``.
+    contrast: ``ProxyPriorConfig(beta=1.0, proxy_prior_probability=0.5, contrast_after=0)``;
+    before the believer: ``ProxyPriorConfig(pending_believer=False)``.
     The screening settings (``screening()``) were chosen on seeds 0-99 of both spaces.
     """
 
