@@ -8,8 +8,11 @@ asynchronous workers, in every regime of ``kdnas.replay.regimes`` (the whole spa
 Rows:
 
 - ``before``: proxy-prior GP-UCB as it shipped before the do-no-harm work (beta 1, a fixed
-  proxy slope of 0.008 per std, model averaging with equal prior odds);
-- ``after``: proxy-prior GP-UCB with today's preset (``ProxyPriorConfig()``);
+  proxy slope of 0.008 per std, model averaging with equal prior odds; registry preset 1);
+- ``contrast``: the contrast pick, beta 0.5, prior probability 0.7, parallel picks that ignore
+  pending evaluations (registry preset 2);
+- ``after``: proxy-prior GP-UCB with today's preset (``ProxyPriorConfig()``: preset 2 with
+  the pending believer and the batch's contrast);
 - ``untuned``: today's method with its a-priori settings (``UNTUNED`` below);
 - ``hf_only``: HF-only GP-UCB, the baseline of every ratio (``GPUCB``, beta 0.5);
 - ``algorithm2``: the paper's Algorithm 2 at its best cell for the space (10 LF steps);
@@ -24,7 +27,7 @@ of each row is marked. Field runs stop at ``FIELD_HORIZON_S`` and count as that.
 Protocol: settings were chosen on draw 0 (``--draw 0``); report on fresh draws (1, 2, ...).
 
     .venv/bin/python benchmarks/do_no_harm.py [--draw 1] [--subsets 30] [--runs 10]
-        [--workers 1 4] [--rows before after untuned hf_only algorithm2 optimum_search]
+        [--workers 1 4] [--rows before contrast after untuned hf_only algorithm2 optimum_search]
         [--field optuna_hb_best_features ...] [--jobs 2] [--markdown FILE]
 
 --benchmark defaults to $KDNAS_BENCHMARK, else ../shared/data/mf_nas_kd/benchmark.pickle.
@@ -72,6 +75,8 @@ BEFORE = ProxyPriorConfig(
     proxy_prior_probability=0.5,
     contrast_after=0,
 )
+#: The contrast pick without the pending believer (the registry's preset 2).
+CONTRAST = ProxyPriorConfig(pending_believer=False)
 #: Today's method with the settings it had before any sub-space was looked at.
 UNTUNED = ProxyPriorConfig(beta=0.5, proxy_prior_probability=0.5, contrast_after=2)
 
@@ -104,6 +109,7 @@ def _optimum_search(candidates: CandidateSet, arrays: SpaceArrays, seed: int) ->
 
 ROWS: dict[str, tuple[str, Factory]] = {
     "before": ("proxy-prior GP-UCB, before (beta 1, equal odds)", _proxy_prior(BEFORE)),
+    "contrast": ("proxy-prior GP-UCB, contrast pick, no believer", _proxy_prior(CONTRAST)),
     "after": ("proxy-prior GP-UCB, preset (default)", _proxy_prior(ProxyPriorConfig())),
     "untuned": ("proxy-prior GP-UCB, a-priori settings", _proxy_prior(UNTUNED)),
     "hf_only": ("HF-only GP-UCB (paper's GP)", _hf_only),

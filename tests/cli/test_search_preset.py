@@ -121,8 +121,8 @@ def test_a_new_run_records_the_current_preset_and_is_another_fingerprint(
     assert code == 0 and summary["new"] == 1 and "Resuming" not in err
     with SQLiteStore(store) as opened:
         made = opened.run("search")
-    assert made.config["optimizer_preset"] == 2 and made.config["beta"] == 0.5
-    assert stored_optimizer(store, "search") == StoredOptimizer("proxy-gp-ucb", 2, 0.5)
+    assert made.config["optimizer_preset"] == 3 and made.config["beta"] == 0.5
+    assert stored_optimizer(store, "search") == StoredOptimizer("proxy-gp-ucb", 3, 0.5)
     # The same search at preset 1 differs exactly by the preset and its beta.
     settings = settings_from_args(build_parser().parse_args(tiny(store, 1)))
     archs = sample_architectures(get_space("mobilenetv2"), 6, 0)
@@ -143,7 +143,7 @@ def test_preset_1_of_every_builtin_optimizer_keeps_the_fingerprint_of_earlier_st
         assert ("optimizer_preset" in current) == (entry.preset > 1), entry.name
     proxy = get_optimizer("proxy-gp-ucb")
     assert (proxy.preset, proxy.beta_of(1), proxy.beta_of(2), proxy.beta_of()) == (
-        2,
+        3,
         1.0,
         0.5,
         0.5,
@@ -157,10 +157,12 @@ def test_each_preset_builds_its_own_settings() -> None:
     candidates = build_candidates(space, sample_architectures(space, 4, 0))
     built = {
         preset: build_optimizer(SearchSettings(optimizer_preset=preset), candidates, 8).config
-        for preset in (1, 2, None)
+        for preset in (1, 2, 3, None)
     }
     assert built[1] == PRESET_1
-    assert built[2] == built[None] == ProxyPriorConfig()
+    # Preset 2: the contrast pick, but parallel picks that ignore the pending evaluations.
+    assert built[2] == ProxyPriorConfig(pending_believer=False)
+    assert built[3] == built[None] == ProxyPriorConfig()
     given = SearchSettings(optimizer_preset=1, beta=0.25)
     assert build_optimizer(given, candidates, 8).config == dataclasses.replace(PRESET_1, beta=0.25)
 
@@ -187,8 +189,8 @@ def test_the_benchmark_replay_builds_the_current_preset() -> None:
 def test_an_unknown_preset_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(ValueError, match=r"'proxy-gp-ucb' has no preset 3; its presets: 1, 2 "):
-        SearchSettings(optimizer_preset=3)
+    with pytest.raises(ValueError, match=r"'proxy-gp-ucb' has no preset 4; its presets: 1, 2, 3 "):
+        SearchSettings(optimizer_preset=4)
     with pytest.raises(ValueError, match=r"'alg2' has no preset 2; its presets: 1 "):
         SearchSettings(algorithm="alg2", optimizer_preset=2)
     space = get_space("mobilenetv2")
@@ -197,7 +199,7 @@ def test_an_unknown_preset_is_a_clear_error(
         proxy=np.zeros(4),
         preset=0,
     )
-    with pytest.raises(ValueError, match="no preset 0; its presets: 1, 2"):
+    with pytest.raises(ValueError, match="no preset 0; its presets: 1, 2, 3"):
         get_optimizer("proxy-gp-ucb").make(request)
 
     # A run made by a later kdnas with a preset this one does not know: one line, no work.
@@ -206,6 +208,8 @@ def test_an_unknown_preset_is_a_clear_error(
         opened.open_run("search", {"algorithm": "proxy-gp-ucb", "optimizer_preset": 7})
     code, _, err = _run(tiny(store, 1), capsys)
     assert code == 2
-    assert err.startswith("kdnas search: error: ") and "has no preset 7; its presets: 1, 2" in err
+    assert (
+        err.startswith("kdnas search: error: ") and "has no preset 7; its presets: 1, 2, 3" in err
+    )
     with SQLiteStore(store) as opened:
         assert opened.count("search") == 0

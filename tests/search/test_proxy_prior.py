@@ -529,3 +529,75 @@ def test_do_no_harm_settings_are_checked() -> None:
     _asks(blind, toy, 4)
     blind.ask()
     assert blind.proxy_weight() == 1.0
+
+
+# ---------------------------------------------------------------------------- parallel workers
+
+
+def _pending_asks(optimizer: ProxyPriorGPUCB, toy: BenchmarkScaleToy, count: int) -> list[int]:
+    """``count`` asks with nothing told (a batch of parallel workers)."""
+    picks = []
+    for _ in range(count):
+        suggestion = optimizer.ask()
+        assert suggestion is not None
+        picks.append(toy.candidates.index_of(suggestion.arch))
+    return picks
+
+
+def _min_distance(toy: BenchmarkScaleToy, picks: list[int]) -> float:
+    points = toy.candidates.features[picks]
+    distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
+    return float(distances[~np.eye(len(picks), dtype=bool)].min())
+
+
+def test_a_first_batch_holds_the_favourite_and_architectures_unlike_it() -> None:
+    # A smooth proxy: its four favourites are neighbours around one corner of the grid.
+    proxy = _peak(7, 7)
+    toy = BenchmarkScaleToy()
+    batch = _pending_asks(ProxyPriorGPUCB(toy.candidates, proxy=proxy), toy, 4)
+    assert batch[0] == int(np.argmax(proxy))
+    # Each later pick is where the plain GP, knowing only the pending picks, is least sure:
+    # as far as the grid allows from every earlier pick (the far corner comes second).
+    features = toy.candidates.features
+    for k in range(1, 4):
+        gaps = np.sqrt(((features[:, None] - features[batch[:k]][None]) ** 2).sum(-1)).min(1)
+        assert gaps[batch[k]] == pytest.approx(gaps.max())
+    assert toy.candidates.archs[batch[1]] == toy.candidates.archs[int(np.argmin(proxy))]
+    # Without the believer the batch is the proxy's four favourites, crowded in one corner.
+    toy_old = BenchmarkScaleToy()
+    crowded = _pending_asks(
+        ProxyPriorGPUCB(toy_old.candidates, ProxyPriorConfig(pending_believer=False), proxy=proxy),
+        toy_old,
+        4,
+    )
+    assert sorted(crowded) == sorted(np.argsort(-proxy, kind="stable")[:4].tolist())
+    assert _min_distance(toy, batch) > 2 * _min_distance(toy_old, crowded)
+
+
+def test_a_pending_evaluation_is_not_crowded_by_the_next_pick() -> None:
+    # Four results told, a fifth evaluation pending. Ignoring it, the next pick is its
+    # neighbour (the same high posterior there); the believer, which counts the pending one as
+    # returning its posterior mean, has no reason left to look next to it.
+    proxy = np.random.default_rng(4).normal(size=64)
+    picks = {}
+    for believer in (True, False):
+        toy = BenchmarkScaleToy()
+        config = ProxyPriorConfig(pending_believer=believer)
+        optimizer = ProxyPriorGPUCB(toy.candidates, config, proxy=proxy)
+        told = _asks(optimizer, toy, 4)
+        picks[believer] = (told, _pending_asks(optimizer, toy, 2))
+    assert picks[True][0] == picks[False][0]  # no pending evaluation yet: the same picks
+    (pending, believing), (same, ignoring) = picks[True][1], picks[False][1]
+    assert pending == same and believing != ignoring
+    features = BenchmarkScaleToy().candidates.features
+    assert np.linalg.norm(features[ignoring] - features[pending]) < 0.5  # a grid neighbour
+    assert np.linalg.norm(features[believing] - features[pending]) > 2.0
+    # One worker never has a pending evaluation: the same picks with the believer on or off.
+    runs = {}
+    for believer in (True, False):
+        toy_one = BenchmarkScaleToy()
+        config = ProxyPriorConfig(pending_believer=believer)
+        runs[believer] = _asks(
+            ProxyPriorGPUCB(toy_one.candidates, config, proxy=proxy), toy_one, 8
+        )
+    assert runs[True] == runs[False]

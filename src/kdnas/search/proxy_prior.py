@@ -44,7 +44,12 @@ misleads, docs/results.md); ``ProxyPriorConfig.screening()`` screens at 1/3 KD w
 proxy (experimental).
 
 Parallel use: ``ask`` may be called before earlier suggestions are told; architectures with a
-pending evaluation are not suggested again until it is told. Failed or diverged results cost
+pending evaluation are not suggested again until it is told. With ``pending_believer`` (the
+preset), each pending high-fidelity evaluation counts as returning its posterior mean in
+every model (kriging believer, as HF-only GP-UCB), and a batch asked before any result holds
+the proxy's favourite and then, as in the contrast, the plain GP's choices: the architectures
+farthest from what is pending. Without it the first four workers would train the proxy's four
+favourites, a whole wasted round where the proxy misleads. Failed or diverged results cost
 budget and take their architecture out of the search.
 """
 
@@ -61,7 +66,7 @@ import numpy as np
 from kdnas.core import HIGH_FIDELITY, Architecture, Fidelity
 from kdnas.search.candidates import CandidateSet
 from kdnas.search.gp import upper_confidence_bound
-from kdnas.search.noisy_gp import fit_noisy_gp
+from kdnas.search.noisy_gp import NoisyGP, fit_noisy_gp
 from kdnas.search.pool import Budget, HighFidelitySearch
 
 if TYPE_CHECKING:
@@ -75,6 +80,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Noise variance of an exact high-fidelity result: scikit-learn's default jitter, as the
+#: paper's GP-UCB.
+_EXACT_VARIANCE = 1e-10
 
 
 @dataclass(frozen=True)
@@ -102,16 +111,25 @@ class ProxyPriorConfig:
             equal odds; 1: trust it whatever the evidence).
         contrast_after: the plain GP chooses until this many high-fidelity results are in
             (after the first pick, the prior's; 0 or 1: the proxy steers from the start).
+        pending_believer: with parallel workers, treat each pending high-fidelity evaluation
+            as if it had returned the current posterior mean ("kriging believer", as HF-only
+            GP-UCB does), so a batch spreads out instead of crowding one region; in the
+            contrast, the picks made before any result are the plain GP's given the pending
+            ones (the proxy's favourite, then the architectures farthest from it). False: the
+            picks ignore what is pending (before any result, the proxy's top candidates).
 
     The defaults are the proxy-prior preset: no screening, beta = 0.5 (the paper's), a fixed
     proxy slope of 0.008 (HF accuracy per standard deviation of log multiply-adds), model
-    averaging with the plain GP at prior probability 0.7, and the contrast pick. The slope
-    was chosen by a grid of 30 settings on 100 random sub-spaces of both spaces of the paper's
-    benchmark (``benchmarks/proxy_prior_grid.py``); beta, the prior probability and the
-    contrast on draw 0 of ``benchmarks/do_no_harm.py`` (every regime of
-    ``kdnas.replay.regimes``), reported on fresh draws (docs/results.md). Its a-priori
+    averaging with the plain GP at prior probability 0.7, the contrast pick, and the pending
+    believer for parallel workers. The slope was chosen by a grid of 30 settings on 100
+    random sub-spaces of both spaces of the paper's benchmark
+    (``benchmarks/proxy_prior_grid.py``); beta, the prior probability and the contrast on
+    draw 0 of ``benchmarks/do_no_harm.py`` with one worker (every regime of
+    ``kdnas.replay.regimes``), the believer on draw 0 with 4 workers; reported on fresh
+    draws (docs/results.md). Its a-priori
     settings: ``ProxyPriorConfig(proxy_prior_probability=0.5)``. The settings before the
-    contrast: ``ProxyPriorConfig(beta=1.0, proxy_prior_probability=0.5, contrast_after=0)``.
+    contrast: ``ProxyPriorConfig(beta=1.0, proxy_prior_probability=0.5, contrast_after=0)``;
+    before the believer: ``ProxyPriorConfig(pending_believer=False)``.
     The screening settings (``screening()``) were chosen on seeds 0-99 of both spaces.
     """
 
@@ -127,6 +145,7 @@ class ProxyPriorConfig:
     proxy_averaging: bool = True
     proxy_prior_probability: float = 0.7
     contrast_after: int = 2
+    pending_believer: bool = True
 
     def __post_init__(self) -> None:
         if self.screen_fidelity == self.high_fidelity:
@@ -179,6 +198,7 @@ class ProxyPriorConfig:
             "beta": 1.0,
             "proxy_slope": 0.0,
             "proxy_slope_std": 0.0,
+            "pending_believer": False,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -289,6 +309,20 @@ class ProxyPriorGPUCB(HighFidelitySearch):
                 return self._start, first
             if self._proxy is None:
                 return int(self._pool.rng.choice(free)), first
+            pending_high = self._pending_high()
+            if pending_high and cfg.contrast_after >= 2:
+                # The batch's contrast: the plain GP, knowing only where evaluations are
+                # pending, is least certain farthest from them; so a batch started before any
+                # result holds the favourite and architectures unlike it, not its neighbours.
+                features = self.candidates.features
+                _, std = fit_noisy_gp(
+                    features[pending_high],
+                    np.zeros(len(pending_high)),
+                    np.full(len(pending_high), _EXACT_VARIANCE),
+                    length_scale=1.0,
+                ).predict(features, return_std=True)
+                score[free] = std[free]
+                return int(np.argmax(score)), first
             # The UCB of the prior alone: mean b0 z, variance 1 + sb^2 z^2 (the GP's unit
             # amplitude plus the slope's uncertainty).
             z = self._proxy[free]
@@ -302,6 +336,35 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         if cfg.screen_fidelity is None or best in screened:
             return best, cfg.high_fidelity
         return best, cfg.screen_fidelity
+
+    def _pending_high(self) -> list[int]:
+        """Architectures pending at high fidelity, when the believer accounts for them."""
+        if not self.config.pending_believer:
+            return []
+        high = self.config.high_fidelity
+        return sorted(i for i, f in self._pool.pending.values() if f == high)
+
+    def _believing(
+        self,
+        model: NoisyGP,
+        idx: np.ndarray,
+        targets: np.ndarray,
+        noise: np.ndarray,
+        believed: np.ndarray,
+    ) -> NoisyGP:
+        """``model`` refitted with each ``believed`` architecture added as an exact result at
+        its posterior mean (kriging believer); the length scale stays the one the real results
+        chose (believed points carry no evidence about it)."""
+        if len(believed) == 0:
+            return model
+        features = self.candidates.features
+        guessed, _ = model.predict(features[believed])
+        return fit_noisy_gp(
+            features[np.concatenate([idx, believed])],
+            np.concatenate([targets, guessed]),
+            np.concatenate([noise, np.full(len(believed), _EXACT_VARIANCE)]),
+            length_scale=model.length_scale,
+        )
 
     def _in_contrast(self, high_idx: np.ndarray) -> bool:
         """Whether the plain GP chooses now (the proxy's first pick has been made)."""
@@ -320,15 +383,19 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         # The contrast: until ``contrast_after`` high-fidelity results are in, the plain GP
         # chooses, so the second result lies away from the proxy's favourite and the two
         # models' evidence can differ (near the favourite a misleading proxy looks right).
+        seen = set(idx.tolist())
+        believed = np.array([i for i in self._pending_high() if i not in seen], dtype=int)
+        plain = fit_noisy_gp(features[idx], targets, noise)
         if self._proxy is None or self._in_contrast(high_idx):
-            return fit_noisy_gp(features[idx], targets, noise).predict(features, return_std=True)
+            believing = self._believing(plain, idx, targets, noise, believed)
+            return believing.predict(features, return_std=True)
         trend = self._proxy_slope(idx, targets) * self._proxy
         with_proxy = fit_noisy_gp(features[idx], targets - trend[idx], noise)
-        mean, std = with_proxy.predict(features, return_std=True)
+        believing = self._believing(with_proxy, idx, targets - trend[idx], noise, believed)
+        mean, std = believing.predict(features, return_std=True)
         mean = mean + trend
         if not self.config.proxy_averaging:
             return mean, std
-        plain = fit_noisy_gp(features[idx], targets, noise)
         # Both are densities of the same targets: p(y | proxy) = N(y - b z; m, K), and the
         # plug-in slope b makes the proxy model's evidence a little optimistic.
         prior = self.config.proxy_prior_probability
@@ -339,7 +406,8 @@ class ProxyPriorGPUCB(HighFidelitySearch):
             difference = -math.inf
         weight = 1.0 / (1.0 + math.exp(min(difference, 700.0)))
         self._proxy_weight = weight
-        plain_mean, plain_std = plain.predict(features, return_std=True)
+        believing = self._believing(plain, idx, targets, noise, believed)
+        plain_mean, plain_std = believing.predict(features, return_std=True)
         mixed = weight * mean + (1.0 - weight) * plain_mean
         second_moment = weight * (std**2 + mean**2) + (1.0 - weight) * (
             plain_std**2 + plain_mean**2
@@ -425,8 +493,7 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         imputed = np.array([i not in seen_high for i in screen_idx.tolist()], dtype=bool)
         idx = np.concatenate([high_idx, screen_idx[imputed]])
         targets = np.concatenate([high_val, intercept + slope * screen_val[imputed]])
-        # Exact results get scikit-learn's default jitter, as the paper's GP-UCB.
         variance = np.concatenate(
-            [np.full(len(high_idx), 1e-10), np.full(int(imputed.sum()), noise**2)]
+            [np.full(len(high_idx), _EXACT_VARIANCE), np.full(int(imputed.sum()), noise**2)]
         )
         return idx, targets, variance

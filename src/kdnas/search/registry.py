@@ -272,10 +272,14 @@ def _proxy_prior(request: OptimizerRequest) -> Optimizer:
             proxy_prior_probability=0.5,
             contrast_after=0,
         )
-    elif request.preset in (2, None):
+    elif request.preset == 2:  # until the believer: parallel picks ignored pending ones
+        config = ProxyPriorConfig(
+            high_fidelity=request.high_fidelity, beta=_beta(request), pending_believer=False
+        )
+    elif request.preset in (3, None):
         config = ProxyPriorConfig(high_fidelity=request.high_fidelity, beta=_beta(request))
     else:
-        raise ValueError(f"proxy-gp-ucb has no preset {request.preset!r}; its presets: 1, 2")
+        raise ValueError(f"proxy-gp-ucb has no preset {request.preset!r}; its presets: 1, 2, 3")
     return ProxyPriorGPUCB(
         request.candidates,
         config,
@@ -390,8 +394,9 @@ BUILTIN_OPTIMIZERS: tuple[OptimizerEntry, ...] = (
         default_beta=0.5,
         leaderboard_key="proxy_gp_ucb",
         leaderboard_label="kdnas proxy-prior GP-UCB",
-        # 1: beta 1.0, prior probability 0.5, no contrast pick; 2: ProxyPriorConfig().
-        preset=2,
+        # 1: beta 1.0, prior probability 0.5, no contrast pick; 2: the contrast pick, beta
+        # 0.5, prior probability 0.7; 3: ProxyPriorConfig() (2 with the pending believer).
+        preset=3,
         earlier_betas={1: 1.0},
     ),
     OptimizerEntry(
