@@ -463,13 +463,18 @@ def test_proxy_prior_on_the_paper_benchmark(paper_data_dir) -> None:
 # ---------------------------------------------------------------------------- do no harm
 
 
-def _asks(optimizer: ProxyPriorGPUCB, toy: BenchmarkScaleToy, count: int) -> list[int]:
+def _asks(
+    optimizer: ProxyPriorGPUCB, toy: BenchmarkScaleToy, count: int, tell: bool = True
+) -> list[int]:
+    """``count`` asks, each told at once (one worker) or, without ``tell``, none told (a batch
+    of parallel workers)."""
     picks = []
     for _ in range(count):
         suggestion = optimizer.ask()
         assert suggestion is not None
         picks.append(toy.candidates.index_of(suggestion.arch))
-        optimizer.tell(suggestion, toy.evaluate(suggestion))
+        if tell:
+            optimizer.tell(suggestion, toy.evaluate(suggestion))
     return picks
 
 
@@ -534,16 +539,6 @@ def test_do_no_harm_settings_are_checked() -> None:
 # ---------------------------------------------------------------------------- parallel workers
 
 
-def _pending_asks(optimizer: ProxyPriorGPUCB, toy: BenchmarkScaleToy, count: int) -> list[int]:
-    """``count`` asks with nothing told (a batch of parallel workers)."""
-    picks = []
-    for _ in range(count):
-        suggestion = optimizer.ask()
-        assert suggestion is not None
-        picks.append(toy.candidates.index_of(suggestion.arch))
-    return picks
-
-
 def _min_distance(toy: BenchmarkScaleToy, picks: list[int]) -> float:
     points = toy.candidates.features[picks]
     distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
@@ -554,7 +549,7 @@ def test_a_first_batch_holds_the_favourite_and_architectures_unlike_it() -> None
     # A smooth proxy: its four favourites are neighbours around one corner of the grid.
     proxy = _peak(7, 7)
     toy = BenchmarkScaleToy()
-    batch = _pending_asks(ProxyPriorGPUCB(toy.candidates, proxy=proxy), toy, 4)
+    batch = _asks(ProxyPriorGPUCB(toy.candidates, proxy=proxy), toy, 4, tell=False)
     assert batch[0] == int(np.argmax(proxy))
     # Each later pick is where the plain GP, knowing only the pending picks, is least sure:
     # as far as the grid allows from every earlier pick (the far corner comes second).
@@ -565,10 +560,11 @@ def test_a_first_batch_holds_the_favourite_and_architectures_unlike_it() -> None
     assert toy.candidates.archs[batch[1]] == toy.candidates.archs[int(np.argmin(proxy))]
     # Without the believer the batch is the proxy's four favourites, crowded in one corner.
     toy_old = BenchmarkScaleToy()
-    crowded = _pending_asks(
+    crowded = _asks(
         ProxyPriorGPUCB(toy_old.candidates, ProxyPriorConfig(pending_believer=False), proxy=proxy),
         toy_old,
         4,
+        tell=False,
     )
     assert sorted(crowded) == sorted(np.argsort(-proxy, kind="stable")[:4].tolist())
     assert _min_distance(toy, batch) > 2 * _min_distance(toy_old, crowded)
@@ -585,7 +581,7 @@ def test_a_pending_evaluation_is_not_crowded_by_the_next_pick() -> None:
         config = ProxyPriorConfig(pending_believer=believer)
         optimizer = ProxyPriorGPUCB(toy.candidates, config, proxy=proxy)
         told = _asks(optimizer, toy, 4)
-        picks[believer] = (told, _pending_asks(optimizer, toy, 2))
+        picks[believer] = (told, _asks(optimizer, toy, 2, tell=False))
     assert picks[True][0] == picks[False][0]  # no pending evaluation yet: the same picks
     (pending, believing), (same, ignoring) = picks[True][1], picks[False][1]
     assert pending == same and believing != ignoring
