@@ -597,3 +597,42 @@ def test_a_pending_evaluation_is_not_crowded_by_the_next_pick() -> None:
             ProxyPriorGPUCB(toy_one.candidates, config, proxy=proxy), toy_one, 8
         )
     assert runs[True] == runs[False]
+
+
+def test_a_failed_result_among_pending_ones_keeps_the_batch_going() -> None:
+    # Four workers; the favourite's run fails while three are pending: the next picks are
+    # still new architectures (the failed one out of the search), chosen away from the
+    # pending ones, and the search goes on to the optimum once results arrive.
+    proxy = _peak(7, 7)
+    toy = BenchmarkScaleToy()
+    optimizer = ProxyPriorGPUCB(toy.candidates, proxy=proxy, target_value=float(toy.high.max()))
+    batch = [optimizer.ask() for _ in range(4)]
+    assert all(s is not None for s in batch)
+    first = batch[0]
+    assert first is not None
+    optimizer.tell(
+        first,
+        EvalResult(first.arch.key(), HIGH_FIDELITY, math.nan, math.nan, 5.0, status="failed"),
+    )
+    refill = optimizer.ask()
+    assert refill is not None
+    asked = {s.arch for s in batch if s is not None}
+    assert refill.arch not in asked
+    features, at = toy.candidates.features, toy.candidates.index_of
+    still = [at(s.arch) for s in batch[1:] if s is not None]
+    gaps = np.sqrt(((features[:, None] - features[still][None]) ** 2).sum(-1)).min(1)
+    free = [i for i in range(64) if toy.candidates.archs[i] not in asked]
+    assert gaps[at(refill.arch)] == pytest.approx(gaps[free].max())
+    pending = [s for s in batch[1:] if s is not None] + [refill]
+    seen = set(asked) | {refill.arch}
+    while pending:
+        done = pending.pop(0)
+        optimizer.tell(done, toy.evaluate(done))
+        nxt = optimizer.ask()
+        if nxt is not None:
+            assert nxt.arch not in seen and nxt.arch != first.arch
+            seen.add(nxt.arch)
+            pending.append(nxt)
+    best = optimizer.best()
+    assert optimizer.finished and best is not None
+    assert best.valid_acc == pytest.approx(float(toy.high.max()))
