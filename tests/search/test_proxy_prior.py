@@ -539,6 +539,22 @@ def test_do_no_harm_settings_are_checked() -> None:
 # ---------------------------------------------------------------------------- parallel workers
 
 
+def _least_certain(features: np.ndarray, pending: list[int], free: list[int]) -> float:
+    """The largest posterior std, among ``free``, of a unit-amplitude RBF GP (length scale 1)
+    that knows only the ``pending`` points: scikit-learn's, as an independent reference."""
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF
+
+    gp = GaussianProcessRegressor(RBF(1.0, "fixed"), alpha=1e-10, optimizer=None)
+    gp.fit(features[pending], np.zeros(len(pending)))
+    _, std = gp.predict(features[free], return_std=True)
+    return float(std.max())
+
+
+def _std_at(features: np.ndarray, pending: list[int], index: int) -> float:
+    return _least_certain(features, pending, [index])
+
+
 def _min_distance(toy: BenchmarkScaleToy, picks: list[int]) -> float:
     points = toy.candidates.features[picks]
     distances = np.sqrt(((points[:, None] - points[None]) ** 2).sum(-1))
@@ -551,12 +567,13 @@ def test_a_first_batch_holds_the_favourite_and_architectures_unlike_it() -> None
     toy = BenchmarkScaleToy()
     batch = _asks(ProxyPriorGPUCB(toy.candidates, proxy=proxy), toy, 4, tell=False)
     assert batch[0] == int(np.argmax(proxy))
-    # Each later pick is where the plain GP, knowing only the pending picks, is least sure:
-    # as far as the grid allows from every earlier pick (the far corner comes second).
+    # Each later pick is where the plain GP, knowing only the pending picks, is least sure
+    # (the far corner comes second).
     features = toy.candidates.features
     for k in range(1, 4):
-        gaps = np.sqrt(((features[:, None] - features[batch[:k]][None]) ** 2).sum(-1)).min(1)
-        assert gaps[batch[k]] == pytest.approx(gaps.max())
+        free = [i for i in range(64) if i not in batch[:k]]
+        best = _least_certain(features, batch[:k], free)
+        assert _std_at(features, batch[:k], batch[k]) == pytest.approx(best, abs=1e-9)
     assert toy.candidates.archs[batch[1]] == toy.candidates.archs[int(np.argmin(proxy))]
     # Without the believer the batch is the proxy's four favourites, crowded in one corner.
     toy_old = BenchmarkScaleToy()
@@ -601,8 +618,9 @@ def test_a_pending_evaluation_is_not_crowded_by_the_next_pick() -> None:
 
 def test_a_failed_result_among_pending_ones_keeps_the_batch_going() -> None:
     # Four workers; the favourite's run fails while three are pending: the next picks are
-    # still new architectures (the failed one out of the search), chosen away from the
-    # pending ones, and the search goes on to the optimum once results arrive.
+    # still new architectures (the failed one out of the search), the first where the plain
+    # GP knowing only the pending ones is least sure, and the search goes on to the optimum
+    # once results arrive.
     proxy = _peak(7, 7)
     toy = BenchmarkScaleToy()
     optimizer = ProxyPriorGPUCB(toy.candidates, proxy=proxy, target_value=float(toy.high.max()))
@@ -620,9 +638,9 @@ def test_a_failed_result_among_pending_ones_keeps_the_batch_going() -> None:
     assert refill.arch not in asked
     features, at = toy.candidates.features, toy.candidates.index_of
     still = [at(s.arch) for s in batch[1:] if s is not None]
-    gaps = np.sqrt(((features[:, None] - features[still][None]) ** 2).sum(-1)).min(1)
     free = [i for i in range(64) if toy.candidates.archs[i] not in asked]
-    assert gaps[at(refill.arch)] == pytest.approx(gaps[free].max())
+    best = _least_certain(features, still, free)
+    assert _std_at(features, still, at(refill.arch)) == pytest.approx(best, abs=1e-9)
     pending = [s for s in batch[1:] if s is not None] + [refill]
     seen = set(asked) | {refill.arch}
     while pending:
