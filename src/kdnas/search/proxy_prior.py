@@ -48,8 +48,9 @@ pending evaluation are not suggested again until it is told. With ``pending_beli
 preset), each pending high-fidelity evaluation counts as returning its posterior mean in
 every model (kriging believer, as HF-only GP-UCB), and a batch asked before any result holds
 the proxy's favourite and then, as in the contrast, the plain GP's choices: the architectures
-farthest from what is pending. Without it the first four workers would train the proxy's four
-favourites, a whole wasted round where the proxy misleads. Failed or diverged results cost
+it is least certain of, knowing only what is pending (far from all of it). Without it the
+first four workers would train the proxy's four favourites, a whole wasted round where the
+proxy misleads. Failed or diverged results cost
 budget and take their architecture out of the search.
 """
 
@@ -115,7 +116,7 @@ class ProxyPriorConfig:
             as if it had returned the current posterior mean ("kriging believer", as HF-only
             GP-UCB does), so a batch spreads out instead of crowding one region; in the
             contrast, the picks made before any result are the plain GP's given the pending
-            ones (the proxy's favourite, then the architectures farthest from it). False: the
+            ones (the proxy's favourite, then the architectures far from it). False: the
             picks ignore what is pending (before any result, the proxy's top candidates).
 
     The defaults are the proxy-prior preset: no screening, beta = 0.5 (the paper's), a fixed
