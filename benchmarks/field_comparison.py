@@ -42,6 +42,8 @@ from typing import Any
 from kdnas.bench import resolve_benchmark_path
 from kdnas.peers.leaderboard import (
     KINDS,
+    MIN_RUNS_FOR_A_CLAIM,
+    anecdotal_losses,
     available_rows,
     better_encodings,
     encodings_markdown,
@@ -155,8 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("other encoding's in brackets):\n")
         print(encodings)
     losses = losses_of_best(summary)
-    print("\nWhere a peer, with the better of its encodings, beats kdnas's best optimizer:")
+    print(
+        "\nWhere a peer, with the better of its encodings, beats kdnas's best optimizer "
+        f"(rows with at least {MIN_RUNS_FOR_A_CLAIM} runs in the cell):"
+    )
     print("\n".join(f"- {line}" for line in losses) if losses else "- nowhere")
+    anecdotes = anecdotal_losses(summary)
+    if anecdotes:
+        print(f"Anecdotes, not counted (fewer than {MIN_RUNS_FOR_A_CLAIM} runs in the cell):")
+        print("\n".join(f"- {line}" for line in anecdotes))
     single = one_encoding_only(summary)
     if single:
         print(
@@ -187,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for key, better in better_encodings(summary).items()
             },
             "losses_of_best": losses,
+            "anecdotal_losses": anecdotes,
         }
         args.json.write_text(json.dumps(payload, indent=1))
     return 0
