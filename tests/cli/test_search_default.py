@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from kdnas.cli import main
-from kdnas.experiment import SearchSettings, stored_algorithm, teacher_dir_for
+from kdnas.experiment import (
+    SearchSettings,
+    stored_algorithm,
+    teacher_cache_dir_for,
+    teacher_dir_for,
+)
 from kdnas.search.registry import DEFAULT_OPTIMIZER, registered_optimizers
 from kdnas.spaces import get_space
 from kdnas.store import SQLiteStore
@@ -76,9 +81,12 @@ def test_a_new_default_search_runs_proxy_gp_ucb_at_full_data_and_trains_no_teach
         evaluated = {e.arch.key() for e in opened.results("search")}
     # Nothing but the candidates is trained: the teacher folder holds only the original
     # network's own full-data evaluation, kept as the teacher when the search evaluated it.
+    # Folders appear only with something in them (no empty teacher or teacher-cache folder).
     teachers = teacher_dir_for(store)
-    kept = any(teachers.iterdir()) if teachers.exists() else False
+    kept = teachers.exists()
     assert kept == (get_space("mobilenetv2").original().key() in evaluated)
+    assert not kept or any(teachers.iterdir())
+    assert not teacher_cache_dir_for(store).exists()
 
 
 def test_a_store_the_previous_default_made_resumes_with_the_same_command(

@@ -94,9 +94,8 @@ class TeacherCache:
             raise ValueError(f"budgets must be >= 0, got {max_bytes} and {max_disk_bytes}")
         self.max_bytes = max_bytes
         self.max_disk_bytes = max_disk_bytes
+        # Created with the first file written (``put``): nothing cached, no folder.
         self.directory = Path(directory) if directory is not None else None
-        if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
         self._memory: dict[tuple[str, int], EpochSummaries] = {}
         self._sizes: dict[tuple[str, int], int] = {}
         self.bytes_in_memory = 0

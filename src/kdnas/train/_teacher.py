@@ -83,12 +83,12 @@ class TeacherStore:
     """A folder of trained teachers.
 
     Args:
-        directory: where teachers are saved (created if absent).
+        directory: where teachers are saved (created with the first lock or save, so a
+            search that trains no teacher leaves no empty folder).
     """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
@@ -98,6 +98,7 @@ class TeacherStore:
         except ImportError:  # Windows: no flock; processes may train the same teacher twice
             yield
             return
+        self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / f"{key}.lock", "a+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
@@ -156,6 +157,7 @@ class TeacherStore:
         state = {k: v.detach().cpu() for k, v in network.state_dict().items()}
         torch.save(state, buffer)
         data = buffer.getvalue()
+        self.directory.mkdir(parents=True, exist_ok=True)
         atomic_write(weights_path, data)
         full = {**record, "key": key, "sha256": hashlib.sha256(data).hexdigest()}
         atomic_write(record_path, json.dumps(full, indent=2, sort_keys=True).encode())
