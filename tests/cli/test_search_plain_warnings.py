@@ -53,3 +53,27 @@ def test_other_log_records_still_reach_the_log(tmp_path: Path) -> None:
     assert "WARNING kdnas.store._sqlite: busy" in done.stderr
     assert "at chance" not in done.stderr and "Warning: at chance" in done.stdout
     assert "WARNING kdnas.experiment._health: after" in done.stderr  # restored
+
+
+def test_log_records_reach_the_terminal_as_plain_text() -> None:
+    """A control character in a logged value (a hostile path or name from a file) is written
+    as its escape by the CLI's logging, in the message and in a traceback alike, so it cannot
+    clear the screen, retitle the window or ring the bell; line breaks stay."""
+    code = (
+        "import logging; from kdnas.cli import configure_logging; configure_logging(False)\n"
+        "logging.getLogger('kdnas.store').warning('cannot read %s', 'runs\\x1b[2J\\x07.db')\n"
+        "try:\n"
+        "    raise ValueError('bad \\x1b]0;owned\\x07 name')\n"
+        "except ValueError:\n"
+        "    logging.getLogger('kdnas.data').exception('failed')\n"
+        "logging.getLogger('kdnas.data').info('not shown')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
+    assert "\x1b" not in err and "\x07" not in err
+    assert "WARNING kdnas.store: cannot read runs\\x1b[2J\\x07.db" in err
+    assert "ValueError: bad \\x1b]0;owned\\x07 name" in err
+    assert "Traceback (most recent call last):\n" in err  # the traceback keeps its lines
+    assert "not shown" not in err  # WARNING and up, as before

@@ -210,13 +210,29 @@ def _modules_for(argv: list[str]) -> tuple[str, ...]:
     return _COMMAND_MODULES
 
 
+class _PlainTextFormatter(logging.Formatter):
+    """Log lines as plain text: a control character in a record (a path or a name read from
+    a file, a traceback quoting one) is written as its escape, so it cannot drive the
+    terminal; line breaks stay (tracebacks, multi-line messages)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from kdnas.cli._console import printable
+
+        return "\n".join(printable(line) for line in super().format(record).split("\n"))
+
+
+def configure_logging(verbose: bool) -> None:
+    """The CLI's logging: WARNING and up (DEBUG with ``verbose``) to stderr as plain text
+    (``_PlainTextFormatter``); nothing changes when the root logger already has handlers."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PlainTextFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(_modules_for(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -14,13 +14,13 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["MAX_SHOWN", "make_console", "one_line", "shown"]
+__all__ = ["MAX_SHOWN", "make_console", "one_line", "printable", "shown"]
 
 #: Longest user value shown whole; longer ones show their start and their length.
 MAX_SHOWN = 200
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with every non-printable character (escape, bell, other controls, stray
     surrogates) written as its Python escape, as ``repr`` would."""
     if text.isprintable():
@@ -32,7 +32,7 @@ def one_line(value: object, limit: int | None = MAX_SHOWN) -> str:
     """``value`` as one line of plain text: whitespace runs folded, control characters written
     as escapes, values over ``limit`` characters shortened (None: never)."""
     text = " ".join(str(value).split())
-    text = _printable(text)
+    text = printable(text)
     if limit is not None and len(text) > limit:
         text = f"{text[: limit // 2]}...({len(text)} characters)"
     return text
