@@ -36,6 +36,14 @@ def test_warnings_are_plain_lines_not_log_records(tmp_path: Path) -> None:
     assert "teacher ready" in shown and "3/3" in shown
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter that imports this checkout's kdnas; it must exit 0."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_other_log_records_still_reach_the_log(tmp_path: Path) -> None:
     """The filter is only for the health checks: a store's warning stays a log line."""
     code = (
@@ -47,9 +55,7 @@ def test_other_log_records_still_reach_the_log(tmp_path: Path) -> None:
         "logging.getLogger('kdnas.experiment._health').warning('at chance'); "
         "plain.__exit__(); logging.getLogger('kdnas.experiment._health').warning('after')"
     )
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = _python(code)
     assert "WARNING kdnas.store._sqlite: busy" in done.stderr
     assert "at chance" not in done.stderr and "Warning: at chance" in done.stdout
     assert "WARNING kdnas.experiment._health: after" in done.stderr  # restored
@@ -68,9 +74,7 @@ def test_log_records_reach_the_terminal_as_plain_text() -> None:
         "    logging.getLogger('kdnas.data').exception('failed')\n"
         "logging.getLogger('kdnas.data').info('not shown')\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = _python(code)
     err = done.stderr
     assert "\x1b" not in err and "\x07" not in err
     assert "WARNING kdnas.store: cannot read runs\\x1b[2J\\x07.db" in err
