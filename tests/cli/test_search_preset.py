@@ -213,3 +213,24 @@ def test_an_unknown_preset_is_a_clear_error(
     )
     with SQLiteStore(store) as opened:
         assert opened.count("search") == 0
+
+
+def test_a_preset_2_run_resumes_with_preset_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A store made before the pending believer (preset 2) resumes with the same command,
+    # keeps its fingerprint and goes on as an uninterrupted preset-2 run would.
+    old = tmp_path / "old.sqlite"
+    _library_search(old, 2, preset=2)
+    with SQLiteStore(old) as opened:
+        made = opened.run("search")
+    assert made.config["optimizer_preset"] == 2
+    assert stored_optimizer(old, "search") == StoredOptimizer("proxy-gp-ucb", 2, 0.5)
+    code, resumed, err = _run(tiny(old, 4), capsys)
+    assert code == 0 and (resumed["replayed"], resumed["new"]) == (2, 2)
+    assert "Resuming 'search' with proxy-gp-ucb's settings as of that run (preset 2;" in err
+    with SQLiteStore(old) as opened:
+        assert opened.run("search").fingerprint == made.fingerprint
+    uninterrupted = tmp_path / "preset2.sqlite"
+    _library_search(uninterrupted, 4, preset=2)
+    assert _evaluated(old) == _evaluated(uninterrupted)
