@@ -386,8 +386,8 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         # models' evidence can differ (near the favourite a misleading proxy looks right).
         seen = set(idx.tolist())
         believed = np.array([i for i in self._pending_high() if i not in seen], dtype=int)
-        plain = fit_noisy_gp(features[idx], targets, noise)
         if self._proxy is None or self._in_contrast(high_idx):
+            plain = fit_noisy_gp(features[idx], targets, noise)
             believing = self._believing(plain, idx, targets, noise, believed)
             return believing.predict(features, return_std=True)
         trend = self._proxy_slope(idx, targets) * self._proxy
@@ -397,6 +397,7 @@ class ProxyPriorGPUCB(HighFidelitySearch):
         mean = mean + trend
         if not self.config.proxy_averaging:
             return mean, std
+        plain = fit_noisy_gp(features[idx], targets, noise)
         # Both are densities of the same targets: p(y | proxy) = N(y - b z; m, K), and the
         # plug-in slope b makes the proxy model's evidence a little optimistic.
         prior = self.config.proxy_prior_probability
