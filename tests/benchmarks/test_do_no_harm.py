@@ -3,24 +3,14 @@ and the per-draw ratios are those of each draw alone."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "do_no_harm.py"
-
 
 @pytest.fixture(scope="module")
-def do_no_harm():
-    spec = importlib.util.spec_from_file_location("do_no_harm", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["do_no_harm"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["do_no_harm"]
+def do_no_harm(benchmark_script):
+    with benchmark_script("do_no_harm") as module:
+        yield module
 
 
 def _cells(hf_only: list[float], after: list[float]) -> dict:
