@@ -25,8 +25,10 @@ its standard error, and the ratio HF-only / row (> 1: faster than HF-only). The 
 of each row is marked. Field runs stop at ``FIELD_HORIZON_S`` and count as that.
 
 Protocol: settings were chosen on draw 0 (``--draw 0``); report on fresh draws (1, 2, ...).
+Several draws (``--draw 3 4 5``) pool their sub-spaces into one table and add each row's
+ratio on each draw alone, which shows how much a column moves from one draw to the next.
 
-    .venv/bin/python benchmarks/do_no_harm.py [--draw 1] [--subsets 30] [--runs 10]
+    .venv/bin/python benchmarks/do_no_harm.py [--draw 1 [2 ...]] [--subsets 30] [--runs 10]
         [--workers 1 4] [--rows before contrast after untuned hf_only algorithm2 optimum_search]
         [--field optuna_hb_best_features ...] [--jobs 2] [--markdown FILE]
 
@@ -81,6 +83,8 @@ CONTRAST = ProxyPriorConfig(pending_believer=False)
 UNTUNED = ProxyPriorConfig(beta=0.5, proxy_prior_probability=0.5, contrast_after=2)
 
 Factory = Callable[[CandidateSet, SpaceArrays, int], Optimizer]
+#: (space, workers) -> regime -> row -> [sub-spaces] seconds to the optimum.
+Cells = dict[tuple[str, int], dict[str, dict[str, np.ndarray]]]
 
 
 def _proxy_prior(config: ProxyPriorConfig) -> Factory:
@@ -181,7 +185,7 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
 
 
 def table(
-    cells: dict[tuple[str, int], dict[str, dict[str, np.ndarray]]],
+    cells: Cells,
     labels: dict[str, str],
     regimes: Sequence[str],
 ) -> str:
@@ -210,10 +214,55 @@ def table(
     return "\n".join(out)
 
 
+def pool_draws(draws: Sequence[Cells]) -> Cells:
+    """The cells of several draws as one: each row's sub-spaces of every draw, in draw
+    order (a mean over them weighs each sub-space equally)."""
+    pooled: Cells = {}
+    for cells in draws:
+        for cell, by_regime in cells.items():
+            for regime, values in by_regime.items():
+                into = pooled.setdefault(cell, {}).setdefault(regime, {})
+                for key, seconds in values.items():
+                    into[key] = np.concatenate([into.get(key, np.zeros(0)), seconds])
+    return pooled
+
+
+def ratios_by_draw(
+    per_draw: dict[int, Cells], labels: dict[str, str], regimes: Sequence[str]
+) -> str:
+    """Markdown: per (space, workers, regime) a line per row with its ratio on each draw."""
+    draws = sorted(per_draw)
+    out = [
+        "| space, workers, regime | optimizer | " + " | ".join(f"draw {d}" for d in draws) + " |"
+    ]
+    out.append("|---" * (len(draws) + 2) + "|")
+    for cell in per_draw[draws[0]]:
+        for regime in (r for r in regimes if r in per_draw[draws[0]][cell]):
+            for key, label in labels.items():
+                if key == "hf_only":
+                    continue
+                ratios = []
+                for draw in draws:
+                    values = per_draw[draw][cell][regime]
+                    ran = np.isfinite(values[key])
+                    ratios.append(
+                        f"{values['hf_only'][ran].mean() / values[key][ran].mean():.2f}x"
+                    )
+                where = f"{cell[0]}, {cell[1]}, {regime}"
+                out.append(f"| {where} | {label} | " + " | ".join(ratios) + " |")
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--benchmark", default=DEFAULT_BENCHMARK)
-    parser.add_argument("--draw", type=int, default=1, help="0 chose the settings; report on 1+")
+    parser.add_argument(
+        "--draw",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="0 chose the settings; report on 1+ (several: their sub-spaces pooled)",
+    )
     parser.add_argument("--subsets", type=int, default=30, help="sub-spaces per regime")
     parser.add_argument("--runs", type=int, default=10, help="seeds on the whole spaces")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 4])
@@ -237,33 +286,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             space,
             regime,
             args.runs if regime == "whole" else args.subsets,
-            args.draw,
+            draw,
             workers,
             rows,
             args.field,
             args.expensive_subsets,
         )
+        for draw in args.draw
         for space in args.spaces
         for workers in args.workers
         for regime in args.regimes
     ]
-    cells: dict[tuple[str, int], dict[str, dict[str, np.ndarray]]] = {
-        (space, workers): {} for space in args.spaces for workers in args.workers
-    }
+    per_draw: dict[int, dict[tuple[str, int], dict[str, dict[str, np.ndarray]]]] = {}
     cpu = 0.0
     with ProcessPoolExecutor(args.jobs) as pool:
-        for space, regime, workers, values, seconds in pool.map(measure_cell, jobs):
-            cells[(space, workers)][regime] = values
+        for job, (space, regime, workers, values, seconds) in zip(
+            jobs, pool.map(measure_cell, jobs), strict=True
+        ):
+            draw = job[4]
+            per_draw.setdefault(draw, {}).setdefault((space, workers), {})[regime] = values
             cpu += seconds
-            print(f"  {space} {regime} {workers}w: {seconds:.0f} CPU s", flush=True)
+            print(f"  draw {draw} {space} {regime} {workers}w: {seconds:.0f} CPU s", flush=True)
+    cells = pool_draws([per_draw[draw] for draw in args.draw])
     labels = {key: ROWS[key][0] for key in rows}
     labels.update({key: _field_factory(key)[0] for key in args.field})
+    draws = ", ".join(str(draw) for draw in args.draw)
     text = (
-        f"Draw {args.draw}: mean seconds to the optimum ± se (HF-only / row); "
+        f"Draw {draws}: mean seconds to the optimum ± se (HF-only / row); "
         f"{args.subsets} sub-spaces per regime, {args.runs} seeds on the whole space "
         f"(field and optimum search: the first {args.expensive_subsets}, paired); "
         f"{cpu / 60:.1f} CPU min\n" + table(cells, labels, args.regimes)
     )
+    if len(args.draw) > 1:
+        text += "\n\nRatio HF-only / row on each draw alone (the spread between draws):\n"
+        text += ratios_by_draw(per_draw, labels, args.regimes)
     print(text)
     if args.markdown is not None:
         args.markdown.write_text(text + "\n")

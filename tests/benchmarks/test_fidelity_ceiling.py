@@ -3,8 +3,6 @@ definitions imply, on a few of the paper's sub-spaces (a few seconds)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +11,11 @@ import pytest
 from kdnas.bench import TabularBenchmark
 from kdnas.replay.arrays import load_space_arrays
 
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "fidelity_ceiling.py"
-
 
 @pytest.fixture(scope="module")
-def ceiling():
-    spec = importlib.util.spec_from_file_location("fidelity_ceiling", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fidelity_ceiling"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["fidelity_ceiling"]
+def ceiling(benchmark_script):
+    with benchmark_script("fidelity_ceiling") as module:
+        yield module
 
 
 def test_rows_keep_the_relations_their_definitions_imply(ceiling, paper_data_dir: Path) -> None:

@@ -5,7 +5,6 @@ torch behind a CPU-only .venv."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -20,7 +19,6 @@ import torch
 
 _ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = _ROOT / "benchmarks" / "gpu_check.sh"
-_MODULE = _ROOT / "benchmarks" / "gpu_check.py"
 
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 no_cuda = pytest.mark.skipif(
@@ -29,18 +27,16 @@ no_cuda = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def gpu_check():
+def gpu_check(benchmark_script):
     # One thread, as the check itself runs on the CPU: two threads on 2 busy shared cores made
     # a toy section 20x slower.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    spec = importlib.util.spec_from_file_location("gpu_check", _MODULE)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["gpu_check"]
-    torch.set_num_threads(threads)
+    try:
+        with benchmark_script("gpu_check") as module:
+            yield module
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _run(gpu_check, tmp_path: Path, *breaks: str, budget: float = 600.0):
